@@ -1,0 +1,1 @@
+//! Differential privacy for Concord (being built).
