@@ -1,1 +1,20 @@
-//! placeholder
+//! Concord's multi-party protocols, as pure state machines.
+//!
+//! Every protocol here is *sans-IO*: a role is a value that takes the peer's message and returns
+//! its next state and the messages to send. Nothing in this crate opens a socket, a file or a
+//! database; the node crate maps these messages onto its transport, and benches and tests run both
+//! roles in one process. Heavy arithmetic runs on all cores through rayon's global pool.
+//!
+//! # Layout
+//! - [`psi`]: two-party private set intersection by ECDH on ristretto255 (cardinality or
+//!   intersection, one-shot or against a cached sender encoding), with its canonical key
+//!   encoding, wire format, and an in-process driver used by `concord bench psi`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod psi;
+
+/// Version of Concord's protocols. It is part of every hash-to-group and key-derivation
+/// domain-separation tag, so two versions can never silently interoperate.
+pub const PROTOCOL_VERSION: u8 = 1;
