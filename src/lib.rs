@@ -1,1 +1,11 @@
-//! placeholder
+//! Concord: joint statistics across data holders without disclosing raw records.
+//!
+//! This facade re-exports the member crates so that the workspace-wide `tests/` and `benches/`
+//! (and embedders) reach them by one name.
+//!
+//! # Layout
+//! - [`mpc`]: the multi-party protocols, pure and transport-free (`concord-mpc`).
+
+#![forbid(unsafe_code)]
+
+pub use concord_mpc as mpc;

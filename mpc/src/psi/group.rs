@@ -190,7 +190,7 @@ impl DigestTag {
         Self(h)
     }
 
-    fn digest(&self, compressed: &[u8; POINT_LEN]) -> ItemDigest {
+    pub(crate) fn digest(&self, compressed: &[u8; POINT_LEN]) -> ItemDigest {
         let mut h = self.0.clone();
         h.update(compressed);
         let full = h.finalize();
@@ -288,7 +288,7 @@ mod tests {
         ];
         for (input, blinded, evaluated) in cases {
             let msg = h(input);
-            let b = hash_and_blind(&h2g, &[msg.clone()], &blind);
+            let b = hash_and_blind(&h2g, std::slice::from_ref(&msg), &blind);
             assert_eq!(hex::encode(b[0]), blinded);
             let points = decompress_all(&b).unwrap();
             let e = blind_points(&points, &sk);

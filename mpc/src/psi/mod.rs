@@ -63,6 +63,7 @@ pub mod local;
 mod params;
 mod receiver;
 mod sender;
+pub mod vectors;
 pub mod wire;
 
 pub use group::{BlindingKey, DIGEST_LEN, ItemDigest, POINT_LEN};
@@ -170,3 +171,6 @@ pub enum PsiError {
         matches: u64,
     },
 }
+
+#[cfg(test)]
+mod tests;

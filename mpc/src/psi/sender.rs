@@ -2,6 +2,7 @@
 //! recipient) learns the output from the receiver.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
@@ -41,6 +42,8 @@ pub struct SenderEncoding {
     digests: Vec<ItemDigest>,
     /// Stream position → distinct key index.
     order: Vec<u32>,
+    /// Sessions started against this encoding. Cardinality sessions must be the first and only.
+    sessions: AtomicU64,
 }
 
 impl std::fmt::Debug for SenderEncoding {
@@ -70,6 +73,7 @@ impl SenderEncoding {
             keys,
             digests,
             order,
+            sessions: AtomicU64::new(0),
         }
     }
 
@@ -122,6 +126,11 @@ impl SenderAwaitQuery {
         }
         if encoding.key_spec() != params.keys() {
             return Err(PsiError::KeySpecMismatch);
+        }
+        let earlier = encoding.sessions.fetch_add(1, Ordering::SeqCst);
+        if params.output() == OutputKind::Cardinality && earlier > 0 {
+            // The receiver could link unblinded values across sessions under the same key.
+            return Err(PsiError::CardinalityNeedsFreshKeys);
         }
         Ok(Self {
             params,

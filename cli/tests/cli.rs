@@ -1,0 +1,79 @@
+//! The `concord` command as a user meets it: help texts (snapshots in `tests/cmd/`), a real
+//! benchmark run, and errors on bad arguments.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+#[test]
+fn help_snapshots() {
+    trycmd::TestCases::new().case("tests/cmd/*.toml");
+}
+
+fn concord(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bench_psi_reports_a_correct_run() {
+    let out = concord(&[
+        "bench",
+        "psi",
+        "--size",
+        "3000",
+        "--overlap",
+        "1234",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["protocol"], "ecdh-psi-ristretto255");
+    assert_eq!(report["size"], 3000);
+    assert_eq!(report["overlap"], 1234);
+    assert_eq!(report["threads"], 2);
+    assert_eq!(report["intersection_size"], 1234);
+    assert_eq!(report["correct"], true);
+    let wall = report["wall_seconds"].as_f64().unwrap();
+    let limit = report["limit_seconds"].as_f64().unwrap();
+    assert!(wall > 0.0 && limit > 0.0);
+    let ips = report["items_per_second"].as_f64().unwrap();
+    assert!((ips - 3000.0 / wall).abs() < 1e-6 * ips);
+    // 32 bytes per blinded and per evaluated key, 16 per sender digest, plus frame headers.
+    let bytes = report["bytes_exchanged"].as_u64().unwrap();
+    assert!((3000 * 80..3000 * 80 + 4096).contains(&bytes), "{bytes}");
+}
+
+#[test]
+fn bench_psi_cardinality_table() {
+    let out = concord(&["bench", "psi", "--size", "500", "--output", "cardinality"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("ECDH-PSI on ristretto255 (cardinality"),
+        "{table}"
+    );
+    assert!(
+        table.contains("250 (matches the plaintext intersection)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn bench_psi_refuses_impossible_overlap() {
+    let out = concord(&["bench", "psi", "--size", "10", "--overlap", "11"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--overlap 11 is larger than --size 10"),
+        "{err}"
+    );
+}

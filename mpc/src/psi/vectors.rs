@@ -1,0 +1,31 @@
+//! The encoding steps one at a time, for known-answer checks.
+//!
+//! `mpc/tests/vectors/psi_ecdh_v1.json` lists, for sample keys: the canonical bytes
+//! ([`super::keys::canonical_key`]), the group element they hash to, the element blinded by a
+//! fixed key, and its comparison digest, along with frames that must decode and `bad_*` frames that
+//! must be rejected. Another implementation reproduces these to interoperate with this one.
+
+use super::group::{BlindingKey, DigestTag, ItemDigest, POINT_LEN, blind_points, hash_and_blind};
+use super::params::{SessionId, domain_tag, hash_to_group};
+
+/// `H(canonical)` in the hash domain, compressed.
+pub fn hash_to_group_element(domain: SessionId, canonical: &[u8]) -> [u8; POINT_LEN] {
+    let h2g = hash_to_group(domain);
+    h2g.hash(canonical).compress().to_bytes()
+}
+
+/// `[key]H(canonical)`, compressed.
+pub fn blinded_element(domain: SessionId, canonical: &[u8], key: &BlindingKey) -> [u8; POINT_LEN] {
+    hash_and_blind(&hash_to_group(domain), &[canonical], key)[0]
+}
+
+/// The comparison digest of a compressed, doubly-blinded element in the hash domain.
+pub fn element_digest(domain: SessionId, element: &[u8; POINT_LEN]) -> ItemDigest {
+    DigestTag::new(&domain_tag(domain)).digest(element)
+}
+
+/// `[key]P` for a compressed element `P`, or `None` if `P` is not a valid encoding.
+pub fn blind_element(element: &[u8; POINT_LEN], key: &BlindingKey) -> Option<[u8; POINT_LEN]> {
+    let point = super::group::decompress_all(&[*element]).ok()?;
+    Some(blind_points(&point, key)[0])
+}
