@@ -73,10 +73,7 @@ impl Link {
 }
 
 fn recv(rx: &Receiver<Frame>) -> Result<Message, PsiError> {
-    let frame = rx.recv().map_err(|_| PsiError::Unexpected {
-        state: "in-process run",
-        message: "hang-up from the peer",
-    })?;
+    let frame = rx.recv().map_err(|_| PsiError::PeerGone)?;
     Ok(Message::decode(frame.as_bytes())?)
 }
 
@@ -100,13 +97,12 @@ pub fn run<R: CryptoRng + ?Sized>(
                 bytes: 0,
                 frames: 0,
             };
-            let own = sender_keys.len();
-            let encoding = Arc::new(SenderEncoding::new(
+            let encoding = Arc::new(SenderEncoding::with_progress(
                 params.hash_domain(),
                 sender_keys,
                 &mut sender_rng,
+                &|n| progress.add(n),
             ));
-            progress.add(own);
             for frame in encoding.set_frames(&params) {
                 link.send(frame);
             }
@@ -148,10 +144,12 @@ pub fn run<R: CryptoRng + ?Sized>(
             let (mut blinding, header) =
                 ReceiverBlinding::start(params, receiver_keys, &mut receiver_rng)?;
             link.send(header);
+            let mut remaining = blinding.remaining();
             while let Some(frame) = blinding.next_batch() {
                 link.send(frame);
+                progress.add(remaining - blinding.remaining());
+                remaining = blinding.remaining();
             }
-            progress.add(blinding_total(&blinding));
             let mut collecting = blinding.finish()?;
             while !collecting.is_complete() {
                 let message = recv(&from_sender)?;
@@ -169,8 +167,11 @@ pub fn run<R: CryptoRng + ?Sized>(
             Ok::<_, PsiError>((output, link.bytes, link.frames))
         });
 
-        let receiver = join(receiver)?;
-        let sender = join(sender)?;
+        let (receiver, sender) = match (join(receiver), join(sender)) {
+            (Ok(r), Ok(s)) => (r, s),
+            // One role failing makes the other see the channel close: report the cause.
+            (Err(PsiError::PeerGone), Err(e)) | (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
         Ok(LocalRun {
             frames: receiver.2 + sender.2,
             bytes_to_sender: receiver.1,
@@ -179,12 +180,6 @@ pub fn run<R: CryptoRng + ?Sized>(
             sender: sender.0,
         })
     })
-}
-
-fn blinding_total(blinding: &ReceiverBlinding) -> usize {
-    // Called once every batch has been taken; the receiver blinded all its distinct keys.
-    debug_assert_eq!(blinding.remaining(), 0);
-    blinding.key_count()
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, PsiError>>) -> Result<T, PsiError> {

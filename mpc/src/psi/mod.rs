@@ -154,6 +154,9 @@ pub enum PsiError {
     /// A key spec with zero columns.
     #[error("a key needs at least one column")]
     NoKeyColumns,
+    /// The peer closed the session before it was complete.
+    #[error("the peer closed the session before it was complete")]
+    PeerGone,
     /// The receiver reported a match at a position the sender never sent.
     #[error("peer reported a match at position {position} of {items}")]
     MatchOutOfRange {

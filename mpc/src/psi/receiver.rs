@@ -79,11 +79,6 @@ impl ReceiverBlinding {
         Some(wire::blinded(&blinded))
     }
 
-    /// Distinct keys in the receiver's set.
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
-    }
-
     /// Distinct keys not yet blinded.
     pub fn remaining(&self) -> usize {
         self.keys.len() - self.next

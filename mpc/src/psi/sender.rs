@@ -59,10 +59,25 @@ impl SenderEncoding {
     /// Blinds and digests `keys` under a fresh key, in a fresh random order. `id` is the hash
     /// domain: the session id for a one-shot session, or a fresh id for a cached encoding.
     pub fn new<R: CryptoRng + ?Sized>(id: SessionId, keys: KeySet, rng: &mut R) -> Self {
+        Self::with_progress(id, keys, rng, &|_| {})
+    }
+
+    /// [`Self::new`], calling `progress` with the number of keys encoded after each step.
+    pub fn with_progress<R: CryptoRng + ?Sized>(
+        id: SessionId,
+        keys: KeySet,
+        rng: &mut R,
+        progress: &dyn Fn(usize),
+    ) -> Self {
+        const STEP: usize = 1 << 16;
         let key = BlindingKey::random(rng);
         let h2g = hash_to_group(id);
         let tag = super::group::DigestTag::new(&domain_tag(id));
-        let in_order = hash_blind_and_digest(&h2g, keys.distinct(), &key, &tag);
+        let mut in_order = Vec::with_capacity(keys.len());
+        for step in keys.distinct().chunks(STEP) {
+            in_order.extend(hash_blind_and_digest(&h2g, step, &key, &tag));
+            progress(step.len());
+        }
         // Distinct keys ≤ MAX_DISTINCT_KEYS < u32::MAX, checked when the set was built.
         let mut order: Vec<u32> = (0..in_order.len() as u32).collect();
         order.shuffle(&mut StdRng::from_rng(rng));

@@ -335,3 +335,25 @@ fn receiver_rows_follow_input_order() {
     assert_eq!(rows, BTreeSet::from([1, 3, 4]));
     assert_eq!(run.receiver.input.duplicate_rows, 1);
 }
+
+#[test]
+fn the_failing_role_reports_the_cause() {
+    let mut rng = StdRng::seed_from_u64(14);
+    let params = one_shot(&mut rng, OutputKind::Intersection);
+    let folded = KeySpec {
+        columns: 1,
+        case_fold: true,
+    };
+    // The receiver's keys were normalized differently from the session parameters: the receiver
+    // refuses to start, the sender sees the channel close, and the run reports the receiver's
+    // reason rather than the hang-up.
+    let err = local::run(
+        params,
+        KeySet::from_strings(folded, ["a"]).unwrap(),
+        keys(&["a"]),
+        &mut rng,
+        &Progress::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, PsiError::KeySpecMismatch), "{err}");
+}
