@@ -5,7 +5,9 @@
 //!
 //! # Layout
 //! - [`mpc`]: the multi-party protocols, pure and transport-free (`concord-mpc`).
+//! - [`dp`]: differential privacy: releases, noise shares, accounting, accuracy (`concord-dp`).
 
 #![forbid(unsafe_code)]
 
+pub use concord_dp as dp;
 pub use concord_mpc as mpc;

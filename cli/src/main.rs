@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - `bench`: `concord bench psi`, capacity planning for private set intersection.
+//! - `dp`: `concord dp plan`, the accuracy planner for privacy budgets.
 
 #![forbid(unsafe_code)]
 
 mod bench;
+mod dp;
 
 use clap::{Parser, Subcommand};
 
@@ -25,12 +27,16 @@ enum Command {
     /// Measure what this machine can do, to size hardware before a deployment.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Differential privacy: plan budgets and accuracy
+    #[command(subcommand)]
+    Dp(dp::DpCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Dp(cmd) => dp::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
