@@ -1,0 +1,158 @@
+//! The node's state: one SQLite database in its data directory, with numbered migrations.
+//!
+//! Migrations are applied in order inside one transaction each and recorded in SQLite's
+//! `user_version`, so a node upgraded in place brings its database forward exactly once. A
+//! database newer than this build is refused rather than misread.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+/// The schema, one migration per entry; entry `i` brings the database to version `i + 1`.
+/// Never edit a released migration: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the audit log and its signed head.
+    "CREATE TABLE audit_log (
+        seq           INTEGER PRIMARY KEY,
+        at_ms         INTEGER NOT NULL,
+        actor         TEXT    NOT NULL,
+        action        TEXT    NOT NULL,
+        grant_id      TEXT,
+        subjects      TEXT    NOT NULL,
+        privacy_cost  TEXT,
+        output_digest BLOB,
+        outcome       TEXT    NOT NULL,
+        detail        TEXT    NOT NULL,
+        prev_hash     BLOB    NOT NULL,
+        entry_hash    BLOB    NOT NULL
+    ) STRICT;
+    CREATE TABLE audit_head (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        seq        INTEGER NOT NULL,
+        entry_hash BLOB    NOT NULL,
+        signature  BLOB    NOT NULL
+    ) STRICT;",
+];
+
+/// Everything that can go wrong with the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer Concord.
+    #[error(
+        "database {path} has schema version {found}, newer than this build's {supported}: upgrade Concord"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// This build's latest version.
+        supported: usize,
+    },
+}
+
+/// The node's database.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            .map_err(err)?;
+        let mut store = Self {
+            path: path.to_owned(),
+            conn,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current = self.schema_version()?;
+        if current > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                supported: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+            let path = self.path.clone();
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let tx = self.conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(store);
+        // Reopening applies nothing twice.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        store
+            .conn
+            .pragma_update(None, "user_version", 99i64)
+            .unwrap();
+        drop(store);
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("schema version 99, newer than this build's"),
+            "{err}"
+        );
+    }
+}
