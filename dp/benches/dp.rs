@@ -46,6 +46,12 @@ fn shares(c: &mut Criterion) {
             3,
         ),
         (
+            "polya/n=10,t=3,scale=100",
+            NoiseTarget::DiscreteLaplace { scale: 100.0 },
+            10,
+            3,
+        ),
+        (
             "skellam/n=10,t=0,lambda=10",
             NoiseTarget::Skellam { lambda: 10.0 },
             10,

@@ -163,6 +163,91 @@ fn negative_binomial_matches_pmf() {
     let mut r = rng(0);
     let g = Ratio::new(1, 1).unwrap();
     assert!(negative_binomial(&mut r, Ratio::new(3, 2).unwrap(), g).is_err());
+    assert!(negative_binomial(&mut r, Ratio::new(0, 2).unwrap(), g).is_err());
+    let one_third = Ratio::new(1, 3).unwrap();
+    assert!(negative_binomial(&mut r, one_third, Ratio::new(0, 1).unwrap()).is_err());
+}
+
+/// Draws of NegBin(c/d, e^{−1/scale}) against its pmf, over a range whose upper tail is < 10⁻⁷.
+fn assert_negbin_fits(c: u64, d: u64, scale: f64, pmf_r: f64, seed: u64) {
+    let r_ = Ratio::new(c, d).unwrap();
+    let gamma = Ratio::from_f64_up("scale", scale).unwrap().recip().unwrap();
+    let p = (-gamma.to_f64()).exp();
+    let hi = (16.0 * scale) as i64 + 40;
+    let mut r = rng(seed);
+    assert_fits(
+        &format!("negbin r={c}/{d} scale={scale}"),
+        0,
+        hi,
+        |k| negbin_pmf(pmf_r, p, k),
+        || negative_binomial(&mut r, r_, gamma).unwrap() as i64,
+    );
+}
+
+#[test]
+fn negative_binomial_matches_pmf_at_large_scales() {
+    // The Pólya shares of n = 10, t = 3 (r = 1/7) at scales 10 and 100; a non-dyadic scale
+    // (denominators near 2^32); r close to 1; and many parties (r = 1/50).
+    for (c, d, scale, seed) in [
+        (1u64, 7u64, 10.0, 20u64),
+        (1, 7, 100.0, 21),
+        (1, 7, 37.3, 22),
+        (5, 6, 100.0, 23),
+        (1, 50, 100.0, 24),
+    ] {
+        assert_negbin_fits(c, d, scale, c as f64 / d as f64, seed);
+    }
+}
+
+#[test]
+fn negative_binomial_with_a_wrong_shape_is_rejected() {
+    // NegBin(1/7) at scale 100 must not pass as NegBin(1/6): the test can fail.
+    let result = std::panic::catch_unwind(|| assert_negbin_fits(1, 7, 100.0, 1.0 / 6.0, 25));
+    assert!(result.is_err());
+}
+
+/// The two exact Bernoulli factories the negative binomial is built from.
+#[test]
+fn bernoulli_factories_match_their_probabilities() {
+    let coin = |name: &str, prob: f64, seed: u64, mut f: Box<dyn FnMut(&mut StdRng) -> bool>| {
+        let mut r = rng(seed);
+        assert_fits(
+            name,
+            0,
+            1,
+            |x| if x == 1 { prob } else { 1.0 - prob },
+            || i64::from(f(&mut r)),
+        );
+    };
+    // x/(e^x − 1): both branches (x ≤ 1 by geometric proposal, x > 1 by capped Poisson).
+    for (num, den, seed) in [(1u128, 10u128, 30u64), (1, 1, 31), (3, 2, 32), (7, 1, 33)] {
+        let x = num as f64 / den as f64;
+        let f = move |r: &mut StdRng| bernoulli_x_over_expm1(&mut Bits::new(r), num, den);
+        coin("x/(e^x − 1)", x / x.exp_m1(), seed, Box::new(f));
+    }
+    // (1 − e^{−y})/y: both branches (y ≤ 2 by alternating series, y > 2 by product).
+    for (num, den, seed) in [(1u128, 3u128, 34u64), (2, 1, 35), (9, 4, 36), (10, 1, 37)] {
+        let y = num as f64 / den as f64;
+        let f = move |r: &mut StdRng| bernoulli_one_minus_exp_over(&mut Bits::new(r), num, den);
+        coin("(1 − e^−y)/y", -(-y).exp_m1() / y, seed, Box::new(f));
+    }
+}
+
+#[test]
+fn capped_poisson_is_the_minimum() {
+    // min(Poisson(3.7), 2): P(0), P(1), P(≥ 2).
+    let lambda = 3.7;
+    let mut r = rng(38);
+    assert_fits(
+        "min(poisson, 2)",
+        0,
+        2,
+        |k| match k {
+            0 | 1 => poisson_pmf(lambda, k),
+            _ => 1.0 - poisson_pmf(lambda, 0) - poisson_pmf(lambda, 1),
+        },
+        || poisson_frac(&mut Bits::new(&mut r), 37, 10, 2) as i64,
+    );
 }
 
 #[test]

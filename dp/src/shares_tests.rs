@@ -35,7 +35,14 @@ fn assert_fits(name: &str, values: &[i64], span: i64, pmf: impl Fn(i64) -> f64) 
 
 #[test]
 fn polya_shares_sum_to_discrete_laplace() {
-    for (n, t, scale, seed) in [(5u32, 0u32, 2.0, 1u64), (4, 1, 3.5, 2), (1, 0, 1.0, 3)] {
+    for (n, t, scale, seed) in [
+        (5u32, 0u32, 2.0, 1u64),
+        (4, 1, 3.5, 2),
+        (1, 0, 1.0, 3),
+        // Large scales, where each share is NegBin(1/7) with p = e^{−1/scale} close to 1.
+        (10, 3, 10.0, 11),
+        (10, 3, 100.0, 12),
+    ] {
         let plan = SharePlan::new(NoiseTarget::DiscreteLaplace { scale }, n, t).unwrap();
         // The n − t honest shares alone must already be exactly discrete Laplace.
         let honest = (n - t) as usize;
