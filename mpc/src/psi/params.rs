@@ -155,13 +155,13 @@ impl PsiParams {
     }
 
     pub(crate) fn digest_tag(&self) -> DigestTag {
-        DigestTag::new(&domain_tag(self.hash_domain))
+        digest_tag(self.hash_domain)
     }
 }
 
 /// `CONCORD-V01-PSI-ECDH-ristretto255_XMD:SHA-512_R255MAP_RO_-<hash domain in hex>`: the
 /// version and the per-session (or per-encoding) id, as CONVENTIONS.md asks of every tag.
-pub(crate) fn domain_tag(hash_domain: SessionId) -> Vec<u8> {
+fn domain_tag(hash_domain: SessionId) -> Vec<u8> {
     format!(
         "CONCORD-V{PROTOCOL_VERSION:02}-PSI-ECDH-ristretto255_XMD:SHA-512_R255MAP_RO_-{}",
         hash_domain.hex()
@@ -171,4 +171,8 @@ pub(crate) fn domain_tag(hash_domain: SessionId) -> Vec<u8> {
 
 pub(crate) fn hash_to_group(hash_domain: SessionId) -> HashToGroup {
     HashToGroup::new(&domain_tag(hash_domain))
+}
+
+pub(crate) fn digest_tag(hash_domain: SessionId) -> DigestTag {
+    DigestTag::new(&domain_tag(hash_domain))
 }

@@ -7,7 +7,7 @@ use super::PsiError;
 use super::group::{
     BlindingKey, DigestTag, HashToGroup, ItemDigest, blind_and_digest, hash_and_blind,
 };
-use super::keys::{InputReport, KeySet};
+use super::keys::{InputReport, KeySet, check_peer_count};
 use super::params::{OutputKind, PsiParams, Recipients};
 use super::wire::{self, DEFAULT_BATCH_ITEMS, Frame, MAX_BATCH_ITEMS, Message};
 
@@ -160,11 +160,7 @@ impl ReceiverCollecting {
                         message: "a second set header",
                     });
                 }
-                if items > super::keys::MAX_DISTINCT_KEYS as u64 {
-                    return Err(PsiError::TooManyKeys {
-                        limit: super::keys::MAX_DISTINCT_KEYS as u64,
-                    });
-                }
+                check_peer_count(items)?;
                 self.peer_items = Some(items);
                 Ok(())
             }

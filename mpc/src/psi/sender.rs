@@ -8,11 +8,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
 use rand::{CryptoRng, SeedableRng as _};
 
+use super::PsiError;
 use super::group::{BlindingKey, ItemDigest, POINT_LEN, blind_points, hash_blind_and_digest};
+use super::keys::check_peer_count;
 use super::keys::{InputReport, KeySet, KeySpec};
-use super::params::{OutputKind, PsiParams, Recipients, SessionId, hash_to_group};
+use super::params::{OutputKind, PsiParams, Recipients, SessionId, digest_tag, hash_to_group};
 use super::wire::{self, DEFAULT_BATCH_ITEMS, Frame, Message};
-use super::{PsiError, params::domain_tag};
 
 /// What the sender learns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +73,7 @@ impl SenderEncoding {
         const STEP: usize = 1 << 16;
         let key = BlindingKey::random(rng);
         let h2g = hash_to_group(id);
-        let tag = super::group::DigestTag::new(&domain_tag(id));
+        let tag = digest_tag(id);
         let mut in_order = Vec::with_capacity(keys.len());
         for step in keys.distinct().chunks(STEP) {
             in_order.extend(hash_blind_and_digest(&h2g, step, &key, &tag));
@@ -165,11 +166,7 @@ impl SenderAwaitQuery {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch);
         }
-        if items > super::keys::MAX_DISTINCT_KEYS as u64 {
-            return Err(PsiError::TooManyKeys {
-                limit: super::keys::MAX_DISTINCT_KEYS as u64,
-            });
-        }
+        check_peer_count(items)?;
         Ok(SenderEvaluating {
             params: self.params,
             encoding: self.encoding,

@@ -5,8 +5,8 @@
 //! fixed key, and its comparison digest, along with frames that must decode and `bad_*` frames that
 //! must be rejected. Another implementation reproduces these to interoperate with this one.
 
-use super::group::{BlindingKey, DigestTag, ItemDigest, POINT_LEN, blind_points, hash_and_blind};
-use super::params::{SessionId, domain_tag, hash_to_group};
+use super::group::{BlindingKey, ItemDigest, POINT_LEN, hash_and_blind};
+use super::params::{SessionId, digest_tag, hash_to_group};
 
 /// `H(canonical)` in the hash domain, compressed.
 pub fn hash_to_group_element(domain: SessionId, canonical: &[u8]) -> [u8; POINT_LEN] {
@@ -21,11 +21,5 @@ pub fn blinded_element(domain: SessionId, canonical: &[u8], key: &BlindingKey) -
 
 /// The comparison digest of a compressed, doubly-blinded element in the hash domain.
 pub fn element_digest(domain: SessionId, element: &[u8; POINT_LEN]) -> ItemDigest {
-    DigestTag::new(&domain_tag(domain)).digest(element)
-}
-
-/// `[key]P` for a compressed element `P`, or `None` if `P` is not a valid encoding.
-pub fn blind_element(element: &[u8; POINT_LEN], key: &BlindingKey) -> Option<[u8; POINT_LEN]> {
-    let point = super::group::decompress_all(&[*element]).ok()?;
-    Some(blind_points(&point, key)[0])
+    digest_tag(domain).digest(element)
 }
