@@ -25,6 +25,16 @@ pub(crate) enum BenchCommand {
     /// wall / floor shows how close the implementation runs to the hardware.
     #[command(verbatim_doc_comment)]
     Psi(PsiArgs),
+    /// Time a secure-aggregation run (every party and the aggregator in this process).
+    ///
+    /// Generates one synthetic vector of --length signed entries per party, runs the full
+    /// protocol (key agreement, Shamir shares in AES-GCM envelopes, AES-CTR masks, encoding,
+    /// strict decoding, dropout recovery, unmasking), checks the result against the same
+    /// vectors summed in the clear, and times that plaintext sum in the same run.
+    /// --dropouts parties vanish after sharing their keys, before sending their vector: the
+    /// aggregator then rebuilds their mask keys and cancels their pairwise masks.
+    #[command(verbatim_doc_comment)]
+    Secagg(crate::bench_secagg::SecaggArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +89,7 @@ struct Report {
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Psi(args) => psi(args),
+        BenchCommand::Secagg(args) => crate::bench_secagg::run(args),
     }
 }
 

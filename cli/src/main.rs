@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_secagg;
 mod dp;
 
 use clap::{Parser, Subcommand};

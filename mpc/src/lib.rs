@@ -9,11 +9,16 @@
 //! - [`psi`]: two-party private set intersection by ECDH on ristretto255 (cardinality or
 //!   intersection, one-shot or against a cached sender encoding), with its canonical key
 //!   encoding, wire format, and an in-process driver used by `concord bench psi`.
+//! - [`secagg`]: secure aggregation of `n` parties' vectors mod 2^64 with `t`-of-`n` dropout
+//!   recovery (Bonawitz et al. 2017): X25519, Shamir over the ristretto255 scalar field,
+//!   AES-GCM envelopes, AES-CTR masks; typed rounds for parties and the aggregator, and an
+//!   in-process driver used by `concord bench secagg`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod psi;
+pub mod secagg;
 
 /// Version of Concord's protocols. It is part of every hash-to-group and key-derivation
 /// domain-separation tag, so two versions can never silently interoperate.
