@@ -15,7 +15,8 @@
 //! signed state (head and entries together). Detecting that needs the head kept elsewhere: an
 //! auditor records the head it last verified, and later checks that the log extends it.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+pub use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _};
 use rand::CryptoRng;
 use rusqlite::{OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
@@ -51,6 +52,11 @@ impl std::fmt::Debug for NodeKey {
             .field("public", &self.verifying_key())
             .finish_non_exhaustive()
     }
+}
+
+/// Reads a node's public audit key from its `audit.pub` text (64 hex digits).
+pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
+    VerifyingKey::from_bytes(&crate::hex::decode_32(text)?).ok()
 }
 
 /// Whether the node did what was asked.

@@ -32,6 +32,29 @@ const MIGRATIONS: &[&str] = &[
         entry_hash BLOB    NOT NULL,
         signature  BLOB    NOT NULL
     ) STRICT;",
+    // 2: the dataset catalog.
+    "CREATE TABLE datasets (
+        id               TEXT    PRIMARY KEY,
+        path             TEXT    NOT NULL,
+        description      TEXT    NOT NULL,
+        domain           TEXT    NOT NULL,
+        key_columns      TEXT    NOT NULL,
+        rows             INTEGER NOT NULL,
+        digest           BLOB    NOT NULL,
+        registered_at_ms INTEGER NOT NULL,
+        registered_by    TEXT    NOT NULL
+    ) STRICT;
+    CREATE TABLE dataset_columns (
+        dataset  TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name     TEXT    NOT NULL,
+        type     TEXT    NOT NULL,
+        tier     TEXT    NOT NULL,
+        nullable INTEGER NOT NULL,
+        nulls    INTEGER NOT NULL,
+        PRIMARY KEY (dataset, position),
+        UNIQUE (dataset, name)
+    ) STRICT;",
 ];
 
 /// Everything that can go wrong with the database.
