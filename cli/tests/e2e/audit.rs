@@ -24,6 +24,28 @@ fn used_federation() -> Fed {
         online.starts_with("audit log intact: 4 entries"),
         "{online}"
     );
+    let shown = ok(&[
+        "audit",
+        "show",
+        "--profile",
+        &fed.path("health/manager.toml"),
+        "--json",
+    ]);
+    let shown: Vec<serde_json::Value> = serde_json::from_str(&shown).unwrap();
+    let actions: Vec<&str> = shown
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "node.start",
+            "node.health",
+            "node.health",
+            "node.health",
+            "audit.verify"
+        ]
+    );
     node.stop();
     fed
 }
@@ -52,11 +74,11 @@ fn verify_after(fed: &Fed, name: &str, sql: &str) -> (bool, String) {
 #[test]
 fn verify_reports_edits_deletions_reorderings_and_truncation() {
     let fed = used_federation();
-    // Entries: 1 node.start, 2-4 node.health, 5 audit.verify, 6 node.stop.
+    // Entries: 1 node.start, 2-4 node.health, 5 audit.verify, 6 audit.show, 7 node.stop.
     let (intact, out) = verify_after(&fed, "untouched", "");
     assert!(intact, "{out}");
     assert!(
-        out.starts_with("audit log intact: 6 entries, head 6"),
+        out.starts_with("audit log intact: 7 entries, head 7"),
         "{out}"
     );
 
@@ -97,10 +119,10 @@ fn verify_reports_edits_deletions_reorderings_and_truncation() {
         "{out}"
     );
 
-    let (intact, out) = verify_after(&fed, "truncated", "DELETE FROM audit_log WHERE seq >= 5");
+    let (intact, out) = verify_after(&fed, "truncated", "DELETE FROM audit_log WHERE seq >= 6");
     assert!(!intact);
     assert!(
-        out.contains("- the signed head names entry 6 but the log ends at 4"),
+        out.contains("- the signed head names entry 7 but the log ends at 5"),
         "{out}"
     );
 

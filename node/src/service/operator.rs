@@ -161,22 +161,21 @@ impl Operator for OperatorService {
         } else {
             r.limit.min(AUDIT_PAGE)
         } as usize;
+        let after = r.after_seq;
         let result = node
-            .with_store(move |_, store| audit::entries(store))
+            .with_store(move |_, store| {
+                Ok::<_, audit::AuditError>((
+                    audit::entries_after(store, after, limit)?,
+                    audit::last_seq(store)?,
+                ))
+            })
             .await
             .and_then(|r| r.map_err(|e| NodeError::Internal(e.to_string())))
-            .map(|entries| {
-                let last_seq = entries.last().map_or(0, |e| e.seq);
-                let page: Vec<pb::AuditEntry> = entries
-                    .iter()
-                    .filter(|e| e.seq > r.after_seq)
-                    .take(limit)
-                    .map(entry_to_pb)
-                    .collect();
-                let detail = format!("{} entries after {}", page.len(), r.after_seq);
+            .map(|(entries, last_seq)| {
+                let detail = format!("{} entries after {after}", entries.len());
                 (
                     pb::ShowAuditResponse {
-                        entries: page,
+                        entries: entries.iter().map(entry_to_pb).collect(),
                         last_seq,
                     },
                     detail,
