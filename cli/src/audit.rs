@@ -45,23 +45,11 @@ pub(crate) struct ShowArgs {
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// Your profile, to ask your node (auditors and data managers).
-    #[arg(
-        long,
-        env = "CONCORD_PROFILE",
-        value_name = "FILE",
-        conflicts_with = "db"
-    )]
-    profile: Option<PathBuf>,
-    /// A node's database file, checked directly (offline).
-    #[arg(long, requires = "public_key")]
-    db: Option<PathBuf>,
-    /// The node's public audit key (its audit.pub: 64 hex digits), for --db.
+    #[command(flatten)]
+    source: ShowArgs,
+    /// The node's public audit key (its audit.pub: 64 hex digits), needed with --db.
     #[arg(long)]
     public_key: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 fn open(db: &std::path::Path) -> anyhow::Result<Store> {
@@ -71,7 +59,7 @@ fn open(db: &std::path::Path) -> anyhow::Result<Store> {
     Ok(Store::open(db)?)
 }
 
-fn public_key(path: &std::path::Path) -> anyhow::Result<audit::VerifyingKey> {
+fn read_public_key(path: &std::path::Path) -> anyhow::Result<audit::VerifyingKey> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     audit::parse_public_key(&text).with_context(|| {
         format!(
@@ -168,11 +156,14 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AuditCommand::Verify(s) => {
+        AuditCommand::Verify(VerifyArgs {
+            source: s,
+            public_key,
+        }) => {
             let (entries, head_seq, problems, key) = match (&s.db, &s.profile) {
                 (Some(db), _) => {
-                    let key_file = s.public_key.as_deref().context("--db needs --public-key")?;
-                    let key = public_key(key_file)?;
+                    let key_file = public_key.as_deref().context("--db needs --public-key")?;
+                    let key = read_public_key(key_file)?;
                     let v = audit::verify(&mut open(db)?, &key)?;
                     let problems = v.problems.iter().map(ToString::to_string).collect();
                     (v.entries, v.head_seq, problems, key.as_bytes().to_vec())

@@ -105,37 +105,13 @@ fn two_nodes_register_list_and_refuse_strangers() {
     // A certificate from another CA never completes the handshake. The stranger trusts the real
     // CA (so the client accepts the node) but presents a certificate from its own federation.
     let other = Fed::init("health,civil");
-    let stranger = fed.root.join("stranger.toml");
-    std::fs::write(
-        &stranger,
-        format!(
-            "node_address = \"{}\"\nnode_identity = \"node.health.concord\"\n\
-             ca_cert = \"{}\"\ncert = \"{}\"\nkey = {{ file = \"{}\" }}\n",
-            node_address(&fed, "health"),
-            fed.path("ca.pem"),
-            other.path("health/manager.pem"),
-            other.path("health/manager.key"),
-        ),
-    )
-    .unwrap();
-    let err = fails(&["node", "health", "--profile", stranger.to_str().unwrap()]);
+    let stranger = profile(&fed, "stranger", "health", &other.path("health/manager"));
+    let err = fails(&["node", "health", "--profile", &stranger]);
     assert!(err.contains("error: "), "{err}");
 
     // A person of the federation whom civil does not list (health's manager) is refused.
-    let visitor = fed.root.join("visitor.toml");
-    std::fs::write(
-        &visitor,
-        format!(
-            "node_address = \"{}\"\nnode_identity = \"node.civil.concord\"\n\
-             ca_cert = \"{}\"\ncert = \"{}\"\nkey = {{ file = \"{}\" }}\n",
-            node_address(&fed, "civil"),
-            fed.path("ca.pem"),
-            fed.path("health/manager.pem"),
-            fed.path("health/manager.key"),
-        ),
-    )
-    .unwrap();
-    let err = fails(&["dataset", "list", "--profile", visitor.to_str().unwrap()]);
+    let visitor = profile(&fed, "visitor", "civil", &fed.path("health/manager"));
+    let err = fails(&["dataset", "list", "--profile", &visitor]);
     assert!(
         err.contains("this node does not know your certificate's identity (Unauthenticated)"),
         "{err}"
@@ -143,20 +119,8 @@ fn two_nodes_register_list_and_refuse_strangers() {
 
     // The health node's certificate presented as a person to civil's operator service: a peer
     // may not use people's calls.
-    let as_peer = fed.root.join("as_peer.toml");
-    std::fs::write(
-        &as_peer,
-        format!(
-            "node_address = \"{}\"\nnode_identity = \"node.civil.concord\"\n\
-             ca_cert = \"{}\"\ncert = \"{}\"\nkey = {{ file = \"{}\" }}\n",
-            node_address(&fed, "civil"),
-            fed.path("ca.pem"),
-            fed.path("health/node.pem"),
-            fed.path("health/node.key"),
-        ),
-    )
-    .unwrap();
-    let err = fails(&["node", "health", "--profile", as_peer.to_str().unwrap()]);
+    let as_peer = profile(&fed, "as_peer", "civil", &fed.path("health/node"));
+    let err = fails(&["node", "health", "--profile", &as_peer]);
     assert!(
         err.contains("is for this node's people, not for peer nodes"),
         "{err}"
@@ -243,6 +207,23 @@ fn two_nodes_register_list_and_refuse_strangers() {
         ]);
         assert!(out.starts_with("audit log intact: "), "{out}");
     }
+}
+
+/// Writes a profile `name.toml` that reaches `node` of `fed`, trusting `fed`'s CA, with the
+/// certificate and key at `holder` (a path without `.pem` / `.key`). Returns its path.
+fn profile(fed: &Fed, name: &str, node: &str, holder: &str) -> String {
+    let path = fed.root.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "node_address = \"{}\"\nnode_identity = \"node.{node}.concord\"\n\
+             ca_cert = \"{}\"\ncert = \"{holder}.pem\"\nkey = {{ file = \"{holder}.key\" }}\n",
+            node_address(fed, node),
+            fed.path("ca.pem"),
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
 }
 
 fn node_address(fed: &Fed, node: &str) -> String {

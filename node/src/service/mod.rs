@@ -169,8 +169,14 @@ impl Node {
         match refusal {
             None => Ok(caller),
             Some(err) => {
-                self.audit(refused(&caller, action, Vec::new(), &err.to_string()))
-                    .await?;
+                let entry = record(
+                    caller.audit_name(),
+                    action,
+                    Vec::new(),
+                    Outcome::Refused,
+                    err.to_string(),
+                );
+                self.audit(entry).await?;
                 Err(err.into())
             }
         }
@@ -186,47 +192,44 @@ impl Node {
     ) -> Result<T, Status> {
         match result {
             Ok((value, detail)) => {
-                self.audit(Record {
-                    actor: caller.audit_name(),
-                    action: action.to_owned(),
-                    grant: None,
+                let entry = record(
+                    caller.audit_name(),
+                    action,
                     subjects,
-                    privacy_cost: None,
-                    output_digest: None,
-                    outcome: Outcome::Accepted,
+                    Outcome::Accepted,
                     detail,
-                })
-                .await?;
+                );
+                self.audit(entry).await?;
                 Ok(value)
             }
             Err(err) => {
-                self.audit(refused(caller, action, subjects, &err.to_string()))
-                    .await?;
+                let entry = record(
+                    caller.audit_name(),
+                    action,
+                    subjects,
+                    Outcome::Refused,
+                    err.to_string(),
+                );
+                self.audit(entry).await?;
                 Err(err.into())
             }
         }
     }
 }
 
-fn refused(caller: &Caller, action: &str, subjects: Vec<String>, reason: &str) -> Record {
+/// An audit record without grant, cost or output (requests that release nothing).
+fn record(
+    actor: String,
+    action: &str,
+    subjects: Vec<String>,
+    outcome: Outcome,
+    detail: String,
+) -> Record {
     Record {
-        actor: caller.audit_name(),
+        actor,
         action: action.to_owned(),
         grant: None,
         subjects,
-        privacy_cost: None,
-        output_digest: None,
-        outcome: Outcome::Refused,
-        detail: reason.to_owned(),
-    }
-}
-
-fn node_record(action: &str, outcome: Outcome, detail: String) -> Record {
-    Record {
-        actor: "node".into(),
-        action: action.to_owned(),
-        grant: None,
-        subjects: Vec::new(),
         privacy_cost: None,
         output_digest: None,
         outcome,
@@ -299,8 +302,10 @@ pub async fn run(
         what: "reading the listening address".into(),
         source,
     })?;
-    let started = node_record(
+    let started = record(
+        "node".into(),
         "node.start",
+        Vec::new(),
         Outcome::Accepted,
         format!(
             "node {} listening on {local}, version {}",
@@ -340,11 +345,14 @@ pub async fn run(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no TLS handshake within {}s", handshake_timeout.as_secs()),
                 };
-                let record = Record {
-                    actor: format!("tcp {remote}"),
-                    ..node_record("tls.handshake", Outcome::Refused, reason)
-                };
-                if let Err(e) = node.audit(record).await {
+                let entry = record(
+                    format!("tcp {remote}"),
+                    "tls.handshake",
+                    Vec::new(),
+                    Outcome::Refused,
+                    reason,
+                );
+                if let Err(e) = node.audit(entry).await {
                     tracing::error!(error = %e, "could not audit a refused handshake");
                 }
             });
@@ -366,7 +374,16 @@ pub async fn run(
         Ok(()) => (Outcome::Accepted, "graceful shutdown".to_owned()),
         Err(e) => (Outcome::Refused, format!("server failed: {e}")),
     };
-    if let Err(e) = node.audit(node_record("node.stop", outcome, detail)).await {
+    if let Err(e) = node
+        .audit(record(
+            "node".into(),
+            "node.stop",
+            Vec::new(),
+            outcome,
+            detail,
+        ))
+        .await
+    {
         tracing::error!(error = %e, "could not audit the shutdown");
     }
     tracing::info!(node = %node.config.node.name, "stopped");
