@@ -14,6 +14,7 @@
 //! - [`client`]: how a person's CLI and a node reach a node.
 //! - [`federation`]: `concord federation init`, a trial CA with certificates and configs.
 //! - [`catalog`]: registered datasets, their schema and field tiers, and what peers may see.
+//! - [`ledger`]: privacy-budget caps and the reserve / commit / return ledger.
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod csv_input;
 pub mod federation;
 pub mod hex;
+pub mod ledger;
 pub mod service;
 pub mod store;
 pub mod tls;

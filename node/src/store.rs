@@ -55,6 +55,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (dataset, position),
         UNIQUE (dataset, name)
     ) STRICT;",
+    // 3: the privacy-budget ledger. Amounts are decimal text of 10^-18 quanta (u128).
+    "CREATE TABLE budget_caps (
+        dataset TEXT NOT NULL,
+        grantee TEXT NOT NULL,
+        period  TEXT NOT NULL CHECK (period IN ('day', 'month', 'year')),
+        epsilon TEXT NOT NULL,
+        delta   TEXT NOT NULL,
+        rho     TEXT NOT NULL,
+        PRIMARY KEY (dataset, grantee)
+    ) STRICT;
+    CREATE TABLE budget_entries (
+        id         INTEGER PRIMARY KEY,
+        job        TEXT    NOT NULL,
+        dataset    TEXT    NOT NULL,
+        grantee    TEXT    NOT NULL,
+        state      TEXT    NOT NULL CHECK (state IN ('reserved', 'committed', 'returned')),
+        epsilon    TEXT    NOT NULL,
+        delta      TEXT    NOT NULL,
+        rho        TEXT    NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        UNIQUE (job, dataset)
+    ) STRICT;
+    CREATE INDEX budget_entries_by_dataset ON budget_entries (dataset, at_ms);",
 ];
 
 /// Everything that can go wrong with the database.
@@ -100,6 +124,10 @@ impl Store {
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
             .map_err(err)?;
+        // Other connections (the CLI reading a copy, concurrent ledger writers) wait for a lock
+        // instead of failing at once.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
         let mut store = Self {
             path: path.to_owned(),
             conn,
@@ -141,6 +169,16 @@ impl Store {
 
     pub(crate) fn conn(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// A converter that labels SQLite errors with this database's path, usable while the
+    /// connection is borrowed.
+    pub(crate) fn err_fn(&self) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+        let path = self.path.clone();
+        move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        }
     }
 
     pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {

@@ -238,7 +238,10 @@ fn record(
 }
 
 /// Everything the node needs from disk, loaded and checked before it listens.
-fn prepare(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<(Node, TlsAcceptor), ServiceError> {
+fn prepare(
+    config: NodeConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<(Node, TlsAcceptor, u64), ServiceError> {
     let file = config.file.clone();
     let ca = tls::load_certs(&config.tls.ca_cert)?;
     let chain = tls::load_certs(&config.tls.cert)?;
@@ -266,7 +269,19 @@ fn prepare(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<(Node, TlsAccept
         "creating data directory {}",
         config.node.data_dir.display()
     )))?;
-    let store = Store::open(&config.database_path())?;
+    let mut store = Store::open(&config.database_path())?;
+    // No job survives a restart: return what jobs had reserved and not released.
+    let returned =
+        crate::ledger::recover(&mut store, clock.now_ms()).map_err(|e| ServiceError::Io {
+            what: "recovering the budget ledger".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    if returned > 0 {
+        tracing::warn!(
+            returned,
+            "returned budget reservations left open by the last run"
+        );
+    }
     Ok((
         Node {
             config,
@@ -277,6 +292,7 @@ fn prepare(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<(Node, TlsAccept
             peer_tls,
         },
         TlsAcceptor::from(Arc::new(server)),
+        returned,
     ))
 }
 
@@ -290,7 +306,7 @@ pub async fn run(
 ) -> Result<(), ServiceError> {
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
     let listen = config.node.listen;
-    let (node, acceptor) = prepare(config, clock)?;
+    let (node, acceptor, returned) = prepare(config, clock)?;
     let node = Arc::new(node);
     let listener = TcpListener::bind(listen)
         .await
@@ -308,7 +324,7 @@ pub async fn run(
         Vec::new(),
         Outcome::Accepted,
         format!(
-            "node {} listening on {local}, version {}",
+            "node {} listening on {local}, version {}; {returned} open budget reservations returned",
             node.config.node.name,
             env!("CARGO_PKG_VERSION")
         ),
