@@ -15,7 +15,8 @@
 //! signed state (head and entries together). Detecting that needs the head kept elsewhere: an
 //! auditor records the head it last verified, and later checks that the log extends it.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+pub use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _};
 use rand::CryptoRng;
 use rusqlite::{OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
@@ -51,6 +52,11 @@ impl std::fmt::Debug for NodeKey {
             .field("public", &self.verifying_key())
             .finish_non_exhaustive()
     }
+}
+
+/// Reads a node's public audit key from its `audit.pub` text (64 hex digits).
+pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
+    VerifyingKey::from_bytes(&crate::hex::decode_32(text)?).ok()
 }
 
 /// Whether the node did what was asked.
@@ -312,7 +318,16 @@ pub fn append(
 /// Reads the whole log in order. Entries whose fields cannot be read back are skipped here
 /// (they are reported by [`verify`]).
 pub fn entries(store: &mut Store) -> Result<Vec<Entry>, AuditError> {
-    Ok(read_rows(store)?
+    entries_after(store, 0, usize::MAX)
+}
+
+/// At most `limit` entries with a sequence number above `after`, in order (a page of the log).
+pub fn entries_after(
+    store: &mut Store,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Entry>, AuditError> {
+    Ok(read_rows(store, after, limit)?
         .into_iter()
         .filter_map(|row| {
             let record = row.record().ok()?;
@@ -328,7 +343,7 @@ pub fn entries(store: &mut Store) -> Result<Vec<Entry>, AuditError> {
 
 /// Checks the chain and the signed head against the node's public key.
 pub fn verify(store: &mut Store, public: &VerifyingKey) -> Result<Verification, AuditError> {
-    let rows = read_rows(store)?;
+    let rows = read_rows(store, 0, usize::MAX)?;
     let mut problems = Vec::new();
     let mut expected = 1u64;
     let mut prev = GENESIS;
@@ -398,6 +413,15 @@ pub fn verify(store: &mut Store, public: &VerifyingKey) -> Result<Verification, 
     })
 }
 
+/// The last sequence number in the log (0 when empty).
+pub fn last_seq(store: &mut Store) -> Result<u64, AuditError> {
+    let conn = store.conn();
+    let seq: Option<i64> = conn
+        .query_row("SELECT MAX(seq) FROM audit_log", [], |r| r.get(0))
+        .map_err(|e| store.err(e))?;
+    Ok(seq.map_or(0, |s| s.max(0) as u64))
+}
+
 /// A raw row, before its fields are interpreted.
 struct Row {
     seq: u64,
@@ -440,15 +464,17 @@ impl Row {
     }
 }
 
-fn read_rows(store: &mut Store) -> Result<Vec<Row>, AuditError> {
+fn read_rows(store: &mut Store, after: u64, limit: usize) -> Result<Vec<Row>, AuditError> {
     let conn = store.conn();
     let rows = (|| {
         let mut stmt = conn.prepare(
             "SELECT seq, at_ms, actor, action, grant_id, subjects, privacy_cost, output_digest,
                     outcome, detail, prev_hash, entry_hash
-             FROM audit_log ORDER BY seq",
+             FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![after, limit], |r| {
             let hash = |i: usize| -> rusqlite::Result<[u8; 32]> {
                 // A hash of the wrong length cannot match anything; all-ones never does.
                 Ok(r.get::<_, Vec<u8>>(i)?.try_into().unwrap_or([0xffu8; 32]))

@@ -40,7 +40,8 @@ impl ColumnType {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The name used in schemas and messages.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Text => "text",
             Self::Integer => "integer",

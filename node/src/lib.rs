@@ -1,21 +1,40 @@
-//! The Concord node: everything a data holder runs that touches disks (and, next, the network).
+//! The Concord node: everything a data holder runs that touches disks and the network.
 //!
-//! A department's node is sovereign over its data. This crate holds its state in one SQLite
-//! database, keeps the tamper-evident audit log, and reads registered datasets in place. The
-//! protocol cores (`concord-mpc`, `concord-dp`) stay pure; the node drives them.
-//!
-//! Status: the state store, the audit log and CSV validation are here; configuration, the
-//! catalog service, mutual TLS and the gRPC service come next (see the README).
+//! A department's node is sovereign over its data: it answers only the peers and people its own
+//! config lists, over mutual TLS, and audits every request it receives, accepted or refused. It
+//! holds its state in one SQLite database, keeps the tamper-evident audit log, and reads
+//! registered datasets in place. The protocol cores (`concord-mpc`, `concord-dp`) stay pure; the
+//! node drives them.
 //!
 //! # Layout
+//! - [`config`]: the node's TOML config and the CLI's person profiles; secrets by file or env.
+//! - [`tls`]: rustls server config, and mapping client certificates to peers and people.
+//! - [`service`]: the gRPC server (the `Operator` and `Federation` services), its accept loop,
+//!   authorization, auditing, and graceful shutdown.
+//! - [`client`]: how a person's CLI and a node reach a node.
+//! - [`federation`]: `concord federation init`, a trial CA with certificates and configs.
+//! - [`catalog`]: registered datasets, their schema and field tiers, and what peers may see.
+//! - [`ledger`]: privacy-budget caps and the reserve / commit / return ledger.
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
+//! - [`hex`]: hex encoding of keys and digests.
 //! - [`clock`]: an injectable clock, so expiry and timestamps are testable.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod catalog;
+pub mod client;
 pub mod clock;
+pub mod config;
 pub mod csv_input;
+pub mod federation;
+pub mod hex;
+pub mod ledger;
+pub mod service;
 pub mod store;
+pub mod tls;
+
+/// The generated wire types, for callers of [`client`].
+pub use concord_proto::v1 as proto;

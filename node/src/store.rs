@@ -32,6 +32,53 @@ const MIGRATIONS: &[&str] = &[
         entry_hash BLOB    NOT NULL,
         signature  BLOB    NOT NULL
     ) STRICT;",
+    // 2: the dataset catalog.
+    "CREATE TABLE datasets (
+        id               TEXT    PRIMARY KEY,
+        path             TEXT    NOT NULL,
+        description      TEXT    NOT NULL,
+        domain           TEXT    NOT NULL,
+        key_columns      TEXT    NOT NULL,
+        rows             INTEGER NOT NULL,
+        digest           BLOB    NOT NULL,
+        registered_at_ms INTEGER NOT NULL,
+        registered_by    TEXT    NOT NULL
+    ) STRICT;
+    CREATE TABLE dataset_columns (
+        dataset  TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name     TEXT    NOT NULL,
+        type     TEXT    NOT NULL,
+        tier     TEXT    NOT NULL,
+        nullable INTEGER NOT NULL,
+        nulls    INTEGER NOT NULL,
+        PRIMARY KEY (dataset, position),
+        UNIQUE (dataset, name)
+    ) STRICT;",
+    // 3: the privacy-budget ledger. Amounts are decimal text of 10^-18 quanta (u128).
+    "CREATE TABLE budget_caps (
+        dataset TEXT NOT NULL,
+        grantee TEXT NOT NULL,
+        period  TEXT NOT NULL CHECK (period IN ('day', 'month', 'year')),
+        epsilon TEXT NOT NULL,
+        delta   TEXT NOT NULL,
+        rho     TEXT NOT NULL,
+        PRIMARY KEY (dataset, grantee)
+    ) STRICT;
+    CREATE TABLE budget_entries (
+        id         INTEGER PRIMARY KEY,
+        job        TEXT    NOT NULL,
+        dataset    TEXT    NOT NULL,
+        grantee    TEXT    NOT NULL,
+        state      TEXT    NOT NULL CHECK (state IN ('reserved', 'committed', 'returned')),
+        epsilon    TEXT    NOT NULL,
+        delta      TEXT    NOT NULL,
+        rho        TEXT    NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        UNIQUE (job, dataset)
+    ) STRICT;
+    CREATE INDEX budget_entries_by_dataset ON budget_entries (dataset, at_ms);",
 ];
 
 /// Everything that can go wrong with the database.
@@ -77,6 +124,10 @@ impl Store {
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
             .map_err(err)?;
+        // Other connections (the CLI reading a copy, concurrent ledger writers) wait for a lock
+        // instead of failing at once.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
         let mut store = Self {
             path: path.to_owned(),
             conn,
@@ -118,6 +169,16 @@ impl Store {
 
     pub(crate) fn conn(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// A converter that labels SQLite errors with this database's path, usable while the
+    /// connection is borrowed.
+    pub(crate) fn err_fn(&self) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+        let path = self.path.clone();
+        move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        }
     }
 
     pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {

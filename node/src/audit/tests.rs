@@ -207,3 +207,18 @@ fn the_key_does_not_print() {
     assert!(shown.starts_with("NodeKey { public:"), "{shown}");
     assert!(!shown.contains("0707"), "{shown}");
 }
+
+#[test]
+fn pages_through_the_log_in_order() {
+    let (_dir, mut store, _key) = log();
+    assert_eq!(last_seq(&mut store).unwrap(), 6);
+    let page: Vec<u64> = entries_after(&mut store, 2, 3)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(page, [3, 4, 5]);
+    assert_eq!(entries_after(&mut store, 5, 10).unwrap().len(), 1);
+    assert!(entries_after(&mut store, 6, 10).unwrap().is_empty());
+    assert_eq!(entries(&mut store).unwrap()[0].record, record(1));
+}

@@ -1,0 +1,186 @@
+//! Federations in temporary directories and node processes that stop when dropped.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `concord` with `args`.
+pub(crate) fn concord(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(args)
+        .env_remove("CONCORD_PROFILE")
+        .output()
+        .unwrap()
+}
+
+/// Runs `concord` and insists it succeeds; returns stdout.
+pub(crate) fn ok(args: &[&str]) -> String {
+    let out = concord(args);
+    assert!(
+        out.status.success(),
+        "concord {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `concord` and insists it fails; returns stderr.
+pub(crate) fn fails(args: &[&str]) -> String {
+    let out = concord(args);
+    assert!(
+        !out.status.success(),
+        "concord {args:?} should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// `n` consecutive free ports on 127.0.0.1 (free when checked; the nodes bind them next).
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..50 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let held: Vec<_> = (0..n)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == usize::from(n) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// A trial federation written by `concord federation init`.
+pub(crate) struct Fed {
+    _dir: tempfile::TempDir,
+    pub(crate) root: PathBuf,
+}
+
+impl Fed {
+    pub(crate) fn init(nodes: &str) -> Fed {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fed");
+        let n = nodes.split(',').count() as u16;
+        let base = free_ports(n).to_string();
+        let out = ok(&[
+            "federation",
+            "init",
+            "--nodes",
+            nodes,
+            "--out",
+            root.to_str().unwrap(),
+            "--base-port",
+            &base,
+        ]);
+        assert!(out.contains("TRIAL federation written to"), "{out}");
+        Fed { _dir: dir, root }
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> String {
+        self.root.join(rel).to_str().unwrap().to_owned()
+    }
+
+    pub(crate) fn start(&self, node: &str) -> NodeProc {
+        NodeProc::start(&self.root.join(node).join("node.toml"))
+    }
+}
+
+/// A running `concord node start`; killed when dropped unless stopped.
+pub(crate) struct NodeProc {
+    child: Option<Child>,
+    pub(crate) log: PathBuf,
+}
+
+impl NodeProc {
+    fn start(config: &Path) -> NodeProc {
+        let log = config.with_file_name("node.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_concord"))
+            .args(["node", "start", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains(" listening on 127.0.0.1:") => {}
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "node did not start: {other:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        }
+        NodeProc {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub(crate) fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(exit.success(), "node exited with {exit}:\n{log}");
+        assert!(log.contains("shutdown requested"), "{log}");
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The audit log of a stopped node, read offline through the CLI.
+pub(crate) fn audit_entries(fed: &Fed, node: &str) -> Vec<serde_json::Value> {
+    let db = fed.path(&format!("{node}/data/node.sqlite"));
+    serde_json::from_str(&ok(&["audit", "show", "--db", &db, "--json"])).unwrap()
+}
+
+/// The entry whose action is `action` and whose fields contain every `(key, fragment)`.
+pub(crate) fn find<'a>(
+    entries: &'a [serde_json::Value],
+    action: &str,
+    outcome: &str,
+    fragments: &[(&str, &str)],
+) -> &'a serde_json::Value {
+    entries
+        .iter()
+        .find(|e| {
+            e["action"] == action
+                && e["outcome"] == outcome
+                && fragments.iter().all(|(k, v)| e[*k].to_string().contains(v))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {outcome} {action} entry with {fragments:?} in\n{}",
+                serde_json::to_string_pretty(entries).unwrap()
+            )
+        })
+}

@@ -1,0 +1,481 @@
+//! The dataset catalog ("one data, one source"): which CSV files the node reads in place, their
+//! schema, the tier of every field, their row count and content digest.
+//!
+//! A dataset is registered only after its file validates in full against the declared schema
+//! ([`crate::csv_input`]); the recorded SHA-256 lets a later job detect that the file changed.
+//!
+//! # What each reader sees
+//! | reader | sees |
+//! |---|---|
+//! | the node's own people | everything: path, digest, every column with its tier, who registered it |
+//! | a peer node | id, description, domain, key columns, row count, and the columns of tier `public`, `internal` and `sensitive` (names, types, tiers); restricted columns are withheld (only their number is given); no path, digest or registrant |
+//!
+//! Row counts are shown to peers because every two-party job reveals set sizes anyway (see the
+//! leakage table in the README).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{OptionalExtension as _, params};
+
+use crate::csv_input::{self, Column, ColumnType, CsvError};
+use crate::store::{Store, StoreError};
+
+/// A field's classification, lowest to highest. A tier bounds what any grant can allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Tier {
+    /// Anything may be done with it.
+    Public,
+    /// Usable as a join key or inside aggregates.
+    Internal,
+    /// Usable only inside differentially private aggregates.
+    Sensitive,
+    /// Never leaves the node in any form; peers do not see the column at all.
+    Restricted,
+}
+
+impl Tier {
+    /// Parses `public`, `internal`, `sensitive` or `restricted`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Tier::Public),
+            "internal" => Some(Tier::Internal),
+            "sensitive" => Some(Tier::Sensitive),
+            "restricted" => Some(Tier::Restricted),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Public => "public",
+            Tier::Internal => "internal",
+            Tier::Sensitive => "sensitive",
+            Tier::Restricted => "restricted",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A declared column with its tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// Name, type and nullability.
+    pub column: Column,
+    /// Its classification.
+    pub tier: Tier,
+}
+
+/// What a data manager asks to register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetSpec {
+    /// Its id at this node.
+    pub id: String,
+    /// The CSV file, on the node's machine.
+    pub path: PathBuf,
+    /// Columns forming the record key used by joint jobs (e.g. a national ID number).
+    pub key_columns: Vec<String>,
+    /// Every column, in file order.
+    pub columns: Vec<ColumnSpec>,
+    /// Free text.
+    pub description: String,
+    /// Sector or domain tag (may be empty).
+    pub domain: String,
+}
+
+/// A registered dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    /// What was registered.
+    pub spec: DatasetSpec,
+    /// Data rows.
+    pub rows: u64,
+    /// SHA-256 of the file at registration.
+    pub digest: [u8; 32],
+    /// Nulls per column, in order.
+    pub nulls: Vec<u64>,
+    /// When (ms since the Unix epoch).
+    pub registered_at_ms: i64,
+    /// The data manager's identity.
+    pub registered_by: String,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The request itself is inconsistent.
+    #[error("dataset {id:?}: {reason}")]
+    Invalid {
+        /// The dataset id asked for.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The id is taken.
+    #[error("dataset {id:?} is already registered")]
+    Exists {
+        /// The id.
+        id: String,
+    },
+    /// No such dataset.
+    #[error("no dataset {id:?} at this node")]
+    Unknown {
+        /// The id.
+        id: String,
+    },
+    /// The file does not match its declared schema.
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DatasetSpec {
+    /// Checks the request before the file is read.
+    pub fn check(&self) -> Result<(), CatalogError> {
+        let invalid = |reason: String| CatalogError::Invalid {
+            id: self.id.clone(),
+            reason,
+        };
+        if !crate::config::is_name(&self.id) {
+            return Err(invalid(
+                "the id must be 1-64 of a-z, 0-9, '_' and '-', starting with a letter".into(),
+            ));
+        }
+        if self.columns.is_empty() {
+            return Err(invalid(
+                "declare its columns (--column name:type:tier)".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &self.columns {
+            if c.column.name.is_empty() || !seen.insert(c.column.name.as_str()) {
+                return Err(invalid(format!(
+                    "column {:?} is empty or declared twice",
+                    c.column.name
+                )));
+            }
+        }
+        if self.key_columns.is_empty() {
+            return Err(invalid("name its key columns (--key-columns)".into()));
+        }
+        for k in &self.key_columns {
+            if !seen.contains(k.as_str()) {
+                return Err(invalid(format!(
+                    "key column {k:?} is not a declared column"
+                )));
+            }
+        }
+        if self.domain.len() > 64 || self.description.len() > 1024 {
+            return Err(invalid(
+                "domain or description too long (64 / 1024 bytes)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Validates the file against `spec` (the slow part: call it without holding the database) and
+/// returns what registration will record.
+pub fn inspect(
+    spec: DatasetSpec,
+    registered_by: &str,
+    now_ms: i64,
+) -> Result<Dataset, CatalogError> {
+    spec.check()?;
+    let columns: Vec<Column> = spec.columns.iter().map(|c| c.column.clone()).collect();
+    let summary = csv_input::validate(&spec.path, &columns)?;
+    Ok(Dataset {
+        spec,
+        rows: summary.rows,
+        digest: summary.digest,
+        nulls: summary.nulls,
+        registered_at_ms: now_ms,
+        registered_by: registered_by.to_owned(),
+    })
+}
+
+/// Records an inspected dataset. Refuses an id already taken.
+pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError> {
+    let id = dataset.spec.id.clone();
+    let conn = store.conn();
+    let result = (|| -> rusqlite::Result<bool> {
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM datasets WHERE id = ?1", [&id], |r| r.get(0))
+            .optional()?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let s = &dataset.spec;
+        tx.execute(
+            "INSERT INTO datasets (id, path, description, domain, key_columns, rows, digest,
+                                   registered_at_ms, registered_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                s.id,
+                s.path.to_string_lossy(),
+                s.description,
+                s.domain,
+                serde_json::to_string(&s.key_columns).unwrap_or_default(),
+                dataset.rows as i64,
+                dataset.digest.to_vec(),
+                dataset.registered_at_ms,
+                dataset.registered_by,
+            ],
+        )?;
+        for (i, c) in s.columns.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO dataset_columns (dataset, position, name, type, tier, nullable, nulls)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    i as i64,
+                    c.column.name,
+                    c.column.ty.name(),
+                    c.tier.as_str(),
+                    c.column.nullable,
+                    dataset.nulls.get(i).copied().unwrap_or(0) as i64,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    })();
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CatalogError::Exists { id }),
+        Err(e) => Err(CatalogError::Store(store.err(e))),
+    }
+}
+
+/// Every registered dataset, by id.
+pub fn list(store: &mut Store) -> Result<Vec<Dataset>, CatalogError> {
+    let conn = store.conn();
+    let result = (|| -> rusqlite::Result<Vec<Dataset>> {
+        let mut stmt = conn.prepare(
+            "SELECT id, path, description, domain, key_columns, rows, digest, registered_at_ms,
+                    registered_by FROM datasets ORDER BY id",
+        )?;
+        let mut datasets = stmt
+            .query_map([], |r| {
+                let digest: Vec<u8> = r.get(6)?;
+                let keys: String = r.get(4)?;
+                Ok(Dataset {
+                    spec: DatasetSpec {
+                        id: r.get(0)?,
+                        path: PathBuf::from(r.get::<_, String>(1)?),
+                        description: r.get(2)?,
+                        domain: r.get(3)?,
+                        key_columns: serde_json::from_str(&keys).unwrap_or_default(),
+                        columns: Vec::new(),
+                    },
+                    rows: r.get::<_, i64>(5)? as u64,
+                    digest: digest.try_into().unwrap_or([0u8; 32]),
+                    nulls: Vec::new(),
+                    registered_at_ms: r.get(7)?,
+                    registered_by: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut cols = conn.prepare(
+            "SELECT name, type, tier, nullable, nulls FROM dataset_columns
+             WHERE dataset = ?1 ORDER BY position",
+        )?;
+        for d in &mut datasets {
+            let rows = cols.query_map([&d.spec.id], |r| {
+                let ty: String = r.get(1)?;
+                let tier: String = r.get(2)?;
+                Ok((
+                    ColumnSpec {
+                        column: Column {
+                            name: r.get(0)?,
+                            ty: ColumnType::parse(&ty).unwrap_or(ColumnType::Text),
+                            nullable: r.get(3)?,
+                        },
+                        // An unreadable tier is treated as the strictest.
+                        tier: Tier::parse(&tier).unwrap_or(Tier::Restricted),
+                    },
+                    r.get::<_, i64>(4)? as u64,
+                ))
+            })?;
+            for row in rows {
+                let (spec, nulls) = row?;
+                d.spec.columns.push(spec);
+                d.nulls.push(nulls);
+            }
+        }
+        Ok(datasets)
+    })();
+    result.map_err(|e| CatalogError::Store(store.err(e)))
+}
+
+/// One dataset.
+pub fn get(store: &mut Store, id: &str) -> Result<Dataset, CatalogError> {
+    list(store)?
+        .into_iter()
+        .find(|d| d.spec.id == id)
+        .ok_or_else(|| CatalogError::Unknown { id: id.to_owned() })
+}
+
+/// The fields of a dataset a peer may see (see the module docs).
+pub fn peer_view(dataset: &Dataset) -> Dataset {
+    let mut view = dataset.clone();
+    view.spec.path = PathBuf::new();
+    view.digest = [0u8; 32];
+    view.registered_by.clear();
+    let (columns, nulls) = dataset
+        .spec
+        .columns
+        .iter()
+        .cloned()
+        .zip(dataset.nulls.iter().copied().chain(std::iter::repeat(0)))
+        .filter(|(c, _)| c.tier < Tier::Restricted)
+        .unzip();
+    view.spec.columns = columns;
+    view.nulls = nulls;
+    view
+}
+
+/// Parses `name:type:tier` or `name:type:tier:nullable`, as `concord dataset add --column` takes it.
+pub fn parse_column(s: &str) -> Result<ColumnSpec, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (name, ty, tier, nullable) = match parts.as_slice() {
+        [n, ty, tier] => (*n, *ty, *tier, false),
+        [n, ty, tier, "nullable"] => (*n, *ty, *tier, true),
+        _ => {
+            return Err(format!(
+                "{s:?}: expected name:type:tier or name:type:tier:nullable"
+            ));
+        }
+    };
+    let ty = ColumnType::parse(ty).ok_or_else(|| {
+        format!("{s:?}: unknown type {ty:?} (use text, integer, decimal or date)")
+    })?;
+    let tier = Tier::parse(tier).ok_or_else(|| {
+        format!("{s:?}: unknown tier {tier:?} (use public, internal, sensitive or restricted)")
+    })?;
+    if name.is_empty() {
+        return Err(format!("{s:?}: empty column name"));
+    }
+    Ok(ColumnSpec {
+        column: Column {
+            name: name.to_owned(),
+            ty,
+            nullable,
+        },
+        tier,
+    })
+}
+
+/// Whether `path` looks like the file that was registered (same bytes), for jobs to check.
+pub fn unchanged(dataset: &Dataset) -> Result<bool, CsvError> {
+    let columns: Vec<Column> = dataset
+        .spec
+        .columns
+        .iter()
+        .map(|c| c.column.clone())
+        .collect();
+    let summary = csv_input::validate(Path::new(&dataset.spec.path), &columns)?;
+    Ok(summary.digest == dataset.digest)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, csv: &str) -> DatasetSpec {
+        let path = dir.join("people.csv");
+        std::fs::write(&path, csv).unwrap();
+        DatasetSpec {
+            id: "people".into(),
+            path,
+            key_columns: vec!["nin".into()],
+            columns: vec![
+                parse_column("nin:text:internal").unwrap(),
+                parse_column("district:text:public").unwrap(),
+                parse_column("claims:decimal:sensitive:nullable").unwrap(),
+                parse_column("diagnosis:text:restricted").unwrap(),
+            ],
+            description: "insured people".into(),
+            domain: "health".into(),
+        }
+    }
+
+    #[test]
+    fn registers_lists_and_hides_restricted_fields_from_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        let csv = "nin,district,claims,diagnosis\nA1,north,12.5,x\nA2,south,,y\n";
+        let d = inspect(spec(dir.path(), csv), "manager.health.concord", 1000).unwrap();
+        register(&mut store, &d).unwrap();
+        let listed = list(&mut store).unwrap();
+        assert_eq!(listed, vec![d.clone()]);
+        assert_eq!(listed[0].rows, 2);
+        assert_eq!(listed[0].nulls, vec![0, 0, 1, 0]);
+
+        let peer = peer_view(&listed[0]);
+        let names: Vec<_> = peer
+            .spec
+            .columns
+            .iter()
+            .map(|c| c.column.name.as_str())
+            .collect();
+        assert_eq!(names, ["nin", "district", "claims"]);
+        assert_eq!(peer.nulls, vec![0, 0, 1]);
+        assert_eq!(peer.spec.path, PathBuf::new());
+        assert_eq!(peer.digest, [0u8; 32]);
+        assert!(peer.registered_by.is_empty());
+
+        let again = register(&mut store, &d).unwrap_err();
+        assert_eq!(
+            again.to_string(),
+            "dataset \"people\" is already registered"
+        );
+        assert!(unchanged(&listed[0]).unwrap());
+        std::fs::write(&d.spec.path, csv.replace("12.5", "13.5")).unwrap();
+        assert!(!unchanged(&listed[0]).unwrap());
+    }
+
+    #[test]
+    fn refuses_bad_requests_and_bad_files_with_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(
+            dir.path(),
+            "nin,district,claims,diagnosis\nA1,north,abc,x\n",
+        );
+        let err = inspect(s.clone(), "m", 0).unwrap_err().to_string();
+        assert!(
+            err.ends_with("people.csv, line 2, column claims: \"abc\" is not a valid decimal"),
+            "{err}"
+        );
+        s.key_columns = vec!["name".into()];
+        let err = inspect(s.clone(), "m", 0).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "dataset \"people\": key column \"name\" is not a declared column"
+        );
+        s.id = "People!".into();
+        assert!(inspect(s, "m", 0).is_err());
+        assert_eq!(
+            parse_column("age:int:public").unwrap_err(),
+            "\"age:int:public\": unknown type \"int\" (use text, integer, decimal or date)"
+        );
+        assert!(
+            parse_column("age:integer:secret")
+                .unwrap_err()
+                .contains("unknown tier")
+        );
+        assert!(parse_column("age").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! How a person reaches their node: mutual TLS with the certificate and key their profile names,
+//! checking that the node presents the identity the profile expects.
+
+use std::time::Duration;
+
+use concord_proto::v1 as pb;
+use concord_proto::v1::operator_client::OperatorClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::catalog::ColumnSpec;
+use crate::config::{ConfigError, Profile};
+
+/// A declared column as the wire carries it.
+pub fn column_to_pb(c: &ColumnSpec) -> pb::Column {
+    crate::service::convert::column_to_pb(c)
+}
+
+/// The name of a wire tier (`?` for a value this build does not know).
+pub fn tier_name(tier: i32) -> &'static str {
+    pb::Tier::try_from(tier)
+        .ok()
+        .and_then(crate::service::convert::tier_from_pb)
+        .map_or("?", |t| t.as_str())
+}
+
+/// The name of a wire column type (`?` for a value this build does not know).
+pub fn type_name(ty: i32) -> &'static str {
+    pb::ColumnType::try_from(ty)
+        .ok()
+        .and_then(crate::service::convert::type_from_pb)
+        .map_or("?", |t| t.name())
+}
+
+/// Why a call to a node failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The profile or a file it names is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The node could not be reached, or the TLS handshake failed.
+    #[error("cannot reach the node at {address}: {reason}")]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// Why, with the underlying causes.
+        reason: String,
+    },
+    /// The node answered with an error.
+    #[error("the node refused: {message} ({code})")]
+    Refused {
+        /// gRPC status code name.
+        code: String,
+        /// The node's reason.
+        message: String,
+    },
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        // A failed TLS handshake surfaces as an `Unavailable` status from the transport.
+        ClientError::Refused {
+            code: format!("{:?}", s.code()),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+/// An error and its causes on one line (transport errors hide the useful part in `source`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// A connection to the node a profile names.
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    inner: OperatorClient<Channel>,
+}
+
+impl NodeClient {
+    /// Connects over mutual TLS.
+    pub async fn connect(profile: &Profile) -> Result<Self, ClientError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| ConfigError::Read {
+                file: path.to_owned(),
+                source,
+            })
+        };
+        let key = profile.key.load(&profile.file, "key")?;
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&profile.ca_cert)?))
+            .identity(Identity::from_pem(read(&profile.cert)?, key.expose()))
+            .domain_name(profile.node_identity.clone());
+        let address = profile.node_address.clone();
+        let fail = |reason: String| ClientError::Connect {
+            address: address.clone(),
+            reason,
+        };
+        let channel = Channel::from_shared(format!("https://{address}"))
+            .map_err(|e| fail(format!("bad address: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| fail(error_chain(&e)))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(600))
+            .connect()
+            .await
+            .map_err(|e| fail(error_chain(&e)))?;
+        Ok(Self {
+            inner: OperatorClient::new(channel),
+        })
+    }
+
+    /// `Operator.Health`.
+    pub async fn health(&mut self) -> Result<pb::HealthResponse, ClientError> {
+        Ok(self.inner.health(pb::HealthRequest {}).await?.into_inner())
+    }
+
+    /// `Operator.AddDataset`.
+    pub async fn add_dataset(
+        &mut self,
+        request: pb::AddDatasetRequest,
+    ) -> Result<pb::Dataset, ClientError> {
+        Ok(self.inner.add_dataset(request).await?.into_inner())
+    }
+
+    /// `Operator.ListDatasets`: this node's directory, or a peer's.
+    pub async fn list_datasets(
+        &mut self,
+        peer: Option<&str>,
+    ) -> Result<pb::Directory, ClientError> {
+        let request = pb::ListDatasetsRequest {
+            peer: peer.unwrap_or_default().to_owned(),
+        };
+        Ok(self.inner.list_datasets(request).await?.into_inner())
+    }
+
+    /// `Operator.ShowAudit`, every page.
+    pub async fn show_audit(&mut self) -> Result<Vec<pb::AuditEntry>, ClientError> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .inner
+                .show_audit(pb::ShowAuditRequest {
+                    after_seq: after,
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            let Some(last) = page.entries.last().map(|e| e.seq) else {
+                return Ok(all);
+            };
+            all.extend(page.entries);
+            if last >= page.last_seq {
+                return Ok(all);
+            }
+            after = last;
+        }
+    }
+
+    /// `Operator.VerifyAudit`.
+    pub async fn verify_audit(&mut self) -> Result<pb::VerifyAuditResponse, ClientError> {
+        Ok(self
+            .inner
+            .verify_audit(pb::VerifyAuditRequest {})
+            .await?
+            .into_inner())
+    }
+}

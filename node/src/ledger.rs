@@ -1,0 +1,445 @@
+//! The privacy-budget ledger: caps set by data managers, and reservations that jobs make before
+//! they run, commit when their output is released, and return when they fail before release.
+//!
+//! # Why it cannot be overspent
+//! Every reservation runs in one `BEGIN IMMEDIATE` SQLite transaction that reads what the period
+//! has already reserved and spent, checks the new cost against every cap that applies, and
+//! inserts the reservation. SQLite lets one such writer in at a time, across threads *and*
+//! processes, so two jobs can never both see the same remaining budget. Arithmetic is exact
+//! ([`PrivacyCost`]: integer 10⁻¹⁸ quanta, costs rounded up and caps down), stored as decimal
+//! text because the quanta exceed SQLite's 64-bit integers.
+//!
+//! # Caps
+//! A cap applies to one dataset and either one grantee (an operator identity) or every grantee
+//! together (the dataset-wide cap, grantee `*`), per calendar period (UTC day, month or year).
+//! A reservation must fit under every cap that names its dataset and grantee, and under the
+//! dataset-wide cap; a dataset with no cap at all cannot be spent from.
+//!
+//! # Crashes
+//! A reservation is durable once `reserve` returns. Jobs do not survive a node restart, so
+//! [`recover`], run when the node starts, returns every reservation still open: the ledger is
+//! then exactly "committed releases", never more, and a crash between reserve and commit can
+//! neither lose a commit nor leak budget.
+//!
+//! An entry counts in the period in which it was reserved, whenever it is committed.
+
+use std::fmt;
+
+use concord_dp::{PrivacyCost, Quantity};
+use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
+
+use crate::store::{Store, StoreError};
+
+/// The grantee name of a dataset-wide cap.
+pub const EVERYONE: &str = "*";
+
+/// A budget period, in UTC calendar terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Period {
+    /// From 00:00 UTC to the next.
+    Day,
+    /// From the 1st of a month, 00:00 UTC.
+    Month,
+    /// From 1 January, 00:00 UTC.
+    Year,
+}
+
+impl Period {
+    /// Parses `day`, `month` or `year`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "day" => Some(Period::Day),
+            "month" => Some(Period::Month),
+            "year" => Some(Period::Year),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+            Period::Year => "year",
+        }
+    }
+
+    /// When the period containing `now_ms` began (ms since the Unix epoch).
+    pub fn start_of(self, now_ms: i64) -> i64 {
+        let day_ms = 86_400_000;
+        let days = now_ms.div_euclid(day_ms);
+        let date = time::Date::from_julian_day(i32::try_from(days + 2_440_588).unwrap_or(i32::MAX))
+            .unwrap_or(time::Date::MIN);
+        let first = match self {
+            Period::Day => date,
+            Period::Month => date.replace_day(1).unwrap_or(date),
+            Period::Year => date.replace_ordinal(1).unwrap_or(date),
+        };
+        (i64::from(first.to_julian_day()) - 2_440_588) * day_ms
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cap on what one grantee (or everyone) may spend from one dataset per period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cap {
+    /// The dataset.
+    pub dataset: String,
+    /// An operator identity, or [`EVERYONE`] for the dataset-wide cap.
+    pub grantee: String,
+    /// The period the cap renews over.
+    pub period: Period,
+    /// The most that may be committed plus reserved per period.
+    pub limit: PrivacyCost,
+}
+
+/// Where one cap stands in the current period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// The cap.
+    pub cap: Cap,
+    /// Start of the current period (ms).
+    pub period_start_ms: i64,
+    /// Held by jobs that have not released yet.
+    pub reserved: PrivacyCost,
+    /// Committed by released outputs.
+    pub spent: PrivacyCost,
+    /// What is left: limit − reserved − spent.
+    pub remaining: PrivacyCost,
+}
+
+/// Why the ledger refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// No cap covers this dataset (nothing may be spent from it).
+    #[error("no privacy budget is set for dataset {dataset:?}")]
+    NoBudget {
+        /// The dataset.
+        dataset: String,
+    },
+    /// The cost does not fit under a cap.
+    #[error(
+        "privacy budget exhausted: dataset {dataset:?}, grantee {grantee}, this {period}: {remaining} left, {cost} asked"
+    )]
+    Exhausted {
+        /// The dataset.
+        dataset: String,
+        /// The cap's grantee (`*` for the dataset-wide cap).
+        grantee: String,
+        /// The cap's period.
+        period: Period,
+        /// What was left.
+        remaining: Box<PrivacyCost>,
+        /// What the job asked for.
+        cost: Box<PrivacyCost>,
+    },
+    /// The job already holds a reservation on this dataset.
+    #[error("job {job:?} already reserved budget on dataset {dataset:?}")]
+    Duplicate {
+        /// The job.
+        job: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// The job holds no open reservation.
+    #[error("job {job:?} holds no open reservation")]
+    NotReserved {
+        /// The job.
+        job: String,
+    },
+    /// A stored amount cannot be read back.
+    #[error("ledger row {row}: {reason}")]
+    Corrupt {
+        /// The row id.
+        row: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Exact arithmetic overflowed (a cost beyond 3.4·10²⁰).
+    #[error("privacy cost arithmetic: {0}")]
+    Arithmetic(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn put(q: Quantity) -> String {
+    q.quanta().to_string()
+}
+
+fn get(row: i64, text: &str) -> Result<Quantity, LedgerError> {
+    text.parse::<u128>()
+        .map(Quantity::from_quanta)
+        .map_err(|_| LedgerError::Corrupt {
+            row,
+            reason: format!("{text:?} is not an amount"),
+        })
+}
+
+fn cost_from(row: i64, e: &str, d: &str, r: &str) -> Result<PrivacyCost, LedgerError> {
+    Ok(PrivacyCost {
+        epsilon: get(row, e)?,
+        delta: get(row, d)?,
+        rho: get(row, r)?,
+    })
+}
+
+fn add(a: &PrivacyCost, b: &PrivacyCost) -> Result<PrivacyCost, LedgerError> {
+    a.compose(b)
+        .map_err(|e| LedgerError::Arithmetic(e.to_string()))
+}
+
+/// Sets (or replaces) a cap.
+pub fn set_cap(store: &mut Store, cap: &Cap) -> Result<(), LedgerError> {
+    let path_err = store.err_fn();
+    store
+        .conn()
+        .execute(
+            "INSERT INTO budget_caps (dataset, grantee, period, epsilon, delta, rho)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (dataset, grantee) DO UPDATE
+             SET period = ?3, epsilon = ?4, delta = ?5, rho = ?6",
+            params![
+                cap.dataset,
+                cap.grantee,
+                cap.period.as_str(),
+                put(cap.limit.epsilon),
+                put(cap.limit.delta),
+                put(cap.limit.rho),
+            ],
+        )
+        .map_err(|e| LedgerError::Store(path_err(e)))?;
+    Ok(())
+}
+
+fn caps_in(
+    tx: &rusqlite::Transaction<'_>,
+    dataset: &str,
+    grantee: Option<&str>,
+) -> Result<Vec<Cap>, rusqlite::Error> {
+    let mut stmt = tx.prepare(
+        "SELECT rowid, grantee, period, epsilon, delta, rho FROM budget_caps
+         WHERE dataset = ?1 AND (?2 IS NULL OR grantee = ?2 OR grantee = '*')
+         ORDER BY grantee",
+    )?;
+    let rows = stmt.query_map(params![dataset, grantee], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut caps = Vec::new();
+    for row in rows {
+        let (id, grantee, period, e, d, r) = row?;
+        // An unreadable cap allows nothing, which is the safe reading.
+        let limit = cost_from(id, &e, &d, &r).unwrap_or(PrivacyCost::ZERO);
+        caps.push(Cap {
+            dataset: dataset.to_owned(),
+            grantee,
+            period: Period::parse(&period).unwrap_or(Period::Day),
+            limit,
+        });
+    }
+    Ok(caps)
+}
+
+/// Reserved and spent under `cap` in the period containing `now_ms`.
+fn used(
+    tx: &rusqlite::Transaction<'_>,
+    cap: &Cap,
+    now_ms: i64,
+) -> Result<Result<(PrivacyCost, PrivacyCost), LedgerError>, rusqlite::Error> {
+    let start = cap.period.start_of(now_ms);
+    let mut stmt = tx.prepare(
+        "SELECT id, state, epsilon, delta, rho FROM budget_entries
+         WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3
+           AND state IN ('reserved', 'committed')",
+    )?;
+    let rows = stmt.query_map(params![cap.dataset, cap.grantee, start], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut reserved = PrivacyCost::ZERO;
+    let mut spent = PrivacyCost::ZERO;
+    for row in rows {
+        let (id, state, e, d, r) = row?;
+        let cost = match cost_from(id, &e, &d, &r) {
+            Ok(c) => c,
+            Err(err) => return Ok(Err(err)),
+        };
+        let total = if state == "reserved" {
+            &mut reserved
+        } else {
+            &mut spent
+        };
+        match add(total, &cost) {
+            Ok(sum) => *total = sum,
+            Err(err) => return Ok(Err(err)),
+        }
+    }
+    Ok(Ok((reserved, spent)))
+}
+
+/// Reserves `cost` for `job` on `dataset` on behalf of `grantee`, or refuses with the cap that
+/// would be exceeded.
+pub fn reserve(
+    store: &mut Store,
+    job: &str,
+    dataset: &str,
+    grantee: &str,
+    cost: &PrivacyCost,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
+    let path_err = store.err_fn();
+    let conn = store.conn();
+    let outcome = (|| -> Result<Result<(), LedgerError>, rusqlite::Error> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM budget_entries WHERE job = ?1 AND dataset = ?2",
+                params![job, dataset],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if held.is_some() {
+            return Ok(Err(LedgerError::Duplicate {
+                job: job.to_owned(),
+                dataset: dataset.to_owned(),
+            }));
+        }
+        let caps = caps_in(&tx, dataset, Some(grantee))?;
+        if caps.is_empty() {
+            return Ok(Err(LedgerError::NoBudget {
+                dataset: dataset.to_owned(),
+            }));
+        }
+        for cap in &caps {
+            let (reserved, spent) = match used(&tx, cap, now_ms)? {
+                Ok(u) => u,
+                Err(e) => return Ok(Err(e)),
+            };
+            let after = add(&reserved, &spent).and_then(|u| add(&u, cost));
+            let fits = after.as_ref().is_ok_and(|a| a.fits_within(&cap.limit));
+            if !fits {
+                let remaining = add(&reserved, &spent)
+                    .ok()
+                    .and_then(|u| cap.limit.checked_sub(&u))
+                    .unwrap_or(PrivacyCost::ZERO);
+                return Ok(Err(LedgerError::Exhausted {
+                    dataset: dataset.to_owned(),
+                    grantee: cap.grantee.clone(),
+                    period: cap.period,
+                    remaining: Box::new(remaining),
+                    cost: Box::new(*cost),
+                }));
+            }
+        }
+        tx.execute(
+            "INSERT INTO budget_entries (job, dataset, grantee, state, epsilon, delta, rho,
+                                         at_ms, updated_ms)
+             VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?6, ?7, ?7)",
+            params![
+                job,
+                dataset,
+                grantee,
+                put(cost.epsilon),
+                put(cost.delta),
+                put(cost.rho),
+                now_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Ok(()))
+    })();
+    outcome.map_err(|e| LedgerError::Store(path_err(e)))?
+}
+
+fn settle(store: &mut Store, job: &str, to: &str, now_ms: i64) -> Result<u64, LedgerError> {
+    let path_err = store.err_fn();
+    let changed = store
+        .conn()
+        .execute(
+            "UPDATE budget_entries SET state = ?2, updated_ms = ?3
+             WHERE job = ?1 AND state = 'reserved'",
+            params![job, to, now_ms],
+        )
+        .map_err(|e| LedgerError::Store(path_err(e)))?;
+    if changed == 0 {
+        return Err(LedgerError::NotReserved {
+            job: job.to_owned(),
+        });
+    }
+    Ok(changed as u64)
+}
+
+/// The job released its output: its reservations become spent. Returns how many datasets.
+pub fn commit(store: &mut Store, job: &str, now_ms: i64) -> Result<u64, LedgerError> {
+    settle(store, job, "committed", now_ms)
+}
+
+/// The job failed before release: its reservations are returned. Returns how many datasets.
+pub fn give_back(store: &mut Store, job: &str, now_ms: i64) -> Result<u64, LedgerError> {
+    settle(store, job, "returned", now_ms)
+}
+
+/// Returns every open reservation (call when the node starts: no job survives a restart).
+pub fn recover(store: &mut Store, now_ms: i64) -> Result<u64, LedgerError> {
+    let path_err = store.err_fn();
+    let n = store
+        .conn()
+        .execute(
+            "UPDATE budget_entries SET state = 'returned', updated_ms = ?1
+             WHERE state = 'reserved'",
+            params![now_ms],
+        )
+        .map_err(|e| LedgerError::Store(path_err(e)))?;
+    Ok(n as u64)
+}
+
+/// Every cap on `dataset` and where it stands now.
+pub fn usage(store: &mut Store, dataset: &str, now_ms: i64) -> Result<Vec<Usage>, LedgerError> {
+    let path_err = store.err_fn();
+    let conn = store.conn();
+    let outcome = (|| -> Result<Result<Vec<Usage>, LedgerError>, rusqlite::Error> {
+        let tx = conn.transaction()?;
+        let mut out = Vec::new();
+        for cap in caps_in(&tx, dataset, None)? {
+            let (reserved, spent) = match used(&tx, &cap, now_ms)? {
+                Ok(u) => u,
+                Err(e) => return Ok(Err(e)),
+            };
+            let remaining = add(&reserved, &spent)
+                .ok()
+                .and_then(|u| cap.limit.checked_sub(&u))
+                .unwrap_or(PrivacyCost::ZERO);
+            out.push(Usage {
+                period_start_ms: cap.period.start_of(now_ms),
+                cap,
+                reserved,
+                spent,
+                remaining,
+            });
+        }
+        Ok(Ok(out))
+    })();
+    outcome.map_err(|e| LedgerError::Store(path_err(e)))?
+}
+
+#[cfg(test)]
+mod tests;

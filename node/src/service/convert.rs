@@ -1,0 +1,122 @@
+//! Between the node's types and the wire's.
+
+use concord_proto::v1 as pb;
+
+use crate::audit::{Entry, Outcome};
+use crate::catalog::{ColumnSpec, Dataset, Tier};
+use crate::csv_input::{Column, ColumnType};
+
+use super::NodeError;
+
+pub(crate) fn tier_to_pb(t: Tier) -> pb::Tier {
+    match t {
+        Tier::Public => pb::Tier::Public,
+        Tier::Internal => pb::Tier::Internal,
+        Tier::Sensitive => pb::Tier::Sensitive,
+        Tier::Restricted => pb::Tier::Restricted,
+    }
+}
+
+fn type_to_pb(t: ColumnType) -> pb::ColumnType {
+    match t {
+        ColumnType::Text => pb::ColumnType::Text,
+        ColumnType::Integer => pb::ColumnType::Integer,
+        ColumnType::Decimal => pb::ColumnType::Decimal,
+        ColumnType::Date => pb::ColumnType::Date,
+    }
+}
+
+pub(crate) fn type_from_pb(t: pb::ColumnType) -> Option<ColumnType> {
+    match t {
+        pb::ColumnType::Text => Some(ColumnType::Text),
+        pb::ColumnType::Integer => Some(ColumnType::Integer),
+        pb::ColumnType::Decimal => Some(ColumnType::Decimal),
+        pb::ColumnType::Date => Some(ColumnType::Date),
+        pb::ColumnType::Unspecified => None,
+    }
+}
+
+pub(crate) fn tier_from_pb(t: pb::Tier) -> Option<Tier> {
+    match t {
+        pb::Tier::Public => Some(Tier::Public),
+        pb::Tier::Internal => Some(Tier::Internal),
+        pb::Tier::Sensitive => Some(Tier::Sensitive),
+        pb::Tier::Restricted => Some(Tier::Restricted),
+        pb::Tier::Unspecified => None,
+    }
+}
+
+pub(crate) fn column_from_pb(c: &pb::Column) -> Result<ColumnSpec, NodeError> {
+    let bad = |what: &str| NodeError::Invalid(format!("column {:?}: no valid {what}", c.name));
+    let ty = pb::ColumnType::try_from(c.r#type)
+        .ok()
+        .and_then(type_from_pb)
+        .ok_or_else(|| bad("type"))?;
+    let tier = pb::Tier::try_from(c.tier)
+        .ok()
+        .and_then(tier_from_pb)
+        .ok_or_else(|| bad("tier"))?;
+    Ok(ColumnSpec {
+        column: Column {
+            name: c.name.clone(),
+            ty,
+            nullable: c.nullable,
+        },
+        tier,
+    })
+}
+
+pub(crate) fn column_to_pb(c: &ColumnSpec) -> pb::Column {
+    pb::Column {
+        name: c.column.name.clone(),
+        r#type: type_to_pb(c.column.ty).into(),
+        tier: tier_to_pb(c.tier).into(),
+        nullable: c.column.nullable,
+    }
+}
+
+/// `withheld` is the number of columns the reader may not see.
+pub(crate) fn dataset_to_pb(node: &str, d: &Dataset, withheld: usize) -> pb::Dataset {
+    pb::Dataset {
+        id: d.spec.id.clone(),
+        node: node.to_owned(),
+        description: d.spec.description.clone(),
+        domain: d.spec.domain.clone(),
+        key_columns: d.spec.key_columns.clone(),
+        columns: d.spec.columns.iter().map(column_to_pb).collect(),
+        withheld_columns: withheld as u32,
+        rows: d.rows,
+        digest: if d.digest == [0u8; 32] {
+            Vec::new()
+        } else {
+            d.digest.to_vec()
+        },
+        path: d.spec.path.to_string_lossy().into_owned(),
+        registered_at_ms: d.registered_at_ms,
+        registered_by: d.registered_by.clone(),
+    }
+}
+
+pub(crate) fn entry_to_pb(e: &Entry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        actor: e.record.actor.clone(),
+        action: e.record.action.clone(),
+        grant: e.record.grant.clone().unwrap_or_default(),
+        subjects: e.record.subjects.clone(),
+        privacy_cost: e.record.privacy_cost.clone().unwrap_or_default(),
+        output_digest: e
+            .record
+            .output_digest
+            .map(|d| d.to_vec())
+            .unwrap_or_default(),
+        outcome: match e.record.outcome {
+            Outcome::Accepted => "accepted",
+            Outcome::Refused => "refused",
+        }
+        .into(),
+        detail: e.record.detail.clone(),
+        hash: e.hash.to_vec(),
+    }
+}

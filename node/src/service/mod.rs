@@ -1,0 +1,407 @@
+//! The node as a gRPC service: `concord node start`.
+//!
+//! One listener serves both services over mutual TLS: `Operator` (people reaching their own
+//! node) and `Federation` (peer nodes). The accept loop runs the TLS handshake itself, so a
+//! refused handshake (a certificate from another CA, no certificate, a timeout) is written to
+//! the audit log with the remote address before the connection is dropped. Every request that
+//! completes a handshake is then authorized against the config ([`crate::tls::identify`]) and
+//! audited, accepted or refused.
+//!
+//! Database work runs on blocking threads behind one mutex: SQLite serializes writers anyway,
+//! and each operation is one short transaction. Slow work (validating a large CSV) runs outside
+//! the lock.
+//!
+//! Simplified for now: a client that keeps failing handshakes adds one audit entry per attempt;
+//! rate limiting belongs in front of the node (or in a later version of this loop).
+
+pub(crate) mod convert;
+mod error;
+mod federation;
+mod operator;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use concord_proto::v1::federation_server::FederationServer;
+use concord_proto::v1::operator_server::OperatorServer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tonic::{Request, Status};
+
+use crate::audit::{self, AuditError, NodeKey, Outcome, Record};
+use crate::clock::Clock;
+use crate::config::{ConfigError, NodeConfig, Role};
+use crate::federation::parse_audit_seed;
+use crate::store::{Store, StoreError};
+use crate::tls::{self, Caller, TlsError};
+
+pub(crate) use error::NodeError;
+
+/// Why the node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The configuration or a secret it names is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Certificates or keys are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit log could not be written.
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    /// The audit signing key is not a 64-digit hex seed.
+    #[error("{file}: the audit signing key must be 32 bytes written as 64 hex digits")]
+    AuditKey {
+        /// The config file naming it.
+        file: String,
+    },
+    /// The data directory or the listening socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The running node's shared state.
+pub(crate) struct Node {
+    config: NodeConfig,
+    store: Mutex<Store>,
+    key: NodeKey,
+    clock: Arc<dyn Clock>,
+    started: Instant,
+    peer_tls: ClientTlsConfig,
+}
+
+/// Which callers an RPC admits.
+#[derive(Clone, Copy)]
+pub(crate) enum Admit {
+    /// People holding any of these roles.
+    People(&'static [Role]),
+    /// Peer nodes listed in the config.
+    Peers,
+}
+
+impl Node {
+    /// Runs `f` on the database, on a blocking thread.
+    pub(crate) async fn with_store<T, F>(self: &Arc<Self>, f: F) -> Result<T, NodeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Node, &mut Store) -> T + Send + 'static,
+    {
+        let node = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite half-written (every change is
+            // one transaction), so a poisoned lock is safe to keep using.
+            let mut store = node.store.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&node, &mut store)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("database task failed: {e}")))
+    }
+
+    /// Appends to the audit log; a request whose audit entry cannot be written fails.
+    pub(crate) async fn audit(self: &Arc<Self>, record: Record) -> Result<(), NodeError> {
+        tracing::info!(
+            actor = %record.actor,
+            action = %record.action,
+            outcome = ?record.outcome,
+            detail = %record.detail,
+            "audit"
+        );
+        self.with_store(move |node, store| {
+            audit::append(store, &node.key, node.clock.as_ref(), record)
+        })
+        .await?
+        .map(|_| ())
+        .map_err(|e| NodeError::Internal(format!("audit log: {e}")))
+    }
+
+    /// Identifies the caller of `req` and checks it may call `action`. A refusal is audited.
+    pub(crate) async fn admit<T>(
+        self: &Arc<Self>,
+        req: &Request<T>,
+        action: &str,
+        admit: Admit,
+    ) -> Result<Caller, Status> {
+        let caller = match req.peer_certs().as_deref().and_then(|c| c.first()) {
+            Some(cert) => tls::identify(&self.config, cert),
+            None => Caller::Unknown {
+                fingerprint: "none".into(),
+            },
+        };
+        let refusal = match (&caller, admit) {
+            (Caller::Unknown { .. }, _) => Some(NodeError::Unknown(
+                "this node does not know your certificate's identity".into(),
+            )),
+            (Caller::Person { roles, .. }, Admit::People(allowed)) => {
+                (!roles.iter().any(|r| allowed.contains(r))).then(|| {
+                    let need: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+                    let have: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                    NodeError::Forbidden(format!(
+                        "{action} needs the role {} (you hold {})",
+                        need.join(" or "),
+                        have.join(", ")
+                    ))
+                })
+            }
+            (Caller::Peer { .. }, Admit::People(_)) => Some(NodeError::Forbidden(format!(
+                "{action} is for this node's people, not for peer nodes"
+            ))),
+            (Caller::Person { .. }, Admit::Peers) => Some(NodeError::Forbidden(format!(
+                "{action} is for peer nodes only"
+            ))),
+            (Caller::Peer { .. }, Admit::Peers) => None,
+        };
+        match refusal {
+            None => Ok(caller),
+            Some(err) => {
+                let entry = record(
+                    caller.audit_name(),
+                    action,
+                    Vec::new(),
+                    Outcome::Refused,
+                    err.to_string(),
+                );
+                self.audit(entry).await?;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Audits the outcome of an admitted request and passes it on.
+    pub(crate) async fn finish<T>(
+        self: &Arc<Self>,
+        caller: &Caller,
+        action: &str,
+        subjects: Vec<String>,
+        result: Result<(T, String), NodeError>,
+    ) -> Result<T, Status> {
+        match result {
+            Ok((value, detail)) => {
+                let entry = record(
+                    caller.audit_name(),
+                    action,
+                    subjects,
+                    Outcome::Accepted,
+                    detail,
+                );
+                self.audit(entry).await?;
+                Ok(value)
+            }
+            Err(err) => {
+                let entry = record(
+                    caller.audit_name(),
+                    action,
+                    subjects,
+                    Outcome::Refused,
+                    err.to_string(),
+                );
+                self.audit(entry).await?;
+                Err(err.into())
+            }
+        }
+    }
+}
+
+/// An audit record without grant, cost or output (requests that release nothing).
+fn record(
+    actor: String,
+    action: &str,
+    subjects: Vec<String>,
+    outcome: Outcome,
+    detail: String,
+) -> Record {
+    Record {
+        actor,
+        action: action.to_owned(),
+        grant: None,
+        subjects,
+        privacy_cost: None,
+        output_digest: None,
+        outcome,
+        detail,
+    }
+}
+
+/// Everything the node needs from disk, loaded and checked before it listens.
+fn prepare(
+    config: NodeConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<(Node, TlsAcceptor, u64), ServiceError> {
+    let file = config.file.clone();
+    let ca = tls::load_certs(&config.tls.ca_cert)?;
+    let chain = tls::load_certs(&config.tls.cert)?;
+    let key_pem = config.tls.key.load(&file, "tls.key")?;
+    let key = tls::parse_key(key_pem.expose(), "tls.key")?;
+    let server = tls::server_config(&ca, chain, key)?;
+
+    let seed = config.audit.signing_key.load(&file, "audit.signing_key")?;
+    let seed = parse_audit_seed(seed.expose()).ok_or_else(|| ServiceError::AuditKey {
+        file: file.display().to_string(),
+    })?;
+    let audit_key = NodeKey::from_seed(&seed);
+
+    let io = |what: String| move |source| ServiceError::Io { what, source };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(io(format!("reading {}", p.display())));
+    let peer_tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(&config.tls.ca_cert)?))
+        .identity(Identity::from_pem(
+            read(&config.tls.cert)?,
+            key_pem.expose(),
+        ));
+
+    std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(
+        "creating data directory {}",
+        config.node.data_dir.display()
+    )))?;
+    let mut store = Store::open(&config.database_path())?;
+    // No job survives a restart: return what jobs had reserved and not released.
+    let returned =
+        crate::ledger::recover(&mut store, clock.now_ms()).map_err(|e| ServiceError::Io {
+            what: "recovering the budget ledger".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    if returned > 0 {
+        tracing::warn!(
+            returned,
+            "returned budget reservations left open by the last run"
+        );
+    }
+    Ok((
+        Node {
+            config,
+            store: Mutex::new(store),
+            key: audit_key,
+            clock,
+            started: Instant::now(),
+            peer_tls,
+        },
+        TlsAcceptor::from(Arc::new(server)),
+        returned,
+    ))
+}
+
+/// Starts the node, calls `ready` with the address it listens on, and serves until `shutdown`
+/// completes; then lets in-flight requests finish and returns.
+pub async fn run(
+    config: NodeConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServiceError> {
+    let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
+    let listen = config.node.listen;
+    let (node, acceptor, returned) = prepare(config, clock)?;
+    let node = Arc::new(node);
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServiceError::Io {
+            what: format!("listening on {listen}"),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServiceError::Io {
+        what: "reading the listening address".into(),
+        source,
+    })?;
+    let started = record(
+        "node".into(),
+        "node.start",
+        Vec::new(),
+        Outcome::Accepted,
+        format!(
+            "node {} listening on {local}, version {}; {returned} open budget reservations returned",
+            node.config.node.name,
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
+    node.audit(started).await.map_err(|e| ServiceError::Io {
+        what: "writing the audit log".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    tracing::info!(node = %node.config.node.name, %local, "listening");
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<TlsStream<TcpStream>>>(64);
+    let accept_node = Arc::clone(&node);
+    let accept = tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let node = Arc::clone(&accept_node);
+            tokio::spawn(async move {
+                let reason = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no TLS handshake within {}s", handshake_timeout.as_secs()),
+                };
+                let entry = record(
+                    format!("tcp {remote}"),
+                    "tls.handshake",
+                    Vec::new(),
+                    Outcome::Refused,
+                    reason,
+                );
+                if let Err(e) = node.audit(entry).await {
+                    tracing::error!(error = %e, "could not audit a refused handshake");
+                }
+            });
+        }
+    });
+
+    ready(local);
+    let result = tonic::transport::Server::builder()
+        .add_service(OperatorServer::new(operator::OperatorService(Arc::clone(
+            &node,
+        ))))
+        .add_service(FederationServer::new(federation::FederationService(
+            Arc::clone(&node),
+        )))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
+        .await;
+    accept.abort();
+    let (outcome, detail) = match &result {
+        Ok(()) => (Outcome::Accepted, "graceful shutdown".to_owned()),
+        Err(e) => (Outcome::Refused, format!("server failed: {e}")),
+    };
+    if let Err(e) = node
+        .audit(record(
+            "node".into(),
+            "node.stop",
+            Vec::new(),
+            outcome,
+            detail,
+        ))
+        .await
+    {
+        tracing::error!(error = %e, "could not audit the shutdown");
+    }
+    tracing::info!(node = %node.config.node.name, "stopped");
+    Ok(result?)
+}

@@ -1,0 +1,259 @@
+//! The `Operator` service: what a node answers to its own people.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_proto::v1 as pb;
+use concord_proto::v1::federation_client::FederationClient;
+use concord_proto::v1::operator_server::Operator;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::convert::{column_from_pb, dataset_to_pb, entry_to_pb};
+use super::{Admit, Node, NodeError};
+use crate::audit;
+use crate::catalog::{self, DatasetSpec};
+use crate::config::Role;
+use crate::tls::Caller;
+
+pub(crate) struct OperatorService(pub(crate) Arc<Node>);
+
+const ANYONE: &[Role] = &[Role::Operator, Role::DataManager, Role::Auditor];
+const MANAGERS: &[Role] = &[Role::DataManager];
+const AUDITORS: &[Role] = &[Role::Auditor, Role::DataManager];
+
+/// Most audit entries one `ShowAudit` call returns.
+const AUDIT_PAGE: u32 = 1000;
+
+impl Node {
+    /// A channel to peer `name`, over mutual TLS with this node's certificate, checking that the
+    /// peer presents the identity the config expects.
+    async fn peer_channel(&self, name: &str) -> Result<Channel, NodeError> {
+        let peer = self
+            .config
+            .peer(name)
+            .ok_or_else(|| NodeError::NotFound(format!("{name:?} is not a peer of this node")))?;
+        let fail = |reason: String| NodeError::Peer {
+            peer: name.to_owned(),
+            reason,
+        };
+        let endpoint = Channel::from_shared(format!("https://{}", peer.address))
+            .map_err(|e| fail(format!("bad address {:?}: {e}", peer.address)))?
+            .tls_config(self.peer_tls.clone().domain_name(peer.identity.clone()))
+            .map_err(|e| fail(format!("TLS: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30));
+        endpoint.connect().await.map_err(|e| {
+            fail(format!(
+                "cannot connect to {}: {}",
+                peer.address,
+                crate::client::error_chain(&e)
+            ))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn health(
+        &self,
+        req: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        let node = &self.0;
+        let action = "node.health";
+        let caller = node.admit(&req, action, Admit::People(ANYONE)).await?;
+        let response = pb::HealthResponse {
+            node: node.config.node.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol_version: u32::from(concord_mpc::PROTOCOL_VERSION),
+            caller: caller.audit_name(),
+            roles: caller
+                .roles()
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            uptime_seconds: node.started.elapsed().as_secs(),
+            peers: node.config.peers.iter().map(|p| p.name.clone()).collect(),
+        };
+        node.finish(&caller, action, Vec::new(), Ok((response, "ok".into())))
+            .await
+            .map(Response::new)
+    }
+
+    async fn add_dataset(
+        &self,
+        req: Request<pb::AddDatasetRequest>,
+    ) -> Result<Response<pb::Dataset>, Status> {
+        let node = &self.0;
+        let action = "dataset.add";
+        let caller = node.admit(&req, action, Admit::People(MANAGERS)).await?;
+        let r = req.into_inner();
+        let subjects = vec![r.id.clone()];
+        let result = add_dataset(node, &caller, r).await;
+        node.finish(&caller, action, subjects, result)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_datasets(
+        &self,
+        req: Request<pb::ListDatasetsRequest>,
+    ) -> Result<Response<pb::Directory>, Status> {
+        let node = &self.0;
+        let action = "dataset.list";
+        let caller = node.admit(&req, action, Admit::People(ANYONE)).await?;
+        let peer = req.into_inner().peer;
+        if peer.is_empty() {
+            let result = node
+                .with_store(|node, store| {
+                    let datasets = catalog::list(store)?;
+                    let name = &node.config.node.name;
+                    let detail = format!("{} datasets listed", datasets.len());
+                    Ok((
+                        pb::Directory {
+                            node: name.clone(),
+                            datasets: datasets.iter().map(|d| dataset_to_pb(name, d, 0)).collect(),
+                        },
+                        detail,
+                    ))
+                })
+                .await
+                .and_then(|r: Result<_, catalog::CatalogError>| r.map_err(NodeError::from));
+            return node
+                .finish(&caller, action, Vec::new(), result)
+                .await
+                .map(Response::new);
+        }
+        let subjects = vec![format!("peer:{peer}")];
+        let result = async {
+            let channel = node.peer_channel(&peer).await?;
+            let directory = FederationClient::new(channel)
+                .directory(pb::DirectoryRequest {})
+                .await
+                .map_err(|s| NodeError::Peer {
+                    peer: peer.clone(),
+                    reason: format!("{:?}: {}", s.code(), s.message()),
+                })?
+                .into_inner();
+            let detail = format!(
+                "{} datasets listed by peer {peer}",
+                directory.datasets.len()
+            );
+            Ok((directory, detail))
+        }
+        .await;
+        node.finish(&caller, action, subjects, result)
+            .await
+            .map(Response::new)
+    }
+
+    async fn show_audit(
+        &self,
+        req: Request<pb::ShowAuditRequest>,
+    ) -> Result<Response<pb::ShowAuditResponse>, Status> {
+        let node = &self.0;
+        let action = "audit.show";
+        let caller = node.admit(&req, action, Admit::People(AUDITORS)).await?;
+        let r = req.into_inner();
+        let limit = if r.limit == 0 {
+            AUDIT_PAGE
+        } else {
+            r.limit.min(AUDIT_PAGE)
+        } as usize;
+        let after = r.after_seq;
+        let result = node
+            .with_store(move |_, store| {
+                Ok::<_, audit::AuditError>((
+                    audit::entries_after(store, after, limit)?,
+                    audit::last_seq(store)?,
+                ))
+            })
+            .await
+            .and_then(|r| r.map_err(|e| NodeError::Internal(e.to_string())))
+            .map(|(entries, last_seq)| {
+                let detail = format!("{} entries after {after}", entries.len());
+                (
+                    pb::ShowAuditResponse {
+                        entries: entries.iter().map(entry_to_pb).collect(),
+                        last_seq,
+                    },
+                    detail,
+                )
+            });
+        node.finish(&caller, action, Vec::new(), result)
+            .await
+            .map(Response::new)
+    }
+
+    async fn verify_audit(
+        &self,
+        req: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
+        let node = &self.0;
+        let action = "audit.verify";
+        let caller = node.admit(&req, action, Admit::People(AUDITORS)).await?;
+        let result = node
+            .with_store(|node, store| {
+                let public = node.key.verifying_key();
+                audit::verify(store, &public).map(|v| (v, public))
+            })
+            .await
+            .and_then(|r| r.map_err(|e| NodeError::Internal(e.to_string())))
+            .map(|(v, public)| {
+                let detail = if v.is_intact() {
+                    format!("intact: {} entries", v.entries)
+                } else {
+                    format!("{} problems in {} entries", v.problems.len(), v.entries)
+                };
+                (
+                    pb::VerifyAuditResponse {
+                        entries: v.entries,
+                        head_seq: v.head_seq,
+                        problems: v.problems.iter().map(ToString::to_string).collect(),
+                        public_key: public.as_bytes().to_vec(),
+                    },
+                    detail,
+                )
+            });
+        node.finish(&caller, action, Vec::new(), result)
+            .await
+            .map(Response::new)
+    }
+}
+
+async fn add_dataset(
+    node: &Arc<Node>,
+    caller: &Caller,
+    r: pb::AddDatasetRequest,
+) -> Result<(pb::Dataset, String), NodeError> {
+    let columns = r
+        .columns
+        .iter()
+        .map(column_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = DatasetSpec {
+        id: r.id,
+        path: PathBuf::from(r.path),
+        key_columns: r.key_columns,
+        columns,
+        description: r.description,
+        domain: r.domain,
+    };
+    let by = caller.audit_name();
+    let now = node.clock.now_ms();
+    // Validating a large file takes a while: do it without holding the database.
+    let dataset = tokio::task::spawn_blocking(move || catalog::inspect(spec, &by, now))
+        .await
+        .map_err(|e| NodeError::Internal(format!("validation task failed: {e}")))??;
+    let dataset = node
+        .with_store(move |_, store| catalog::register(store, &dataset).map(|()| dataset))
+        .await??;
+    let detail = format!(
+        "registered {} ({} rows, sha256 {})",
+        dataset.spec.path.display(),
+        dataset.rows,
+        crate::hex::encode(&dataset.digest)
+    );
+    Ok((dataset_to_pb(&node.config.node.name, &dataset, 0), detail))
+}
