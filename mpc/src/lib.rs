@@ -6,6 +6,7 @@
 //! roles in one process. Heavy arithmetic runs on all cores through rayon's global pool.
 //!
 //! # Layout
+//! - [`SessionId`], [`Frame`]: what every protocol shares (re-exported by each protocol module).
 //! - [`psi`]: two-party private set intersection by ECDH on ristretto255 (cardinality or
 //!   intersection, one-shot or against a cached sender encoding), with its canonical key
 //!   encoding, wire format, and an in-process driver used by `concord bench psi`.
@@ -19,6 +20,9 @@
 
 pub mod psi;
 pub mod secagg;
+mod session;
+
+pub use session::{Frame, SessionId};
 
 /// Version of Concord's protocols. It is part of every hash-to-group and key-derivation
 /// domain-separation tag, so two versions can never silently interoperate.

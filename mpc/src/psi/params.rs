@@ -6,24 +6,7 @@ use super::PsiError;
 use super::group::{DigestTag, HashToGroup};
 use super::keys::KeySpec;
 use crate::PROTOCOL_VERSION;
-
-/// A 128-bit identifier: of a session, or of a cached sender encoding. Must be fresh (random) for
-/// every one-shot session: it separates the hash-to-group domains of different sessions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SessionId(pub [u8; 16]);
-
-impl SessionId {
-    /// A fresh random identifier.
-    pub fn random<R: rand::Rng + ?Sized>(rng: &mut R) -> Self {
-        let mut id = [0u8; 16];
-        rng.fill_bytes(&mut id);
-        Self(id)
-    }
-
-    fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
+pub use crate::session::SessionId;
 
 /// What the session computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,6 +10,7 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 
 use super::group::{DIGEST_LEN, ItemDigest, POINT_LEN, PointFault, decompress_all};
 use crate::PROTOCOL_VERSION;
+pub use crate::session::Frame;
 
 /// Largest number of items in one batch frame.
 pub const MAX_BATCH_ITEMS: usize = 1 << 16;
@@ -24,27 +25,6 @@ const KIND_SET: u8 = 4;
 const KIND_DIGESTS: u8 = 5;
 const KIND_MATCHES: u8 = 6;
 const KIND_OUTCOME: u8 = 7;
-
-/// An encoded message, ready for any transport.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame(pub Vec<u8>);
-
-impl Frame {
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Never true for a frame built here; present for completeness.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// A decoded, validated message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -126,7 +126,7 @@ pub mod wire;
 
 use sha2::{Digest as _, Sha256};
 
-pub use crate::psi::SessionId;
+pub use crate::SessionId;
 pub use crypto::{IdentityKey, KEY_LEN, PublicKey, SEALED_LEN};
 pub use params::{MAX_LENGTH, MAX_PARTIES, SecAggParams};
 pub use party::{PartyAwaitRoster, PartyAwaitShares, PartyAwaitUnmask, PartyMasked};

@@ -5,7 +5,7 @@ use sha2::{Digest as _, Sha256};
 use super::SecAggError;
 use super::crypto::PublicKey;
 use crate::PROTOCOL_VERSION;
-use crate::psi::SessionId;
+use crate::SessionId;
 
 /// Most parties in one session. Indices and counts are `u16` on the wire.
 pub const MAX_PARTIES: usize = 1000;

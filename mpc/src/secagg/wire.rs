@@ -22,7 +22,8 @@ use super::crypto::{KEY_LEN, PublicKey, SEALED_LEN};
 use super::params::MAX_PARTIES;
 use super::shamir::ShareValue;
 use crate::PROTOCOL_VERSION;
-use crate::psi::SessionId;
+use crate::SessionId;
+pub use crate::session::Frame;
 
 /// Most words of a masked input in one frame (2 MiB).
 pub const MAX_CHUNK_WORDS: usize = 1 << 18;
@@ -37,27 +38,6 @@ const KIND_FORWARDED: u8 = 4;
 const KIND_MASKED: u8 = 5;
 const KIND_UNMASK_REQUEST: u8 = 6;
 const KIND_UNMASK: u8 = 7;
-
-/// An encoded message, ready for any transport.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame(pub Vec<u8>);
-
-impl Frame {
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Never true for a frame built here; present for completeness.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// A decoded, validated message with the session it belongs to.
 #[derive(Clone, Debug)]
