@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use concord_node::audit;
 use concord_node::hex::encode as hex;
-use concord_node::proto as pb;
 use concord_node::store::Store;
+use concord_node::{audit, client};
 
 use crate::profile::ProfileArg;
 
@@ -69,26 +68,6 @@ fn read_public_key(path: &std::path::Path) -> anyhow::Result<audit::VerifyingKey
     })
 }
 
-fn entry_from(e: audit::Entry) -> pb::AuditEntry {
-    pb::AuditEntry {
-        seq: e.seq,
-        at_ms: e.at_ms,
-        actor: e.record.actor,
-        action: e.record.action,
-        grant: e.record.grant.unwrap_or_default(),
-        subjects: e.record.subjects,
-        privacy_cost: e.record.privacy_cost.unwrap_or_default(),
-        output_digest: e
-            .record
-            .output_digest
-            .map(|d| d.to_vec())
-            .unwrap_or_default(),
-        outcome: format!("{:?}", e.record.outcome).to_lowercase(),
-        detail: e.record.detail,
-        hash: e.hash.to_vec(),
-    }
-}
-
 fn when(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
@@ -104,8 +83,8 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Show(s) => {
             let entries = match (&s.db, &s.profile) {
                 (Some(db), _) => audit::entries(&mut open(db)?)?
-                    .into_iter()
-                    .map(entry_from)
+                    .iter()
+                    .map(client::audit_entry)
                     .collect(),
                 (None, Some(profile)) => crate::profile::call(
                     &ProfileArg {

@@ -1,5 +1,6 @@
-//! `concord bench psi`: both PSI roles in one process on synthetic keys, timed against the
-//! multiplication floor measured in the same run.
+//! `concord bench psi|secagg`: capacity planning. `psi` runs both PSI roles in one process on
+//! synthetic keys, timed against the multiplication floor measured in the same run; `secagg`
+//! lives in `bench_secagg`. The report helpers here serve both.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -286,13 +287,11 @@ fn print_table(r: &Report) {
         ("floor: 4·size mults", format!("{:.2} s", r.limit_seconds)),
         ("wall / floor", format!("{:.2}", r.wall_over_limit)),
     ];
-    for (name, value) in rows {
-        println!("  {name:<22}{value}");
-    }
+    print_rows(&rows);
 }
 
 /// 1234567 → "1,234,567".
-fn group(n: u64) -> String {
+pub(crate) fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -302,4 +301,11 @@ fn group(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The rows of a bench report, names aligned.
+pub(crate) fn print_rows(rows: &[(&str, String)]) {
+    for (name, value) in rows {
+        println!("  {name:<22}{value}");
+    }
 }

@@ -4,6 +4,8 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
+
+use crate::bench::{group, print_rows};
 use clap::Args;
 use concord_mpc::secagg::local::{self, DropPoint, LocalParty};
 use concord_mpc::secagg::{IdentityKey, MAX_LENGTH, MAX_PARTIES, SecAggParams, SessionId};
@@ -256,20 +258,5 @@ fn print_table(r: &Report) {
             format!("{} ({} frames)", group(r.aggregator_bytes), group(r.frames)),
         ),
     ];
-    for (name, value) in rows {
-        println!("  {name:<22}{value}");
-    }
-}
-
-/// 1234567 → "1,234,567".
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    print_rows(&rows);
 }

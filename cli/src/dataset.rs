@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use concord_node::catalog::{self, ColumnSpec};
 use concord_node::client::{self, tier_name, type_name};
+use concord_node::hex::encode as hex;
 use concord_node::proto as pb;
 
 use crate::profile::ProfileArg;
@@ -68,10 +69,6 @@ pub(crate) struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn dataset_json(d: &pb::Dataset) -> serde_json::Value {

@@ -70,7 +70,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// `accepted` or `refused`, as stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Accepted => "accepted",
             Outcome::Refused => "refused",

@@ -15,6 +15,11 @@ pub fn column_to_pb(c: &ColumnSpec) -> pb::Column {
     crate::service::convert::column_to_pb(c)
 }
 
+/// An audit entry as the wire carries it (for logs read offline, printed like online ones).
+pub fn audit_entry(e: &crate::audit::Entry) -> pb::AuditEntry {
+    crate::service::convert::entry_to_pb(e)
+}
+
 /// The name of a wire tier (`?` for a value this build does not know).
 pub fn tier_name(tier: i32) -> &'static str {
     pb::Tier::try_from(tier)

@@ -2,7 +2,7 @@
 
 use concord_proto::v1 as pb;
 
-use crate::audit::{Entry, Outcome};
+use crate::audit::Entry;
 use crate::catalog::{ColumnSpec, Dataset, Tier};
 use crate::csv_input::{Column, ColumnType};
 
@@ -111,11 +111,7 @@ pub(crate) fn entry_to_pb(e: &Entry) -> pb::AuditEntry {
             .output_digest
             .map(|d| d.to_vec())
             .unwrap_or_default(),
-        outcome: match e.record.outcome {
-            Outcome::Accepted => "accepted",
-            Outcome::Refused => "refused",
-        }
-        .into(),
+        outcome: e.record.outcome.as_str().into(),
         detail: e.record.detail.clone(),
         hash: e.hash.to_vec(),
     }
