@@ -125,12 +125,6 @@ pub enum CatalogError {
         /// The id.
         id: String,
     },
-    /// No such dataset.
-    #[error("no dataset {id:?} at this node")]
-    Unknown {
-        /// The id.
-        id: String,
-    },
     /// The file does not match its declared schema.
     #[error(transparent)]
     Csv(#[from] CsvError),
@@ -317,14 +311,6 @@ pub fn list(store: &mut Store) -> Result<Vec<Dataset>, CatalogError> {
         Ok(datasets)
     })();
     result.map_err(|e| CatalogError::Store(store.err(e)))
-}
-
-/// One dataset.
-pub fn get(store: &mut Store, id: &str) -> Result<Dataset, CatalogError> {
-    list(store)?
-        .into_iter()
-        .find(|d| d.spec.id == id)
-        .ok_or_else(|| CatalogError::Unknown { id: id.to_owned() })
 }
 
 /// The fields of a dataset a peer may see (see the module docs).

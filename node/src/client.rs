@@ -86,6 +86,24 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// A mutual-TLS channel to `address` (`host:port`), used by people's CLIs and by nodes calling
+/// their peers. The error is the cause, for the caller to prefix with whom it was calling.
+pub(crate) async fn tls_channel(
+    address: &str,
+    tls: ClientTlsConfig,
+    request_timeout: Duration,
+) -> Result<Channel, String> {
+    Channel::from_shared(format!("https://{address}"))
+        .map_err(|e| format!("bad address {address:?}: {e}"))?
+        .tls_config(tls)
+        .map_err(|e| error_chain(&e))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(request_timeout)
+        .connect()
+        .await
+        .map_err(|e| error_chain(&e))
+}
+
 /// A connection to the node a profile names.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
@@ -106,20 +124,12 @@ impl NodeClient {
             .ca_certificate(Certificate::from_pem(read(&profile.ca_cert)?))
             .identity(Identity::from_pem(read(&profile.cert)?, key.expose()))
             .domain_name(profile.node_identity.clone());
-        let address = profile.node_address.clone();
-        let fail = |reason: String| ClientError::Connect {
-            address: address.clone(),
-            reason,
-        };
-        let channel = Channel::from_shared(format!("https://{address}"))
-            .map_err(|e| fail(format!("bad address: {e}")))?
-            .tls_config(tls)
-            .map_err(|e| fail(error_chain(&e)))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(600))
-            .connect()
+        let channel = tls_channel(&profile.node_address, tls, Duration::from_secs(600))
             .await
-            .map_err(|e| fail(error_chain(&e)))?;
+            .map_err(|reason| ClientError::Connect {
+                address: profile.node_address.clone(),
+                reason,
+            })?;
         Ok(Self {
             inner: OperatorClient::new(channel),
         })

@@ -28,16 +28,17 @@ use rcgen::{
 };
 
 use crate::audit::NodeKey;
+use crate::config::Role;
 use crate::hex::encode as hex;
 
 /// Days a trial certificate is valid.
 pub const TRIAL_DAYS: i64 = 365;
 
 /// The people `init` creates at every node, with the role each holds.
-pub const PEOPLE: [(&str, &str); 3] = [
-    ("manager", "data-manager"),
-    ("operator", "operator"),
-    ("auditor", "auditor"),
+pub const PEOPLE: [(&str, Role); 3] = [
+    ("manager", Role::DataManager),
+    ("operator", Role::Operator),
+    ("auditor", Role::Auditor),
 ];
 
 /// Why `init` failed.

@@ -196,9 +196,15 @@ fn add(a: &PrivacyCost, b: &PrivacyCost) -> Result<PrivacyCost, LedgerError> {
         .map_err(|e| LedgerError::Arithmetic(e.to_string()))
 }
 
+/// Labels SQLite errors with the database's path; usable while the connection is borrowed.
+fn db_err(store: &Store) -> impl Fn(rusqlite::Error) -> LedgerError + use<> {
+    let err = store.err_fn();
+    move |e| LedgerError::Store(err(e))
+}
+
 /// Sets (or replaces) a cap.
 pub fn set_cap(store: &mut Store, cap: &Cap) -> Result<(), LedgerError> {
-    let path_err = store.err_fn();
+    let db = db_err(store);
     store
         .conn()
         .execute(
@@ -215,40 +221,45 @@ pub fn set_cap(store: &mut Store, cap: &Cap) -> Result<(), LedgerError> {
                 put(cap.limit.rho),
             ],
         )
-        .map_err(|e| LedgerError::Store(path_err(e)))?;
+        .map_err(db)?;
     Ok(())
 }
 
+/// The caps on `dataset`: those of `grantee` and the dataset-wide one, or all of them (`None`).
 fn caps_in(
     tx: &rusqlite::Transaction<'_>,
+    db: &impl Fn(rusqlite::Error) -> LedgerError,
     dataset: &str,
     grantee: Option<&str>,
-) -> Result<Vec<Cap>, rusqlite::Error> {
-    let mut stmt = tx.prepare(
-        "SELECT rowid, grantee, period, epsilon, delta, rho FROM budget_caps
-         WHERE dataset = ?1 AND (?2 IS NULL OR grantee = ?2 OR grantee = '*')
-         ORDER BY grantee",
-    )?;
-    let rows = stmt.query_map(params![dataset, grantee], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-        ))
-    })?;
+) -> Result<Vec<Cap>, LedgerError> {
+    let mut stmt = tx
+        .prepare(
+            "SELECT rowid, grantee, period, epsilon, delta, rho FROM budget_caps
+             WHERE dataset = ?1 AND (?2 IS NULL OR grantee = ?2 OR grantee = '*')
+             ORDER BY grantee",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![dataset, grantee], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db)?;
     let mut caps = Vec::new();
     for row in rows {
-        let (id, grantee, period, e, d, r) = row?;
-        // An unreadable cap allows nothing, which is the safe reading.
-        let limit = cost_from(id, &e, &d, &r).unwrap_or(PrivacyCost::ZERO);
+        let (id, grantee, period, e, d, r) = row.map_err(db)?;
         caps.push(Cap {
             dataset: dataset.to_owned(),
             grantee,
             period: Period::parse(&period).unwrap_or(Period::Day),
-            limit,
+            // An unreadable cap allows nothing, which is the safe reading.
+            limit: cost_from(id, &e, &d, &r).unwrap_or(PrivacyCost::ZERO),
         });
     }
     Ok(caps)
@@ -257,43 +268,49 @@ fn caps_in(
 /// Reserved and spent under `cap` in the period containing `now_ms`.
 fn used(
     tx: &rusqlite::Transaction<'_>,
+    db: &impl Fn(rusqlite::Error) -> LedgerError,
     cap: &Cap,
     now_ms: i64,
-) -> Result<Result<(PrivacyCost, PrivacyCost), LedgerError>, rusqlite::Error> {
+) -> Result<(PrivacyCost, PrivacyCost), LedgerError> {
     let start = cap.period.start_of(now_ms);
-    let mut stmt = tx.prepare(
-        "SELECT id, state, epsilon, delta, rho FROM budget_entries
-         WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3
-           AND state IN ('reserved', 'committed')",
-    )?;
-    let rows = stmt.query_map(params![cap.dataset, cap.grantee, start], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut reserved = PrivacyCost::ZERO;
-    let mut spent = PrivacyCost::ZERO;
+    let mut stmt = tx
+        .prepare(
+            "SELECT id, state, epsilon, delta, rho FROM budget_entries
+             WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3
+               AND state IN ('reserved', 'committed')",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![cap.dataset, cap.grantee, start], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
+        .map_err(db)?;
+    let (mut reserved, mut spent) = (PrivacyCost::ZERO, PrivacyCost::ZERO);
     for row in rows {
-        let (id, state, e, d, r) = row?;
-        let cost = match cost_from(id, &e, &d, &r) {
-            Ok(c) => c,
-            Err(err) => return Ok(Err(err)),
-        };
+        let (id, state, e, d, r) = row.map_err(db)?;
+        let cost = cost_from(id, &e, &d, &r)?;
         let total = if state == "reserved" {
             &mut reserved
         } else {
             &mut spent
         };
-        match add(total, &cost) {
-            Ok(sum) => *total = sum,
-            Err(err) => return Ok(Err(err)),
-        }
+        *total = add(total, &cost)?;
     }
-    Ok(Ok((reserved, spent)))
+    Ok((reserved, spent))
+}
+
+/// What is left under `limit` once `used` is taken (zero if it is already over).
+fn left(limit: &PrivacyCost, reserved: &PrivacyCost, spent: &PrivacyCost) -> PrivacyCost {
+    add(reserved, spent)
+        .ok()
+        .and_then(|u| limit.checked_sub(&u))
+        .unwrap_or(PrivacyCost::ZERO)
 }
 
 /// Reserves `cost` for `job` on `dataset` on behalf of `grantee`, or refuses with the cap that
@@ -306,139 +323,117 @@ pub fn reserve(
     cost: &PrivacyCost,
     now_ms: i64,
 ) -> Result<(), LedgerError> {
-    let path_err = store.err_fn();
-    let conn = store.conn();
-    let outcome = (|| -> Result<Result<(), LedgerError>, rusqlite::Error> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let held: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM budget_entries WHERE job = ?1 AND dataset = ?2",
-                params![job, dataset],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if held.is_some() {
-            return Ok(Err(LedgerError::Duplicate {
-                job: job.to_owned(),
+    let db = db_err(store);
+    let tx = store
+        .conn()
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&db)?;
+    let held: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM budget_entries WHERE job = ?1 AND dataset = ?2",
+            params![job, dataset],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(&db)?;
+    if held.is_some() {
+        return Err(LedgerError::Duplicate {
+            job: job.to_owned(),
+            dataset: dataset.to_owned(),
+        });
+    }
+    let caps = caps_in(&tx, &db, dataset, Some(grantee))?;
+    if caps.is_empty() {
+        return Err(LedgerError::NoBudget {
+            dataset: dataset.to_owned(),
+        });
+    }
+    for cap in &caps {
+        let (reserved, spent) = used(&tx, &db, cap, now_ms)?;
+        let after = add(&reserved, &spent).and_then(|u| add(&u, cost));
+        if !after.is_ok_and(|a| a.fits_within(&cap.limit)) {
+            return Err(LedgerError::Exhausted {
                 dataset: dataset.to_owned(),
-            }));
+                grantee: cap.grantee.clone(),
+                period: cap.period,
+                remaining: Box::new(left(&cap.limit, &reserved, &spent)),
+                cost: Box::new(*cost),
+            });
         }
-        let caps = caps_in(&tx, dataset, Some(grantee))?;
-        if caps.is_empty() {
-            return Ok(Err(LedgerError::NoBudget {
-                dataset: dataset.to_owned(),
-            }));
-        }
-        for cap in &caps {
-            let (reserved, spent) = match used(&tx, cap, now_ms)? {
-                Ok(u) => u,
-                Err(e) => return Ok(Err(e)),
-            };
-            let after = add(&reserved, &spent).and_then(|u| add(&u, cost));
-            let fits = after.as_ref().is_ok_and(|a| a.fits_within(&cap.limit));
-            if !fits {
-                let remaining = add(&reserved, &spent)
-                    .ok()
-                    .and_then(|u| cap.limit.checked_sub(&u))
-                    .unwrap_or(PrivacyCost::ZERO);
-                return Ok(Err(LedgerError::Exhausted {
-                    dataset: dataset.to_owned(),
-                    grantee: cap.grantee.clone(),
-                    period: cap.period,
-                    remaining: Box::new(remaining),
-                    cost: Box::new(*cost),
-                }));
-            }
-        }
-        tx.execute(
-            "INSERT INTO budget_entries (job, dataset, grantee, state, epsilon, delta, rho,
-                                         at_ms, updated_ms)
-             VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?6, ?7, ?7)",
-            params![
-                job,
-                dataset,
-                grantee,
-                put(cost.epsilon),
-                put(cost.delta),
-                put(cost.rho),
-                now_ms
-            ],
-        )?;
-        tx.commit()?;
-        Ok(Ok(()))
-    })();
-    outcome.map_err(|e| LedgerError::Store(path_err(e)))?
+    }
+    tx.execute(
+        "INSERT INTO budget_entries (job, dataset, grantee, state, epsilon, delta, rho,
+                                     at_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?6, ?7, ?7)",
+        params![
+            job,
+            dataset,
+            grantee,
+            put(cost.epsilon),
+            put(cost.delta),
+            put(cost.rho),
+            now_ms
+        ],
+    )
+    .map_err(&db)?;
+    // Dropping the transaction unfinished (any early return above) rolls it back.
+    tx.commit().map_err(&db)
 }
 
-fn settle(store: &mut Store, job: &str, to: &str, now_ms: i64) -> Result<u64, LedgerError> {
-    let path_err = store.err_fn();
+/// Moves open reservations (of `job`, or of every job) to `to`; how many rows changed.
+fn settle(store: &mut Store, job: Option<&str>, to: &str, now_ms: i64) -> Result<u64, LedgerError> {
+    let db = db_err(store);
     let changed = store
         .conn()
         .execute(
             "UPDATE budget_entries SET state = ?2, updated_ms = ?3
-             WHERE job = ?1 AND state = 'reserved'",
+             WHERE (?1 IS NULL OR job = ?1) AND state = 'reserved'",
             params![job, to, now_ms],
         )
-        .map_err(|e| LedgerError::Store(path_err(e)))?;
-    if changed == 0 {
-        return Err(LedgerError::NotReserved {
-            job: job.to_owned(),
-        });
-    }
+        .map_err(db)?;
     Ok(changed as u64)
+}
+
+fn settle_job(store: &mut Store, job: &str, to: &str, now_ms: i64) -> Result<u64, LedgerError> {
+    match settle(store, Some(job), to, now_ms)? {
+        0 => Err(LedgerError::NotReserved {
+            job: job.to_owned(),
+        }),
+        n => Ok(n),
+    }
 }
 
 /// The job released its output: its reservations become spent. Returns how many datasets.
 pub fn commit(store: &mut Store, job: &str, now_ms: i64) -> Result<u64, LedgerError> {
-    settle(store, job, "committed", now_ms)
+    settle_job(store, job, "committed", now_ms)
 }
 
 /// The job failed before release: its reservations are returned. Returns how many datasets.
 pub fn give_back(store: &mut Store, job: &str, now_ms: i64) -> Result<u64, LedgerError> {
-    settle(store, job, "returned", now_ms)
+    settle_job(store, job, "returned", now_ms)
 }
 
 /// Returns every open reservation (call when the node starts: no job survives a restart).
 pub fn recover(store: &mut Store, now_ms: i64) -> Result<u64, LedgerError> {
-    let path_err = store.err_fn();
-    let n = store
-        .conn()
-        .execute(
-            "UPDATE budget_entries SET state = 'returned', updated_ms = ?1
-             WHERE state = 'reserved'",
-            params![now_ms],
-        )
-        .map_err(|e| LedgerError::Store(path_err(e)))?;
-    Ok(n as u64)
+    settle(store, None, "returned", now_ms)
 }
 
 /// Every cap on `dataset` and where it stands now.
 pub fn usage(store: &mut Store, dataset: &str, now_ms: i64) -> Result<Vec<Usage>, LedgerError> {
-    let path_err = store.err_fn();
-    let conn = store.conn();
-    let outcome = (|| -> Result<Result<Vec<Usage>, LedgerError>, rusqlite::Error> {
-        let tx = conn.transaction()?;
-        let mut out = Vec::new();
-        for cap in caps_in(&tx, dataset, None)? {
-            let (reserved, spent) = match used(&tx, &cap, now_ms)? {
-                Ok(u) => u,
-                Err(e) => return Ok(Err(e)),
-            };
-            let remaining = add(&reserved, &spent)
-                .ok()
-                .and_then(|u| cap.limit.checked_sub(&u))
-                .unwrap_or(PrivacyCost::ZERO);
-            out.push(Usage {
-                period_start_ms: cap.period.start_of(now_ms),
-                cap,
-                reserved,
-                spent,
-                remaining,
-            });
-        }
-        Ok(Ok(out))
-    })();
-    outcome.map_err(|e| LedgerError::Store(path_err(e)))?
+    let db = db_err(store);
+    let tx = store.conn().transaction().map_err(&db)?;
+    let mut out = Vec::new();
+    for cap in caps_in(&tx, &db, dataset, None)? {
+        let (reserved, spent) = used(&tx, &db, &cap, now_ms)?;
+        out.push(Usage {
+            period_start_ms: cap.period.start_of(now_ms),
+            remaining: left(&cap.limit, &reserved, &spent),
+            cap,
+            reserved,
+            spent,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

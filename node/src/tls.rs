@@ -38,12 +38,20 @@ pub enum TlsError {
 
 /// Reads every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |reason: String| TlsError::Pem {
+    let pem = std::fs::read(path).map_err(|e| TlsError::Pem {
         file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    parse_certs(&pem, &path.display().to_string())
+}
+
+/// Parses every certificate in PEM text. `label` names where it came from in errors.
+pub fn parse_certs(pem: &[u8], label: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let err = |reason: String| TlsError::Pem {
+        file: label.to_owned(),
         reason,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))?;
     if certs.is_empty() {

@@ -43,7 +43,6 @@ impl From<CatalogError> for NodeError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Exists { .. } => NodeError::Exists(e.to_string()),
-            CatalogError::Unknown { .. } => NodeError::NotFound(e.to_string()),
             CatalogError::Store(_) => NodeError::Internal(e.to_string()),
             _ => NodeError::Invalid(e.to_string()),
         }

@@ -57,6 +57,9 @@ pub enum ServiceError {
     /// The audit log could not be written.
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
+    /// The budget ledger could not be recovered.
+    #[error("budget ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// The audit signing key is not a 64-digit hex seed.
     #[error("{file}: the audit signing key must be 32 bytes written as 64 hex digits")]
     AuditKey {
@@ -243,8 +246,12 @@ fn prepare(
     clock: Arc<dyn Clock>,
 ) -> Result<(Node, TlsAcceptor, u64), ServiceError> {
     let file = config.file.clone();
-    let ca = tls::load_certs(&config.tls.ca_cert)?;
-    let chain = tls::load_certs(&config.tls.cert)?;
+    let io = |what: String| move |source| ServiceError::Io { what, source };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(io(format!("reading {}", p.display())));
+    let (ca_pem, cert_pem) = (read(&config.tls.ca_cert)?, read(&config.tls.cert)?);
+    let ca = tls::parse_certs(&ca_pem, &config.tls.ca_cert.display().to_string())?;
+    let chain = tls::parse_certs(&cert_pem, &config.tls.cert.display().to_string())?;
     let key_pem = config.tls.key.load(&file, "tls.key")?;
     let key = tls::parse_key(key_pem.expose(), "tls.key")?;
     let server = tls::server_config(&ca, chain, key)?;
@@ -255,15 +262,9 @@ fn prepare(
     })?;
     let audit_key = NodeKey::from_seed(&seed);
 
-    let io = |what: String| move |source| ServiceError::Io { what, source };
-    let read =
-        |p: &std::path::Path| std::fs::read(p).map_err(io(format!("reading {}", p.display())));
     let peer_tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(&config.tls.ca_cert)?))
-        .identity(Identity::from_pem(
-            read(&config.tls.cert)?,
-            key_pem.expose(),
-        ));
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .identity(Identity::from_pem(cert_pem, key_pem.expose()));
 
     std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(
         "creating data directory {}",
@@ -271,11 +272,7 @@ fn prepare(
     )))?;
     let mut store = Store::open(&config.database_path())?;
     // No job survives a restart: return what jobs had reserved and not released.
-    let returned =
-        crate::ledger::recover(&mut store, clock.now_ms()).map_err(|e| ServiceError::Io {
-            what: "recovering the budget ledger".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let returned = crate::ledger::recover(&mut store, clock.now_ms())?;
     if returned > 0 {
         tracing::warn!(
             returned,

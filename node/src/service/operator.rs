@@ -34,23 +34,13 @@ impl Node {
             .config
             .peer(name)
             .ok_or_else(|| NodeError::NotFound(format!("{name:?} is not a peer of this node")))?;
-        let fail = |reason: String| NodeError::Peer {
-            peer: name.to_owned(),
-            reason,
-        };
-        let endpoint = Channel::from_shared(format!("https://{}", peer.address))
-            .map_err(|e| fail(format!("bad address {:?}: {e}", peer.address)))?
-            .tls_config(self.peer_tls.clone().domain_name(peer.identity.clone()))
-            .map_err(|e| fail(format!("TLS: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30));
-        endpoint.connect().await.map_err(|e| {
-            fail(format!(
-                "cannot connect to {}: {}",
-                peer.address,
-                crate::client::error_chain(&e)
-            ))
-        })
+        let tls = self.peer_tls.clone().domain_name(peer.identity.clone());
+        crate::client::tls_channel(&peer.address, tls, Duration::from_secs(30))
+            .await
+            .map_err(|reason| NodeError::Peer {
+                peer: name.to_owned(),
+                reason: format!("cannot connect to {}: {reason}", peer.address),
+            })
     }
 }
 
