@@ -8,9 +8,7 @@ use concord_proto::v1::federation_server::Federation;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::dataset_to_pb;
 use super::{Admit, Node, NodeError};
-use crate::catalog;
 
 pub(crate) struct FederationService(pub(crate) Arc<Node>);
 
@@ -25,29 +23,7 @@ impl Federation for FederationService {
         let node = &self.0;
         let action = "federation.directory";
         let caller = node.admit(&req, action, Admit::Peers).await?;
-        let result = node
-            .with_store(|node, store| {
-                let datasets = catalog::list(store)?;
-                let name = &node.config.node.name;
-                let listed: Vec<pb::Dataset> = datasets
-                    .iter()
-                    .map(|d| {
-                        let view = catalog::peer_view(d);
-                        let withheld = d.spec.columns.len() - view.spec.columns.len();
-                        dataset_to_pb(name, &view, withheld)
-                    })
-                    .collect();
-                let detail = format!("{} datasets listed (peer view)", listed.len());
-                Ok((
-                    pb::Directory {
-                        node: name.clone(),
-                        datasets: listed,
-                    },
-                    detail,
-                ))
-            })
-            .await
-            .and_then(|r: Result<_, catalog::CatalogError>| r.map_err(NodeError::from));
+        let result = node.directory(true).await;
         node.finish(&caller, action, Vec::new(), result)
             .await
             .map(Response::new)

@@ -116,6 +116,41 @@ impl Node {
         .map_err(|e| NodeError::Internal(format!("database task failed: {e}")))
     }
 
+    /// This node's directory, as its own people see it or (`for_peer`) as a peer may see it
+    /// ([`crate::catalog::peer_view`]), with the audit detail.
+    pub(crate) async fn directory(
+        self: &Arc<Self>,
+        for_peer: bool,
+    ) -> Result<(concord_proto::v1::Directory, String), NodeError> {
+        self.with_store(move |node, store| {
+            let name = &node.config.node.name;
+            let datasets = crate::catalog::list(store)?
+                .iter()
+                .map(|d| {
+                    if for_peer {
+                        let view = crate::catalog::peer_view(d);
+                        let withheld = d.spec.columns.len() - view.spec.columns.len();
+                        convert::dataset_to_pb(name, &view, withheld)
+                    } else {
+                        convert::dataset_to_pb(name, d, 0)
+                    }
+                })
+                .collect::<Vec<_>>();
+            let detail = format!(
+                "{} datasets listed{}",
+                datasets.len(),
+                if for_peer { " (peer view)" } else { "" }
+            );
+            let directory = concord_proto::v1::Directory {
+                node: name.clone(),
+                datasets,
+            };
+            Ok::<_, crate::catalog::CatalogError>((directory, detail))
+        })
+        .await?
+        .map_err(NodeError::from)
+    }
+
     /// Appends to the audit log; a request whose audit entry cannot be written fails.
     pub(crate) async fn audit(self: &Arc<Self>, record: Record) -> Result<(), NodeError> {
         tracing::info!(

@@ -95,21 +95,7 @@ impl Operator for OperatorService {
         let caller = node.admit(&req, action, Admit::People(ANYONE)).await?;
         let peer = req.into_inner().peer;
         if peer.is_empty() {
-            let result = node
-                .with_store(|node, store| {
-                    let datasets = catalog::list(store)?;
-                    let name = &node.config.node.name;
-                    let detail = format!("{} datasets listed", datasets.len());
-                    Ok((
-                        pb::Directory {
-                            node: name.clone(),
-                            datasets: datasets.iter().map(|d| dataset_to_pb(name, d, 0)).collect(),
-                        },
-                        detail,
-                    ))
-                })
-                .await
-                .and_then(|r: Result<_, catalog::CatalogError>| r.map_err(NodeError::from));
+            let result = node.directory(false).await;
             return node
                 .finish(&caller, action, Vec::new(), result)
                 .await
