@@ -119,6 +119,12 @@ pub enum CatalogError {
         /// What is wrong.
         reason: String,
     },
+    /// No dataset has this id.
+    #[error("no dataset {id:?} is registered at this node")]
+    NotFound {
+        /// The id.
+        id: String,
+    },
     /// The id is taken.
     #[error("dataset {id:?} is already registered")]
     Exists {
@@ -254,14 +260,23 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
 
 /// Every registered dataset, by id.
 pub fn list(store: &mut Store) -> Result<Vec<Dataset>, CatalogError> {
-    let conn = store.conn();
-    let result = (|| -> rusqlite::Result<Vec<Dataset>> {
+    let result = load(store.conn(), None);
+    result.map_err(|e| CatalogError::Store(store.err(e)))
+}
+
+/// The registered datasets (all, or the one with `id`), read on `conn` (which may be inside
+/// the caller's transaction).
+pub(crate) fn load(
+    conn: &rusqlite::Connection,
+    id: Option<&str>,
+) -> rusqlite::Result<Vec<Dataset>> {
+    {
         let mut stmt = conn.prepare(
             "SELECT id, path, description, domain, key_columns, rows, digest, registered_at_ms,
-                    registered_by FROM datasets ORDER BY id",
+                    registered_by FROM datasets WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
         )?;
         let mut datasets = stmt
-            .query_map([], |r| {
+            .query_map([id], |r| {
                 let digest: Vec<u8> = r.get(6)?;
                 let keys: String = r.get(4)?;
                 Ok(Dataset {
@@ -309,8 +324,46 @@ pub fn list(store: &mut Store) -> Result<Vec<Dataset>, CatalogError> {
             }
         }
         Ok(datasets)
-    })();
-    result.map_err(|e| CatalogError::Store(store.err(e)))
+    }
+}
+
+/// Sets the tier of named columns of dataset `id`; returns each change as (column, old, new).
+/// All or nothing: an unknown dataset or column changes nothing.
+pub fn classify(
+    store: &mut Store,
+    id: &str,
+    changes: &[(String, Tier)],
+) -> Result<Vec<(String, Tier, Tier)>, CatalogError> {
+    let err = store.err_fn();
+    let tx = store
+        .conn()
+        .transaction()
+        .map_err(|e| CatalogError::Store(err(e)))?;
+    let dataset = load(&tx, Some(id))
+        .map_err(|e| CatalogError::Store(err(e)))?
+        .pop()
+        .ok_or_else(|| CatalogError::NotFound { id: id.to_owned() })?;
+    let mut done = Vec::new();
+    for (name, tier) in changes {
+        let old = dataset
+            .spec
+            .columns
+            .iter()
+            .find(|c| c.column.name == *name)
+            .map(|c| c.tier)
+            .ok_or_else(|| CatalogError::Invalid {
+                id: id.to_owned(),
+                reason: format!("no column {name:?}"),
+            })?;
+        tx.execute(
+            "UPDATE dataset_columns SET tier = ?3 WHERE dataset = ?1 AND name = ?2",
+            params![id, name, tier.as_str()],
+        )
+        .map_err(|e| CatalogError::Store(err(e)))?;
+        done.push((name.clone(), old, *tier));
+    }
+    tx.commit().map_err(|e| CatalogError::Store(err(e)))?;
+    Ok(done)
 }
 
 /// The fields of a dataset a peer may see (see the module docs).

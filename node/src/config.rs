@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::policy::{Approvals, Rules, TierMatrix};
 use zeroize::Zeroizing;
 
 /// Why a configuration or profile could not be used.
@@ -153,6 +155,9 @@ pub struct NodeConfig {
     /// People who may reach it, with their roles.
     #[serde(default)]
     pub people: Vec<Person>,
+    /// How grants are approved and what each field tier allows.
+    #[serde(default)]
+    pub policy: PolicySection,
     /// The file this was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -197,6 +202,31 @@ fn default_handshake_timeout() -> u64 {
 pub struct AuditSection {
     /// The Ed25519 signing key of the audit log: 32 bytes, hex-encoded.
     pub signing_key: SecretSource,
+}
+
+/// `[policy]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// How many of the node's data managers must approve a grant before it is active (m of n).
+    #[serde(default = "default_approvals")]
+    pub approvals: u32,
+    /// `[policy.tiers]`: the uses each tier allows (see [`crate::policy`]).
+    #[serde(default)]
+    pub tiers: TierMatrix,
+}
+
+fn default_approvals() -> u32 {
+    1
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            approvals: default_approvals(),
+            tiers: TierMatrix::default(),
+        }
+    }
 }
 
 /// `[[peers]]`: a node this one talks to.
@@ -338,7 +368,36 @@ impl NodeConfig {
                 )));
             }
         }
+        let managers = self
+            .people
+            .iter()
+            .filter(|p| p.roles.contains(&Role::DataManager))
+            .count();
+        if self.policy.approvals == 0 || self.policy.approvals as usize > managers.max(1) {
+            return Err(invalid(format!(
+                "policy.approvals = {}: it must be between 1 and the number of data managers \
+                 listed under [[people]] ({managers})",
+                self.policy.approvals
+            )));
+        }
+        self.policy.tiers.check().map_err(invalid)?;
         Ok(())
+    }
+
+    /// This node's policy rules: the tier matrix and m of its current data managers.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            matrix: self.policy.tiers.clone(),
+            approvals: Approvals {
+                needed: self.policy.approvals,
+                managers: self
+                    .people
+                    .iter()
+                    .filter(|p| p.roles.contains(&Role::DataManager))
+                    .map(|p| p.identity.clone())
+                    .collect(),
+            },
+        }
     }
 
     /// The peer named `name`.

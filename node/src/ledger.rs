@@ -197,7 +197,7 @@ fn add(a: &PrivacyCost, b: &PrivacyCost) -> Result<PrivacyCost, LedgerError> {
 }
 
 /// Labels SQLite errors with the database's path; usable while the connection is borrowed.
-fn db_err(store: &Store) -> impl Fn(rusqlite::Error) -> LedgerError + use<> {
+pub(crate) fn db_err(store: &Store) -> impl Fn(rusqlite::Error) -> LedgerError + use<> {
     let err = store.err_fn();
     move |e| LedgerError::Store(err(e))
 }
@@ -306,7 +306,11 @@ fn used(
 }
 
 /// What is left under `limit` once `used` is taken (zero if it is already over).
-fn left(limit: &PrivacyCost, reserved: &PrivacyCost, spent: &PrivacyCost) -> PrivacyCost {
+pub(crate) fn left(
+    limit: &PrivacyCost,
+    reserved: &PrivacyCost,
+    spent: &PrivacyCost,
+) -> PrivacyCost {
     add(reserved, spent)
         .ok()
         .and_then(|u| limit.checked_sub(&u))
@@ -328,6 +332,24 @@ pub fn reserve(
         .conn()
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(&db)?;
+    reserve_in(&tx, &db, job, dataset, grantee, None, cost, now_ms)?;
+    // Dropping the transaction unfinished (any early return above) rolls it back.
+    tx.commit().map_err(&db)
+}
+
+/// [`reserve`] inside the caller's `BEGIN IMMEDIATE` transaction, recording the grant the job
+/// runs under (the grant's own cap is checked by the caller, [`crate::grants::admit`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn reserve_in(
+    tx: &rusqlite::Transaction<'_>,
+    db: &impl Fn(rusqlite::Error) -> LedgerError,
+    job: &str,
+    dataset: &str,
+    grantee: &str,
+    grant: Option<&str>,
+    cost: &PrivacyCost,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
     let held: Option<i64> = tx
         .query_row(
             "SELECT 1 FROM budget_entries WHERE job = ?1 AND dataset = ?2",
@@ -335,23 +357,22 @@ pub fn reserve(
             |r| r.get(0),
         )
         .optional()
-        .map_err(&db)?;
+        .map_err(db)?;
     if held.is_some() {
         return Err(LedgerError::Duplicate {
             job: job.to_owned(),
             dataset: dataset.to_owned(),
         });
     }
-    let caps = caps_in(&tx, &db, dataset, Some(grantee))?;
+    let caps = caps_in(tx, db, dataset, Some(grantee))?;
     if caps.is_empty() {
         return Err(LedgerError::NoBudget {
             dataset: dataset.to_owned(),
         });
     }
     for cap in &caps {
-        let (reserved, spent) = used(&tx, &db, cap, now_ms)?;
-        let after = add(&reserved, &spent).and_then(|u| add(&u, cost));
-        if !after.is_ok_and(|a| a.fits_within(&cap.limit)) {
+        let (reserved, spent) = used(tx, db, cap, now_ms)?;
+        if !fits(&cap.limit, &reserved, &spent, cost) {
             return Err(LedgerError::Exhausted {
                 dataset: dataset.to_owned(),
                 grantee: cap.grantee.clone(),
@@ -363,8 +384,8 @@ pub fn reserve(
     }
     tx.execute(
         "INSERT INTO budget_entries (job, dataset, grantee, state, epsilon, delta, rho,
-                                     at_ms, updated_ms)
-         VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?6, ?7, ?7)",
+                                     at_ms, updated_ms, grant_id)
+         VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?6, ?7, ?7, ?8)",
         params![
             job,
             dataset,
@@ -372,12 +393,66 @@ pub fn reserve(
             put(cost.epsilon),
             put(cost.delta),
             put(cost.rho),
-            now_ms
+            now_ms,
+            grant
         ],
     )
-    .map_err(&db)?;
-    // Dropping the transaction unfinished (any early return above) rolls it back.
-    tx.commit().map_err(&db)
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Under one grant since `since_ms`: reserved, spent, and the number of jobs (reserved or
+/// committed; returned jobs neither count as runs nor hold budget).
+pub(crate) fn grant_usage(
+    conn: &rusqlite::Connection,
+    db: &impl Fn(rusqlite::Error) -> LedgerError,
+    grant: &str,
+    since_ms: i64,
+) -> Result<(PrivacyCost, PrivacyCost, u64), LedgerError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, job, state, epsilon, delta, rho FROM budget_entries
+             WHERE grant_id = ?1 AND at_ms >= ?2 AND state IN ('reserved', 'committed')",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![grant, since_ms], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db)?;
+    let (mut reserved, mut spent) = (PrivacyCost::ZERO, PrivacyCost::ZERO);
+    let mut jobs = std::collections::BTreeSet::new();
+    for row in rows {
+        let (id, job, state, e, d, r) = row.map_err(db)?;
+        let cost = cost_from(id, &e, &d, &r)?;
+        let total = if state == "reserved" {
+            &mut reserved
+        } else {
+            &mut spent
+        };
+        *total = add(total, &cost)?;
+        jobs.insert(job);
+    }
+    Ok((reserved, spent, jobs.len() as u64))
+}
+
+/// Whether `cost` fits under `limit` on top of `reserved` and `spent`.
+pub(crate) fn fits(
+    limit: &PrivacyCost,
+    reserved: &PrivacyCost,
+    spent: &PrivacyCost,
+    cost: &PrivacyCost,
+) -> bool {
+    add(reserved, spent)
+        .and_then(|u| add(&u, cost))
+        .is_ok_and(|a| a.fits_within(limit))
 }
 
 /// Moves open reservations (of `job`, or of every job) to `to`; how many rows changed.

@@ -14,6 +14,8 @@
 //! - [`client`]: how a person's CLI and a node reach a node.
 //! - [`federation`]: `concord federation init`, a trial CA with certificates and configs.
 //! - [`catalog`]: registered datasets, their schema and field tiers, and what peers may see.
+//! - [`policy`]: the tier × use matrix, grant terms and typed refusals (pure rules).
+//! - [`grants`]: grants in the database; `admit` and `recheck`, the checks every job makes.
 //! - [`ledger`]: privacy-budget caps and the reserve / commit / return ledger.
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
@@ -30,8 +32,10 @@ pub mod clock;
 pub mod config;
 pub mod csv_input;
 pub mod federation;
+pub mod grants;
 pub mod hex;
 pub mod ledger;
+pub mod policy;
 pub mod service;
 pub mod store;
 pub mod tls;

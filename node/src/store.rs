@@ -79,6 +79,42 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (job, dataset)
     ) STRICT;
     CREATE INDEX budget_entries_by_dataset ON budget_entries (dataset, at_ms);",
+    // 4: grants, their approvals, and which grant each budget entry was made under.
+    "CREATE TABLE grants (
+        id             TEXT    PRIMARY KEY,
+        grantee        TEXT    NOT NULL,
+        scope          TEXT    NOT NULL CHECK (scope IN ('overall', 'domain', 'scenario')),
+        target         TEXT    NOT NULL,
+        kinds          TEXT    NOT NULL,
+        fields         TEXT    NOT NULL,
+        peers          TEXT    NOT NULL,
+        recipients     TEXT    NOT NULL,
+        valid_from_ms  INTEGER NOT NULL,
+        valid_until_ms INTEGER NOT NULL,
+        purpose        TEXT    NOT NULL,
+        security_owner TEXT    NOT NULL,
+        min_set_size   INTEGER NOT NULL,
+        min_group_size INTEGER NOT NULL,
+        max_runs       INTEGER,
+        runs_period    TEXT    NOT NULL CHECK (runs_period IN ('day', 'month', 'year')),
+        budget_period  TEXT    NOT NULL CHECK (budget_period IN ('day', 'month', 'year')),
+        epsilon        TEXT    NOT NULL,
+        delta          TEXT    NOT NULL,
+        rho            TEXT    NOT NULL,
+        proposed_by    TEXT    NOT NULL,
+        proposed_at_ms INTEGER NOT NULL,
+        revoked_at_ms  INTEGER,
+        revoked_by     TEXT,
+        revoke_reason  TEXT
+    ) STRICT;
+    CREATE TABLE grant_approvals (
+        grant_id TEXT    NOT NULL REFERENCES grants (id),
+        approver TEXT    NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        PRIMARY KEY (grant_id, approver)
+    ) STRICT;
+    ALTER TABLE budget_entries ADD COLUMN grant_id TEXT;
+    CREATE INDEX budget_entries_by_grant ON budget_entries (grant_id, at_ms);",
 ];
 
 /// Everything that can go wrong with the database.

@@ -7,6 +7,8 @@
 use tonic::{Code, Status};
 
 use crate::catalog::CatalogError;
+use crate::grants::GrantError;
+use crate::ledger::LedgerError;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,9 @@ pub(crate) enum NodeError {
     /// Something named already exists.
     #[error("{0}")]
     Exists(String),
+    /// The node's policy refuses a use of its data.
+    #[error("refused ({code}): {0}", code = .0.code())]
+    Policy(crate::policy::Refusal),
     /// A peer could not be reached or refused.
     #[error("peer {peer}: {reason}")]
     Peer {
@@ -43,7 +48,31 @@ impl From<CatalogError> for NodeError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Exists { .. } => NodeError::Exists(e.to_string()),
+            CatalogError::NotFound { .. } => NodeError::NotFound(e.to_string()),
             CatalogError::Store(_) => NodeError::Internal(e.to_string()),
+            _ => NodeError::Invalid(e.to_string()),
+        }
+    }
+}
+
+impl From<GrantError> for NodeError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::Refused(r) => NodeError::Policy(r),
+            GrantError::NotFound(_) => NodeError::NotFound(e.to_string()),
+            GrantError::AlreadyApproved { .. } => NodeError::Exists(e.to_string()),
+            GrantError::Invalid(_) | GrantError::Revoked(_) => NodeError::Invalid(e.to_string()),
+            _ => NodeError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<LedgerError> for NodeError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Store(_) | LedgerError::Corrupt { .. } => {
+                NodeError::Internal(e.to_string())
+            }
             _ => NodeError::Invalid(e.to_string()),
         }
     }
@@ -57,6 +86,10 @@ impl From<NodeError> for Status {
             NodeError::Invalid(m) => Status::new(Code::InvalidArgument, m),
             NodeError::NotFound(m) => Status::new(Code::NotFound, m),
             NodeError::Exists(m) => Status::new(Code::AlreadyExists, m),
+            NodeError::Policy(r) => Status::new(
+                Code::PermissionDenied,
+                format!("refused ({}): {r}", r.code()),
+            ),
             NodeError::Peer { peer, reason } => {
                 Status::new(Code::Unavailable, format!("peer {peer}: {reason}"))
             }

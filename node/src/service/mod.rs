@@ -17,6 +17,7 @@
 pub(crate) mod convert;
 mod error;
 mod federation;
+mod governance;
 mod operator;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use concord_proto::v1::federation_server::FederationServer;
+use concord_proto::v1::governance_server::GovernanceServer;
 use concord_proto::v1::operator_server::OperatorServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -82,6 +84,7 @@ pub enum ServiceError {
 /// The running node's shared state.
 pub(crate) struct Node {
     config: NodeConfig,
+    rules: crate::policy::Rules,
     store: Mutex<Store>,
     key: NodeKey,
     clock: Arc<dyn Clock>,
@@ -228,30 +231,27 @@ impl Node {
         subjects: Vec<String>,
         result: Result<(T, String), NodeError>,
     ) -> Result<T, Status> {
-        match result {
-            Ok((value, detail)) => {
-                let entry = record(
-                    caller.audit_name(),
-                    action,
-                    subjects,
-                    Outcome::Accepted,
-                    detail,
-                );
-                self.audit(entry).await?;
-                Ok(value)
-            }
-            Err(err) => {
-                let entry = record(
-                    caller.audit_name(),
-                    action,
-                    subjects,
-                    Outcome::Refused,
-                    err.to_string(),
-                );
-                self.audit(entry).await?;
-                Err(err.into())
-            }
-        }
+        self.finish_under(caller, action, None, subjects, result)
+            .await
+    }
+
+    /// [`Node::finish`] for a request that concerns a grant, named in the audit entry.
+    pub(crate) async fn finish_under<T>(
+        self: &Arc<Self>,
+        caller: &Caller,
+        action: &str,
+        grant: Option<String>,
+        subjects: Vec<String>,
+        result: Result<(T, String), NodeError>,
+    ) -> Result<T, Status> {
+        let (outcome, detail, out) = match result {
+            Ok((value, detail)) => (Outcome::Accepted, detail, Ok(value)),
+            Err(err) => (Outcome::Refused, err.to_string(), Err(err)),
+        };
+        let mut entry = record(caller.audit_name(), action, subjects, outcome, detail);
+        entry.grant = grant;
+        self.audit(entry).await?;
+        out.map_err(Status::from)
     }
 }
 
@@ -316,6 +316,7 @@ fn prepare(
     }
     Ok((
         Node {
+            rules: config.rules(),
             config,
             store: Mutex::new(store),
             key: audit_key,
@@ -413,6 +414,9 @@ pub async fn run(
             &node,
         ))))
         .add_service(FederationServer::new(federation::FederationService(
+            Arc::clone(&node),
+        )))
+        .add_service(GovernanceServer::new(governance::GovernanceService(
             Arc::clone(&node),
         )))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
