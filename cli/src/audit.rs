@@ -68,7 +68,8 @@ fn read_public_key(path: &std::path::Path) -> anyhow::Result<audit::VerifyingKey
     })
 }
 
-fn when(ms: i64) -> String {
+/// A timestamp in RFC 3339 (UTC), or the raw milliseconds if out of range.
+pub(crate) fn when(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
         .and_then(|t| {

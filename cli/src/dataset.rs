@@ -1,10 +1,10 @@
-//! `concord dataset add|list`: the catalog, through your node.
+//! `concord dataset add|list|classify`: the catalog, through your node.
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use concord_node::catalog::{self, ColumnSpec};
+use concord_node::catalog::{self, ColumnSpec, Tier};
 use concord_node::client::{self, tier_name, type_name};
 use concord_node::hex::encode as hex;
 use concord_node::proto as pb;
@@ -32,6 +32,43 @@ pub(crate) enum DatasetCommand {
     Add(AddArgs),
     /// List your node's datasets, or a peer's (metadata only, as the tiers allow).
     List(ListArgs),
+    /// Change the tier of columns of a registered dataset (data managers).
+    ///
+    /// Tiers bound what any grant allows on a field (see your node's [policy.tiers]):
+    ///   public      anything;
+    ///   internal    a PSI key, or inside aggregates (default policy);
+    ///   sensitive   only inside differentially private aggregates;
+    ///   restricted  never used in a joint job, never shown to peers.
+    /// A change applies to every later check, including jobs already running when they
+    /// reach release.
+    ///
+    /// Example:
+    ///   concord dataset classify --profile health/manager.toml --id insured
+    ///     --column claims:restricted --column district:internal
+    #[command(verbatim_doc_comment)]
+    Classify(ClassifyArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ClassifyArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The dataset id.
+    #[arg(long)]
+    id: String,
+    /// A column and its new tier; repeat for more.
+    #[arg(long = "column", value_name = "NAME:TIER", required = true, value_parser = parse_tier_change)]
+    columns: Vec<(String, Tier)>,
+}
+
+fn parse_tier_change(s: &str) -> Result<(String, Tier), String> {
+    let (name, tier) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: use NAME:TIER"))?;
+    let tier = Tier::parse(tier).ok_or_else(|| {
+        format!("{s:?}: tier {tier:?} is not public, internal, sensitive or restricted")
+    })?;
+    Ok((name.to_owned(), tier))
 }
 
 #[derive(Args)]
@@ -163,6 +200,32 @@ pub(crate) fn run(cmd: DatasetCommand) -> anyhow::Result<()> {
             }
             for d in &dir.datasets {
                 print_dataset(d);
+            }
+            Ok(())
+        }
+        DatasetCommand::Classify(a) => {
+            let request = pb::ClassifyRequest {
+                dataset: a.id.clone(),
+                columns: a
+                    .columns
+                    .iter()
+                    .map(|(column, tier)| pb::ColumnTier {
+                        column: column.clone(),
+                        tier: client::tier_to_wire(*tier),
+                    })
+                    .collect(),
+            };
+            let r = crate::profile::call(&a.profile, |mut c| async move {
+                Ok(c.governance().classify_dataset(request).await?.into_inner())
+            })?;
+            println!("dataset {} reclassified:", a.id);
+            for c in &r.changes {
+                println!(
+                    "  {:<24} {} -> {}",
+                    c.column,
+                    tier_name(c.old_tier),
+                    tier_name(c.new_tier)
+                );
             }
             Ok(())
         }

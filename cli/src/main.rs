@@ -3,7 +3,8 @@
 //! # Layout
 //! - `federation`: `concord federation init`, a trial CA with certificates and configs.
 //! - `node`: `concord node start|health`.
-//! - `dataset`: `concord dataset add|list`, the catalog through your node.
+//! - `dataset`: `concord dataset add|list|classify`, the catalog through your node.
+//! - `governance`: `concord grant …` and `concord budget …`, what data managers decide.
 //! - `audit`: `concord audit show|verify`, through your node or offline.
 //! - `profile`: `--profile`, how the CLI reaches a person's node.
 //! - `bench`, `bench_secagg`: `concord bench psi|secagg`, capacity planning for the protocols.
@@ -17,6 +18,7 @@ mod bench_secagg;
 mod dataset;
 mod dp;
 mod federation;
+mod governance;
 mod node;
 mod profile;
 
@@ -47,6 +49,12 @@ enum Command {
     /// Register datasets at your node and list your node's or a peer's directory.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Grants: who may use your data, for what, until when (data managers decide).
+    #[command(subcommand)]
+    Grant(governance::GrantCommand),
+    /// Privacy budgets: caps per dataset and period, and what is left.
+    #[command(subcommand)]
+    Budget(governance::BudgetCommand),
     /// Read and verify a node's tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -64,6 +72,8 @@ fn main() -> std::process::ExitCode {
         Command::Federation(cmd) => federation::run(cmd),
         Command::Node(cmd) => node::run(cmd),
         Command::Dataset(cmd) => dataset::run(cmd),
+        Command::Grant(cmd) => governance::run_grant(cmd),
+        Command::Budget(cmd) => governance::run_budget(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Dp(cmd) => dp::run(cmd),

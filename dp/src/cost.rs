@@ -120,6 +120,66 @@ impl Quantity {
     }
 }
 
+impl std::str::FromStr for Quantity {
+    type Err = DpError;
+
+    /// Reads a decimal amount exactly: `4`, `0.5`, `1e-6`, `2.5E-3`. People write budgets in
+    /// decimal, and a decimal never passes through `f64` here, so the cap `1e-6` holds exactly
+    /// 10¹² quanta and a job asking for `δ = 1e-6` fits under it. Amounts finer than 10⁻¹⁸ or
+    /// negative are refused, not rounded.
+    fn from_str(text: &str) -> Result<Self> {
+        let err = |reason| DpError::InvalidAmount {
+            text: text.to_owned(),
+            reason,
+        };
+        let t = text.trim();
+        let (number, exp) = match t.find(['e', 'E']) {
+            Some(i) => (
+                &t[..i],
+                t[i + 1..]
+                    .parse::<i32>()
+                    .map_err(|_| err("the exponent is not an integer"))?,
+            ),
+            None => (t, 0),
+        };
+        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int.is_empty() && frac.is_empty() || !digits_ok(int) || !digits_ok(frac) {
+            return Err(err(
+                "expected a non-negative decimal number, e.g. 0.5 or 1e-6",
+            ));
+        }
+        // value = digits · 10^(exp − len(frac)); in quanta, · 10^18.
+        let digits = format!("{int}{frac}");
+        let digits = digits.trim_start_matches('0');
+        let scale = i64::from(exp) - frac.len() as i64 + 18;
+        if digits.is_empty() {
+            return Ok(Self::ZERO);
+        }
+        let mut quanta: u128 = 0;
+        let too_big = || err("larger than the ledger holds");
+        for b in digits.bytes() {
+            quanta = quanta
+                .checked_mul(10)
+                .and_then(|q| q.checked_add(u128::from(b - b'0')))
+                .ok_or_else(too_big)?;
+        }
+        if scale >= 0 {
+            for _ in 0..scale {
+                quanta = quanta.checked_mul(10).ok_or_else(too_big)?;
+            }
+        } else {
+            for _ in 0..scale.unsigned_abs() {
+                if !quanta.is_multiple_of(10) {
+                    return Err(err("finer than the ledger's 10^-18"));
+                }
+                quanta /= 10;
+            }
+        }
+        Ok(Self(quanta))
+    }
+}
+
 impl std::fmt::Display for Quantity {
     /// Exact decimal rendering, trailing zeros trimmed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

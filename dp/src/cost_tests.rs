@@ -124,6 +124,38 @@ fn conversion_agrees_with_opendp() {
     }
 }
 
+#[test]
+fn decimal_amounts_are_read_exactly() {
+    let q = |s: &str| s.parse::<Quantity>().map(Quantity::quanta);
+    assert_eq!(q("4"), Ok(4 * QUANTA_PER_UNIT));
+    assert_eq!(q("0.5"), Ok(QUANTA_PER_UNIT / 2));
+    assert_eq!(q("1e-6"), Ok(1_000_000_000_000));
+    assert_eq!(q("2.5E-3"), Ok(2_500_000_000_000_000));
+    assert_eq!(q(".1"), Ok(100_000_000_000_000_000));
+    assert_eq!(q("000.000"), Ok(0));
+    assert_eq!(q("1e-18"), Ok(1));
+    assert_eq!(q("0.100000000000000000000"), Ok(100_000_000_000_000_000));
+    for bad in [
+        "", ".", "-1", "1e", "abc", "1.2.3", "1e-19", "1e30", "0x10", "1 000",
+    ] {
+        assert!(
+            bad.parse::<Quantity>().is_err(),
+            "{bad:?} should be refused"
+        );
+    }
+    // What `Display` writes, `FromStr` reads back.
+    for quanta in [
+        0,
+        1,
+        999_999_999_999,
+        4 * QUANTA_PER_UNIT,
+        123_456_789_012_345_678_901,
+    ] {
+        let x = Quantity::from_quanta(quanta);
+        assert_eq!(x.to_string().parse::<Quantity>(), Ok(x));
+    }
+}
+
 proptest! {
     #[test]
     fn composition_is_associative_and_commutative(a in 0.0f64..100.0, b in 0.0f64..100.0, c in 0.0f64..1.0) {

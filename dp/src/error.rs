@@ -35,6 +35,14 @@ pub enum DpError {
         /// The valid range, in words.
         expected: &'static str,
     },
+    /// A decimal amount could not be read exactly.
+    #[error("invalid amount {text:?}: {reason}")]
+    InvalidAmount {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A ledger amount does not fit the fixed-point representation.
     #[error("privacy cost overflow: the ledger holds at most {max} per component")]
     CostOverflow {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use concord_proto::v1 as pb;
+use concord_proto::v1::governance_client::GovernanceClient;
 use concord_proto::v1::operator_client::OperatorClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -26,6 +27,11 @@ pub fn tier_name(tier: i32) -> &'static str {
         .ok()
         .and_then(crate::service::convert::tier_from_pb)
         .map_or("?", |t| t.as_str())
+}
+
+/// The wire value of a tier.
+pub fn tier_to_wire(tier: crate::catalog::Tier) -> i32 {
+    crate::service::convert::tier_to_pb(tier).into()
 }
 
 /// The name of a wire column type (`?` for a value this build does not know).
@@ -108,6 +114,7 @@ pub(crate) async fn tls_channel(
 #[derive(Debug, Clone)]
 pub struct NodeClient {
     inner: OperatorClient<Channel>,
+    governance: GovernanceClient<Channel>,
 }
 
 impl NodeClient {
@@ -131,8 +138,15 @@ impl NodeClient {
                 reason,
             })?;
         Ok(Self {
-            inner: OperatorClient::new(channel),
+            inner: OperatorClient::new(channel.clone()),
+            governance: GovernanceClient::new(channel),
         })
+    }
+
+    /// The `Governance` service on the same connection (grants, budgets, classification);
+    /// its errors convert into [`ClientError`] with `?`.
+    pub fn governance(&mut self) -> &mut GovernanceClient<Channel> {
+        &mut self.governance
     }
 
     /// `Operator.Health`.

@@ -495,6 +495,35 @@ roles = ["data-manager", "auditor"]
                 .any(|p| p.roles.contains(&Role::DataManager))
         );
         assert!(config.tls.ca_cert.ends_with("ca.pem"));
+        let rules = config.rules();
+        assert_eq!(rules.approvals.needed, 2);
+        assert_eq!(rules.approvals.managers.len(), 2);
+        assert_eq!(rules.matrix, TierMatrix::default());
+    }
+
+    #[test]
+    fn policy_needs_m_of_the_listed_managers_and_a_monotone_matrix() {
+        let parse =
+            |extra: &str| NodeConfig::parse(Path::new("node.toml"), &format!("{MINIMAL}{extra}"));
+        assert_eq!(parse("").unwrap().rules().approvals.needed, 1);
+        for (extra, says) in [
+            (
+                "[policy]\napprovals = 2\n",
+                "policy.approvals = 2: it must be between 1 and the number of data managers listed under [[people]] (1)",
+            ),
+            ("[policy]\napprovals = 0\n", "policy.approvals = 0"),
+            (
+                "[policy.tiers]\ninternal = [\"dp-value\"]\n",
+                "sensitive allows dp-group but internal does not",
+            ),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+        let err = parse("[policy.tiers]\nrestricted = [\"dp-value\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `restricted`"), "{err}");
     }
 
     #[test]

@@ -5,4 +5,5 @@
 
 mod audit;
 mod catalog;
+mod governance;
 mod support;

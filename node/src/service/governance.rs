@@ -106,16 +106,27 @@ impl Node {
 
 fn cost_to_pb(c: &PrivacyCost) -> pb::Cost {
     pb::Cost {
-        epsilon: c.epsilon.to_f64(),
-        delta: c.delta.to_f64(),
-        rho: c.rho.to_f64(),
+        epsilon: c.epsilon.to_string(),
+        delta: c.delta.to_string(),
+        rho: c.rho.to_string(),
     }
 }
 
+/// A cap as people wrote it, exactly (see [`concord_dp::Quantity`]'s `FromStr`).
 fn cost_from_pb(c: Option<pb::Cost>, what: &str) -> Result<PrivacyCost, NodeError> {
     let c = c.unwrap_or_default();
-    PrivacyCost::cap(c.epsilon, c.delta, c.rho)
-        .map_err(|e| NodeError::Invalid(format!("{what}: {e}")))
+    let amount = |text: &str, part: &str| -> Result<concord_dp::Quantity, NodeError> {
+        if text.trim().is_empty() {
+            return Ok(concord_dp::Quantity::ZERO);
+        }
+        text.parse()
+            .map_err(|e| NodeError::Invalid(format!("{what} {part}: {e}")))
+    };
+    Ok(PrivacyCost {
+        epsilon: amount(&c.epsilon, "epsilon")?,
+        delta: amount(&c.delta, "delta")?,
+        rho: amount(&c.rho, "rho")?,
+    })
 }
 
 fn period(s: &str, what: &str) -> Result<Period, NodeError> {
