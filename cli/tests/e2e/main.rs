@@ -5,5 +5,6 @@
 
 mod audit;
 mod catalog;
+mod demo;
 mod governance;
 mod support;
