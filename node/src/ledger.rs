@@ -273,27 +273,45 @@ fn used(
     now_ms: i64,
 ) -> Result<(PrivacyCost, PrivacyCost), LedgerError> {
     let start = cap.period.start_of(now_ms);
-    let mut stmt = tx
-        .prepare(
-            "SELECT id, state, epsilon, delta, rho FROM budget_entries
-             WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3
-               AND state IN ('reserved', 'committed')",
-        )
+    let (reserved, spent, _) = tally(
+        tx,
+        db,
+        "WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3",
+        params![cap.dataset, cap.grantee, start],
+    )?;
+    Ok((reserved, spent))
+}
+
+/// Sums the open and committed entries that `filter` (a `WHERE` clause) selects: reserved,
+/// spent, and the number of distinct jobs. Returned entries count for nothing.
+fn tally(
+    conn: &rusqlite::Connection,
+    db: &impl Fn(rusqlite::Error) -> LedgerError,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<(PrivacyCost, PrivacyCost, u64), LedgerError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT id, job, state, epsilon, delta, rho FROM budget_entries {filter}
+               AND state IN ('reserved', 'committed')"
+        ))
         .map_err(db)?;
     let rows = stmt
-        .query_map(params![cap.dataset, cap.grantee, start], |r| {
+        .query_map(params, |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
             ))
         })
         .map_err(db)?;
     let (mut reserved, mut spent) = (PrivacyCost::ZERO, PrivacyCost::ZERO);
+    let mut jobs = std::collections::BTreeSet::new();
     for row in rows {
-        let (id, state, e, d, r) = row.map_err(db)?;
+        let (id, job, state, e, d, r) = row.map_err(db)?;
         let cost = cost_from(id, &e, &d, &r)?;
         let total = if state == "reserved" {
             &mut reserved
@@ -301,8 +319,9 @@ fn used(
             &mut spent
         };
         *total = add(total, &cost)?;
+        jobs.insert(job);
     }
-    Ok((reserved, spent))
+    Ok((reserved, spent, jobs.len() as u64))
 }
 
 /// What is left under `limit` once `used` is taken (zero if it is already over).
@@ -409,38 +428,12 @@ pub(crate) fn grant_usage(
     grant: &str,
     since_ms: i64,
 ) -> Result<(PrivacyCost, PrivacyCost, u64), LedgerError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, job, state, epsilon, delta, rho FROM budget_entries
-             WHERE grant_id = ?1 AND at_ms >= ?2 AND state IN ('reserved', 'committed')",
-        )
-        .map_err(db)?;
-    let rows = stmt
-        .query_map(params![grant, since_ms], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(db)?;
-    let (mut reserved, mut spent) = (PrivacyCost::ZERO, PrivacyCost::ZERO);
-    let mut jobs = std::collections::BTreeSet::new();
-    for row in rows {
-        let (id, job, state, e, d, r) = row.map_err(db)?;
-        let cost = cost_from(id, &e, &d, &r)?;
-        let total = if state == "reserved" {
-            &mut reserved
-        } else {
-            &mut spent
-        };
-        *total = add(total, &cost)?;
-        jobs.insert(job);
-    }
-    Ok((reserved, spent, jobs.len() as u64))
+    tally(
+        conn,
+        db,
+        "WHERE grant_id = ?1 AND at_ms >= ?2",
+        params![grant, since_ms],
+    )
 }
 
 /// Whether `cost` fits under `limit` on top of `reserved` and `spent`.

@@ -8,7 +8,7 @@ const PEOPLE_CSV: &str = "nin,district,claims,diagnosis\n\
     110101198502023456,south,,E11\n\
     \"110101197003034567\",\"east, upper\",7,I10\n";
 
-fn add_people(fed: &Fed, profile: &str, file: &str) -> std::process::Output {
+pub(crate) fn add_people(fed: &Fed, profile: &str, file: &str) -> std::process::Output {
     crate::support::concord(&[
         "dataset",
         "add",

@@ -1,6 +1,7 @@
 //! A data manager budgets, grants, classifies and revokes through the CLI against a real node;
 //! each decision is in the audit log with its grant.
 
+use crate::catalog::add_people;
 use crate::support::{Fed, audit_entries, concord, fails, find, ok};
 
 const CSV: &str = "nin,district,claims,diagnosis\n\
@@ -15,28 +16,12 @@ fn a_data_manager_budgets_grants_classifies_and_revokes() {
     let operator = fed.path("health/operator.toml");
     let csv = fed.root.join("insured.csv");
     std::fs::write(&csv, CSV).unwrap();
-    ok(&[
-        "dataset",
-        "add",
-        "--profile",
-        &manager,
-        "--id",
-        "insured",
-        "--file",
-        csv.to_str().unwrap(),
-        "--key-columns",
-        "nin",
-        "--column",
-        "nin:text:internal",
-        "--column",
-        "district:text:public",
-        "--column",
-        "claims:decimal:sensitive:nullable",
-        "--column",
-        "diagnosis:text:restricted",
-        "--domain",
-        "health",
-    ]);
+    let added = add_people(&fed, "health/manager.toml", csv.to_str().unwrap());
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
 
     // Budgets: none yet, then a dataset-wide yearly cap and a monthly cap for the operator.
     let show = [
