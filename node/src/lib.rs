@@ -15,6 +15,8 @@
 //! - [`federation`]: `concord federation init`, a trial CA with certificates and configs.
 //! - [`catalog`]: registered datasets, their schema and field tiers, and what peers may see.
 //! - [`ledger`]: privacy-budget caps and the reserve / commit / return ledger.
+//! - [`jobs`]: joint jobs: the job table, the policy gate, and the engine that runs PSI and
+//!   query jobs over `Federation.Exchange`.
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
@@ -31,6 +33,7 @@ pub mod config;
 pub mod csv_input;
 pub mod federation;
 pub mod hex;
+pub mod jobs;
 pub mod ledger;
 pub mod service;
 pub mod store;
