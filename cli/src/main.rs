@@ -5,6 +5,8 @@
 //! - `node`: `concord node start|health`.
 //! - `dataset`: `concord dataset add|list`, the catalog through your node.
 //! - `audit`: `concord audit show|verify`, through your node or offline.
+//! - `run`: `concord run psi|query`, joint jobs submitted to your node.
+//! - `job`: `concord job list|show|cancel|result`, and following a job's progress.
 //! - `profile`: `--profile`, how the CLI reaches a person's node.
 //! - `bench`, `bench_secagg`: `concord bench psi|secagg`, capacity planning for the protocols.
 //! - `dp`: `concord dp plan`, the accuracy planner for privacy budgets.
@@ -17,8 +19,10 @@ mod bench_secagg;
 mod dataset;
 mod dp;
 mod federation;
+mod job;
 mod node;
 mod profile;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +51,12 @@ enum Command {
     /// Register datasets at your node and list your node's or a peer's directory.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Run a joint job: a private set intersection with a peer, or a DP query at your node.
+    #[command(subcommand)]
+    Run(run::RunCommand),
+    /// List, inspect and cancel jobs, and collect a job's result (its recipient only).
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Read and verify a node's tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -64,6 +74,8 @@ fn main() -> std::process::ExitCode {
         Command::Federation(cmd) => federation::run(cmd),
         Command::Node(cmd) => node::run(cmd),
         Command::Dataset(cmd) => dataset::run(cmd),
+        Command::Run(cmd) => run::run(cmd),
+        Command::Job(cmd) => job::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Dp(cmd) => dp::run(cmd),

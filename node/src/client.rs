@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use concord_proto::v1 as pb;
+use concord_proto::v1::jobs_client::JobsClient;
 use concord_proto::v1::operator_client::OperatorClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -108,6 +109,7 @@ pub(crate) async fn tls_channel(
 #[derive(Debug, Clone)]
 pub struct NodeClient {
     inner: OperatorClient<Channel>,
+    jobs: JobsClient<Channel>,
 }
 
 impl NodeClient {
@@ -131,7 +133,8 @@ impl NodeClient {
                 reason,
             })?;
         Ok(Self {
-            inner: OperatorClient::new(channel),
+            inner: OperatorClient::new(channel.clone()),
+            jobs: JobsClient::new(channel),
         })
     }
 
@@ -188,6 +191,60 @@ impl NodeClient {
         Ok(self
             .inner
             .verify_audit(pb::VerifyAuditRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.Submit`.
+    pub async fn submit_job(&mut self, spec: pb::JobSpec) -> Result<pb::Job, ClientError> {
+        Ok(self.jobs.submit(spec).await?.into_inner())
+    }
+
+    /// `Jobs.Watch`: the job's progress events until it ends.
+    pub async fn watch_job(
+        &mut self,
+        id: &str,
+    ) -> Result<tonic::Streaming<pb::JobEvent>, ClientError> {
+        Ok(self
+            .jobs
+            .watch(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.Get`.
+    pub async fn get_job(&mut self, id: &str) -> Result<pb::Job, ClientError> {
+        Ok(self
+            .jobs
+            .get(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.List`.
+    pub async fn list_jobs(&mut self, limit: u32) -> Result<Vec<pb::Job>, ClientError> {
+        Ok(self
+            .jobs
+            .list(pb::ListJobsRequest { limit })
+            .await?
+            .into_inner()
+            .jobs)
+    }
+
+    /// `Jobs.Cancel`.
+    pub async fn cancel_job(&mut self, id: &str) -> Result<pb::Job, ClientError> {
+        Ok(self
+            .jobs
+            .cancel(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.Result`: only the job's recipient gets it.
+    pub async fn job_result(&mut self, id: &str) -> Result<pb::JobResult, ClientError> {
+        Ok(self
+            .jobs
+            .result(pb::JobRef { id: id.to_owned() })
             .await?
             .into_inner())
     }
