@@ -95,7 +95,7 @@ const MIGRATIONS: &[&str] = &[
         phase        TEXT    NOT NULL,
         reason       TEXT    NOT NULL DEFAULT '',
         failed_at    TEXT    NOT NULL DEFAULT '',
-        result       TEXT,
+        result       BLOB,
         created_ms   INTEGER NOT NULL,
         updated_ms   INTEGER NOT NULL
     ) STRICT;

@@ -5,4 +5,5 @@
 
 mod audit;
 mod catalog;
+mod jobs;
 mod support;
