@@ -461,3 +461,69 @@ fn a_peer_killed_mid_job_fails_it_at_the_coordinator_and_returns_the_budget() {
     );
     assert!(!entries.iter().any(|e| e["action"] == "job.release"));
 }
+
+#[test]
+fn cancelling_a_running_job_stops_it_at_both_parties() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    let n = 150_000;
+    let patients = write_people(&fed, "patients.csv", 0..n);
+    let insured = write_people(&fed, "insured.csv", n / 2..n + n / 2);
+    register(&fed, "health", "patients", &patients);
+    register(&fed, "civil", "insured", &insured);
+    set_budget(&fed, "health", "patients", 10);
+    set_budget(&fed, "civil", "insured", 10);
+    let operator = fed.path("health/operator.toml");
+    let id = ok(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--epsilon",
+        "1",
+        "--detach",
+    ])
+    .trim()
+    .to_owned();
+    let start = Instant::now();
+    while show(&fed, "health", "operator", &id)["phase"] != "exchanging" {
+        assert!(start.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = ok(&["job", "cancel", "--profile", &operator, &id, "--json"]);
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by operator.health.concord")
+    );
+    // The participant hears of it and returns its reservation too.
+    let start = Instant::now();
+    loop {
+        let at_civil = show(&fed, "civil", "auditor", &id);
+        if at_civil["state"] == "cancelled" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{at_civil}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "returned".into())]
+    );
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "returned".into())]
+    );
+    let err = fails(&["job", "cancel", "--profile", &operator, &id]);
+    assert!(err.contains("has already ended"), "{err}");
+}

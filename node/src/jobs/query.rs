@@ -276,6 +276,7 @@ mod tests {
             }
         }
         let coverage = f64::from(inside) / f64::from(runs);
+        eprintln!("coverage of the reported 95% interval: {coverage}");
         assert!(
             (0.93..0.995).contains(&coverage),
             "coverage {coverage} of the reported 95% interval"
