@@ -270,7 +270,6 @@ pub(crate) async fn follow(
         bar
     });
     let mut last_phase = String::new();
-    let mut last: Option<pb::JobEvent> = None;
     while let Some(event) = events
         .message()
         .await
@@ -281,10 +280,13 @@ pub(crate) async fn follow(
             bar.set_length(event.total);
             bar.set_position(event.done);
         } else if event.phase != last_phase {
-            eprintln!("{id}: {} {}", event.state, event.phase);
+            if event.phase == event.state {
+                eprintln!("{id}: {}", event.state);
+            } else {
+                eprintln!("{id}: {} ({})", event.state, event.phase);
+            }
         }
         last_phase.clone_from(&event.phase);
-        last = Some(event);
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -305,7 +307,6 @@ pub(crate) async fn follow(
             }
         }
         state => {
-            let _ = last;
             bail!("{id} {state} at {}: {}", job.failed_at, job.reason)
         }
     }
