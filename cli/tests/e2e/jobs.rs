@@ -450,8 +450,22 @@ fn a_peer_killed_mid_job_fails_it_at_the_coordinator_and_returns_the_budget() {
         budget_of(&fed, "health", &id),
         [("patients".into(), "returned".into())]
     );
+    // Civil comes back: its job could not survive the kill, so it is failed and its budget back.
+    let civil = fed.start("civil");
+    let at_civil = show(&fed, "civil", "auditor", &id);
+    assert_eq!(at_civil["state"], "failed", "{at_civil}");
+    assert!(
+        at_civil["reason"].as_str().unwrap().contains("restarted"),
+        "{at_civil}"
+    );
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "returned".into())]
+    );
+    civil.stop();
     health.stop();
     verify_offline(&fed, "health");
+    verify_offline(&fed, "civil");
     let entries = audit_entries(&fed, "health");
     find(
         &entries,
