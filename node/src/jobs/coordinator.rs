@@ -550,6 +550,18 @@ pub(super) fn psi_error_at<'a>(e: &PsiError, me: &'a str, peer: &'a str) -> &'a 
     }
 }
 
+/// While the protocol runs: the first control message or the end of the stream. No timeout of
+/// its own: the reader fails the exchange after [`IDLE_TIMEOUT`] of silence, however long the
+/// protocol takes while frames keep flowing.
+pub(super) async fn during_protocol(
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+    peer: &str,
+) -> Inbound {
+    ctl.recv()
+        .await
+        .unwrap_or_else(|| Inbound::Closed(format!("peer {peer} closed the exchange")))
+}
+
 /// Waits for the first control message (or the end of the stream) after the protocol.
 pub(super) async fn next_control(
     ctl: &mut mpsc::UnboundedReceiver<Inbound>,

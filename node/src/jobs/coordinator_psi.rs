@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::coordinator::{
-    commit_release, federation_client, next_control, psi_error_at, recheck, step,
+    commit_release, during_protocol, federation_client, next_control, psi_error_at, recheck, step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
 use super::psi::{self, Link};
@@ -137,7 +137,7 @@ pub(super) async fn run(
             }
             Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
         },
-        inbound = next_control(&mut ctl, &peer.node) => {
+        inbound = during_protocol(&mut ctl, &peer.node) => {
             let reason = match inbound {
                 Inbound::Closed(reason) => reason,
                 Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,

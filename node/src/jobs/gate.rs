@@ -197,3 +197,100 @@ pub fn recheck(
     let _ = (peer_set_sizes, now_ms);
     fields_allowed(store, req)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnSpec, DatasetSpec};
+    use crate::csv_input::{Column, ColumnType};
+    use crate::ledger::{Cap, EVERYONE, Period};
+
+    const NOW: i64 = 1_795_521_600_000;
+
+    fn column(name: &str, tier: Tier) -> ColumnSpec {
+        ColumnSpec {
+            column: Column {
+                name: name.into(),
+                ty: ColumnType::Text,
+                nullable: false,
+            },
+            tier,
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("insured.csv");
+        std::fs::write(&csv, "nin,diagnosis\nA1,J45\nA2,E11\n").unwrap();
+        let mut store = Store::open(&dir.path().join("node.sqlite")).unwrap();
+        let spec = DatasetSpec {
+            id: "insured".into(),
+            path: csv,
+            key_columns: vec!["nin".into()],
+            columns: vec![
+                column("nin", Tier::Internal),
+                column("diagnosis", Tier::Restricted),
+            ],
+            description: String::new(),
+            domain: String::new(),
+        };
+        let dataset = catalog::inspect(spec, "manager", NOW).unwrap();
+        catalog::register(&mut store, &dataset).unwrap();
+        (dir, store)
+    }
+
+    fn request(job: &str, field: &str, epsilon: f64) -> UseRequest {
+        UseRequest {
+            job: job.into(),
+            kind: JobKind::PsiCardinality,
+            grantee: "operator.health.concord".into(),
+            grant: String::new(),
+            dataset: "insured".into(),
+            fields: vec![(field.into(), FieldUse::MatchKey)],
+            peers: vec!["health".into()],
+            recipient: "researcher.health.concord".into(),
+            cost: PrivacyCost::cap(epsilon, 0.0, 0.0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn refuses_restricted_and_unknown_fields_and_missing_budget_then_reserves() {
+        let (_dir, mut store) = setup();
+        let refused = |store: &mut Store, req: &UseRequest| {
+            let r = admit(store, req, 2, NOW).unwrap_err();
+            (r.code(), r.to_string())
+        };
+        let (code, text) = refused(&mut store, &request("j1", "diagnosis", 1.0));
+        assert_eq!(code, "restricted-field");
+        assert!(text.contains("insured.diagnosis is restricted"), "{text}");
+        assert_eq!(
+            refused(&mut store, &request("j1", "dob", 1.0)).0,
+            "no-column"
+        );
+        let mut other = request("j1", "nin", 1.0);
+        other.dataset = "visits".into();
+        assert_eq!(refused(&mut store, &other).0, "no-dataset");
+        assert_eq!(
+            refused(&mut store, &request("j1", "nin", 1.0)).0,
+            "no-budget"
+        );
+
+        let cap = Cap {
+            dataset: "insured".into(),
+            grantee: EVERYONE.into(),
+            period: Period::Year,
+            limit: PrivacyCost::cap(1.5, 0.0, 0.0).unwrap(),
+        };
+        ledger::set_cap(&mut store, &cap).unwrap();
+        admit(&mut store, &request("j1", "nin", 1.0), 2, NOW).unwrap();
+        // The reservation holds: a second job finds only 0.5 left.
+        assert_eq!(
+            refused(&mut store, &request("j2", "nin", 1.0)).0,
+            "budget-exhausted"
+        );
+        recheck(&mut store, &request("j1", "nin", 1.0), &[2], NOW).unwrap();
+        ledger::give_back(&mut store, "j1", NOW).unwrap();
+        admit(&mut store, &request("j2", "nin", 1.0), 2, NOW).unwrap();
+    }
+}

@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
-use super::coordinator::{admit, cost_text, dataset, fail, next_control, recheck, step};
+use super::coordinator::{
+    admit, cost_text, dataset, during_protocol, fail, next_control, recheck, step,
+};
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
 use super::psi::{self, Link};
 use super::{Failure, JobRow, Kind, Spec, State, input};
@@ -256,7 +258,7 @@ async fn participate(
             }
             Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
         },
-        inbound = next_control(ctl, &peer) => {
+        inbound = during_protocol(ctl, &peer) => {
             return Err(ended(inbound, &peer));
         }
     };
