@@ -105,6 +105,9 @@ pub(crate) async fn tls_channel(
         .map_err(|e| error_chain(&e))
 }
 
+/// Largest job result the CLI accepts (about 10 million short keys).
+const RESULT_LIMIT: usize = 256 << 20;
+
 /// A connection to the node a profile names.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
@@ -134,7 +137,9 @@ impl NodeClient {
             })?;
         Ok(Self {
             inner: OperatorClient::new(channel.clone()),
-            jobs: JobsClient::new(channel),
+            // An intersection's result lists every matching key in one message: allow more than
+            // tonic's 4 MiB default (a streamed result is the better fix for very large ones).
+            jobs: JobsClient::new(channel).max_decoding_message_size(RESULT_LIMIT),
         })
     }
 
