@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "concord/v1/operator.proto",
         "concord/v1/federation.proto",
         "concord/v1/governance.proto",
+        "concord/v1/jobs.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -13,9 +13,10 @@ pub(crate) enum FederationCommand {
     /// Create a TRIAL federation: a CA, node and person certificates, and ready configs.
     ///
     /// Writes DIR/ca.pem and, for each node, DIR/<node>/node.toml (start it with `concord node
-    /// start --config DIR/<node>/node.toml`) plus a data manager, an operator and an auditor,
-    /// each with a certificate and a CLI profile DIR/<node>/<role>.toml (use it with `concord
-    /// node health --profile DIR/<node>/manager.toml`). Node i listens on HOST:(BASE_PORT + i).
+    /// start --config DIR/<node>/node.toml`) plus a data manager, an operator, an auditor and a
+    /// researcher (who receives job results), each with a certificate and a CLI profile
+    /// DIR/<node>/<role>.toml (use it with `concord node health --profile
+    /// DIR/<node>/manager.toml`). Node i listens on HOST:(BASE_PORT + i).
     ///
     /// For trials only: private keys are written unencrypted and the CA key is discarded.
     /// Real deployments take certificates from their PKI (see docs/node.sample.toml).

@@ -7,6 +7,8 @@
 //! - `dataset`: `concord dataset add|list|classify`, the catalog through your node.
 //! - `governance`: `concord grant …` and `concord budget …`, what data managers decide.
 //! - `audit`: `concord audit show|verify`, through your node or offline.
+//! - `run`: `concord run psi|query`, joint jobs submitted to your node.
+//! - `job`: `concord job list|show|cancel|result`, and following a job's progress.
 //! - `profile`: `--profile`, how the CLI reaches a person's node.
 //! - `bench`, `bench_secagg`: `concord bench psi|secagg`, capacity planning for the protocols.
 //! - `dp`: `concord dp plan`, the accuracy planner for privacy budgets.
@@ -21,8 +23,10 @@ mod demo;
 mod dp;
 mod federation;
 mod governance;
+mod job;
 mod node;
 mod profile;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -65,6 +69,12 @@ enum Command {
     /// Privacy budgets: caps per dataset and period, and what is left.
     #[command(subcommand)]
     Budget(governance::BudgetCommand),
+    /// Run a joint job: a private set intersection with a peer, or a DP query at your node.
+    #[command(subcommand)]
+    Run(run::RunCommand),
+    /// List, inspect and cancel jobs, and collect a job's result (its recipient only).
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Read and verify a node's tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -85,6 +95,8 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Grant(cmd) => governance::run_grant(cmd),
         Command::Budget(cmd) => governance::run_budget(cmd),
+        Command::Run(cmd) => run::run(cmd),
+        Command::Job(cmd) => job::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Dp(cmd) => dp::run(cmd),

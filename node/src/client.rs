@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use concord_proto::v1 as pb;
 use concord_proto::v1::governance_client::GovernanceClient;
+use concord_proto::v1::jobs_client::JobsClient;
 use concord_proto::v1::operator_client::OperatorClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -110,11 +111,15 @@ pub(crate) async fn tls_channel(
         .map_err(|e| error_chain(&e))
 }
 
+/// Largest job result the CLI accepts (about 10 million short keys).
+const RESULT_LIMIT: usize = 256 << 20;
+
 /// A connection to the node a profile names.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
     inner: OperatorClient<Channel>,
     governance: GovernanceClient<Channel>,
+    jobs: JobsClient<Channel>,
 }
 
 impl NodeClient {
@@ -139,7 +144,10 @@ impl NodeClient {
             })?;
         Ok(Self {
             inner: OperatorClient::new(channel.clone()),
-            governance: GovernanceClient::new(channel),
+            governance: GovernanceClient::new(channel.clone()),
+            // An intersection's result lists every matching key in one message: allow more than
+            // tonic's 4 MiB default (a streamed result is the better fix for very large ones).
+            jobs: JobsClient::new(channel).max_decoding_message_size(RESULT_LIMIT),
         })
     }
 
@@ -202,6 +210,60 @@ impl NodeClient {
         Ok(self
             .inner
             .verify_audit(pb::VerifyAuditRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.Submit`.
+    pub async fn submit_job(&mut self, spec: pb::JobSpec) -> Result<pb::Job, ClientError> {
+        Ok(self.jobs.submit(spec).await?.into_inner())
+    }
+
+    /// `Jobs.Watch`: the job's progress events until it ends.
+    pub async fn watch_job(
+        &mut self,
+        id: &str,
+    ) -> Result<tonic::Streaming<pb::JobEvent>, ClientError> {
+        Ok(self
+            .jobs
+            .watch(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.Get`.
+    pub async fn get_job(&mut self, id: &str) -> Result<pb::Job, ClientError> {
+        Ok(self
+            .jobs
+            .get(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.List`.
+    pub async fn list_jobs(&mut self, limit: u32) -> Result<Vec<pb::Job>, ClientError> {
+        Ok(self
+            .jobs
+            .list(pb::ListJobsRequest { limit })
+            .await?
+            .into_inner()
+            .jobs)
+    }
+
+    /// `Jobs.Cancel`.
+    pub async fn cancel_job(&mut self, id: &str) -> Result<pb::Job, ClientError> {
+        Ok(self
+            .jobs
+            .cancel(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.Result`: only the job's recipient gets it.
+    pub async fn job_result(&mut self, id: &str) -> Result<pb::JobResult, ClientError> {
+        Ok(self
+            .jobs
+            .result(pb::JobRef { id: id.to_owned() })
             .await?
             .into_inner())
     }

@@ -120,6 +120,8 @@ pub enum Role {
     DataManager,
     /// Reads and verifies the audit log.
     Auditor,
+    /// Receives the results of jobs that name them as recipient; nothing else.
+    Researcher,
 }
 
 impl Role {
@@ -129,6 +131,7 @@ impl Role {
             Role::Operator => "operator",
             Role::DataManager => "data-manager",
             Role::Auditor => "auditor",
+            Role::Researcher => "researcher",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `concord federation init`: a **trial** federation in one directory: a CA, a certificate and
 //! config for every node, and a certificate and CLI profile for each node's data manager,
-//! operator and auditor.
+//! operator, auditor and researcher.
 //!
 //! For trials and demos only. A real deployment takes its certificates from the institutions'
 //! PKI and writes its configs by hand (see `docs/node.sample.toml`). The trial CA's private key
@@ -13,7 +13,7 @@
 //! DIR/<node>/node.toml       the node's config (peers = every other node)
 //! DIR/<node>/node.pem|.key   its TLS identity `node.<node>.concord`
 //! DIR/<node>/audit.key|.pub  its audit-log signing key (hex Ed25519 seed) and public key
-//! DIR/<node>/<role>.toml     a CLI profile (`--profile`) for manager, operator, auditor
+//! DIR/<node>/<role>.toml     a CLI profile (`--profile`) for manager, operator, auditor, researcher
 //! DIR/<node>/<role>.pem|.key the person's identity `<role>.<node>.concord`
 //! ```
 
@@ -35,10 +35,11 @@ use crate::hex::encode as hex;
 pub const TRIAL_DAYS: i64 = 365;
 
 /// The people `init` creates at every node, with the role each holds.
-pub const PEOPLE: [(&str, Role); 3] = [
+pub const PEOPLE: [(&str, Role); 4] = [
     ("manager", Role::DataManager),
     ("operator", Role::Operator),
     ("auditor", Role::Auditor),
+    ("researcher", Role::Researcher),
 ];
 
 /// Why `init` failed.
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(config.node.listen, "127.0.0.1:7702".parse().unwrap());
         let peers: Vec<_> = config.peers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(peers, ["health", "stats"]);
-        assert_eq!(config.people.len(), 3);
+        assert_eq!(config.people.len(), 4);
         assert!(config.people[0].roles.contains(&Role::DataManager));
 
         let profile = Profile::load(&out.join("civil/operator.toml")).unwrap();

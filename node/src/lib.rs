@@ -17,6 +17,8 @@
 //! - [`policy`]: the tier × use matrix, grant terms and typed refusals (pure rules).
 //! - [`grants`]: grants in the database; `admit` and `recheck`, the checks every job makes.
 //! - [`ledger`]: privacy-budget caps and the reserve / commit / return ledger.
+//! - [`jobs`]: joint jobs: the job table, the policy gate, and the engine that runs PSI and
+//!   query jobs over `Federation.Exchange`.
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
@@ -34,6 +36,7 @@ pub mod csv_input;
 pub mod federation;
 pub mod grants;
 pub mod hex;
+pub mod jobs;
 pub mod ledger;
 pub mod policy;
 pub mod service;

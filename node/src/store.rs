@@ -115,6 +115,27 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     ALTER TABLE budget_entries ADD COLUMN grant_id TEXT;
     CREATE INDEX budget_entries_by_grant ON budget_entries (grant_id, at_ms);",
+    // 5: jobs.
+    // `spec` and `result` are JSON written by `crate::jobs`; a job never survives a restart.
+    "CREATE TABLE jobs (
+        id           TEXT    PRIMARY KEY,
+        kind         TEXT    NOT NULL,
+        role         TEXT    NOT NULL CHECK (role IN ('coordinator', 'participant')),
+        coordinator  TEXT    NOT NULL,
+        submitted_by TEXT    NOT NULL,
+        recipient    TEXT    NOT NULL,
+        parties      TEXT    NOT NULL,
+        spec         TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state IN ('submitted', 'authorized', 'running',
+                                                       'released', 'failed', 'cancelled')),
+        phase        TEXT    NOT NULL,
+        reason       TEXT    NOT NULL DEFAULT '',
+        failed_at    TEXT    NOT NULL DEFAULT '',
+        result       BLOB,
+        created_ms   INTEGER NOT NULL,
+        updated_ms   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX jobs_by_time ON jobs (created_ms);",
 ];
 
 /// Everything that can go wrong with the database.

@@ -103,7 +103,10 @@ async fn peers_are_answered_people_are_not_and_unknown_jobs_are_refused() {
     assert_eq!(status.message(), "envelope version 99, this node speaks 1");
     let status = refused(1, "job-1").await;
     assert_eq!(status.code(), tonic::Code::NotFound);
-    assert_eq!(status.message(), "no job \"job-1\" at this node");
+    assert_eq!(
+        status.message(),
+        "no job \"job-1\" awaiting an exchange from civil"
+    );
 
     let person = channel(&root, addr, "health/operator.pem", "health/operator.key").await;
     let status = FederationClient::new(person)

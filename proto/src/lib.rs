@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - [`v1`]: the generated messages, the `Operator` service (people to their own node) and the
-//!   `Federation` service (node to node).
+//!   `Federation` service (node to node), and the `Jobs` service (people's joint jobs).
 //! - [`envelope`]: limits and checks for the [`v1::Envelope`] that carries protocol messages.
 
 #![forbid(unsafe_code)]

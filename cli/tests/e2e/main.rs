@@ -7,4 +7,5 @@ mod audit;
 mod catalog;
 mod demo;
 mod governance;
+mod jobs;
 mod support;

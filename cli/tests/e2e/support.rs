@@ -148,6 +148,16 @@ impl NodeProc {
     }
 }
 
+impl NodeProc {
+    /// SIGKILL: the node dies without any chance to clean up.
+    pub(crate) fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for NodeProc {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -23,7 +23,8 @@
 mod queries;
 
 pub use queries::{
-    MeanRelease, ThresholdedHistogram, count, histogram, mean, quantile, sum, thresholded_histogram,
+    MeanRelease, ThresholdedHistogram, count, count_of, histogram, mean, quantile, sum,
+    thresholded_histogram,
 };
 
 use crate::cost::PrivacyCost;

@@ -82,6 +82,19 @@ pub fn count<V>(data: &Contributions<V>, spec: NoiseSpec) -> Result<Release<i64>
     count_at(data, spec, accuracy::ALPHA).map(|(r, _)| r)
 }
 
+/// Noisy release of a count computed elsewhere (a PSI cardinality held by the comparing party),
+/// where one individual changes the count by at most 1.
+///
+/// Guarantee and accuracy: as [`count`] with one row per individual (Δ = 1), see `noise_scalar`.
+pub fn count_of(exact: u64, spec: NoiseSpec) -> Result<Release<i64>> {
+    let exact = i64::try_from(exact).map_err(|_| DpError::InvalidCount {
+        name: "count",
+        value: exact,
+        expected: "at most 2^63 - 1",
+    })?;
+    noise_scalar(exact, 1, spec, accuracy::ALPHA).map(|(r, _)| r)
+}
+
 fn count_at<V>(
     data: &Contributions<V>,
     spec: NoiseSpec,

@@ -1,18 +1,16 @@
 //! The `Federation` service: what a node answers to its peers.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use concord_proto::v1 as pb;
 use concord_proto::v1::federation_server::Federation;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Admit, Node, NodeError};
+use crate::jobs::participant::{self, EnvelopeStream};
+use crate::tls::Caller;
 
 pub(crate) struct FederationService(pub(crate) Arc<Node>);
-
-type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<pb::Envelope, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Federation for FederationService {
@@ -31,9 +29,9 @@ impl Federation for FederationService {
 
     type ExchangeStream = EnvelopeStream;
 
-    /// Joint jobs are not part of this version: a peer's first envelope is checked (version,
-    /// sequence, names, size) and the job it names is refused as unknown, and audited. The
-    /// job issue replaces the lookup with the job table.
+    /// A job's protocol messages: the first envelope is checked (version, sequence, names, size)
+    /// and must name a job this node accepted from the caller; the job then runs here as a
+    /// participant (see `crate::jobs::participant`).
     async fn exchange(
         &self,
         req: Request<Streaming<pb::Envelope>>,
@@ -41,6 +39,7 @@ impl Federation for FederationService {
         let node = &self.0;
         let action = "federation.exchange";
         let caller = node.admit(&req, action, Admit::Peers).await?;
+        let peer = peer_name(&caller);
         let mut stream = req.into_inner();
         let result = match stream.message().await {
             Err(status) => Err(NodeError::Invalid(format!(
@@ -48,21 +47,44 @@ impl Federation for FederationService {
                 status.message()
             ))),
             Ok(None) => Err(NodeError::Invalid("empty stream".into())),
-            Ok(Some(first)) => {
-                match concord_proto::envelope::check(
-                    &first,
-                    u32::from(concord_mpc::PROTOCOL_VERSION),
-                    0,
-                ) {
-                    Err(e) => Err(NodeError::Invalid(e.to_string())),
-                    Ok(()) => Err(NodeError::NotFound(format!(
-                        "no job {:?} at this node",
-                        first.job_id
-                    ))),
-                }
-            }
+            Ok(Some(first)) => participant::exchange(node, &peer, first, stream).await,
         };
-        node.finish::<Response<EnvelopeStream>>(&caller, action, Vec::new(), result)
+        node.finish::<EnvelopeStream>(&caller, action, Vec::new(), result)
             .await
+            .map(Response::new)
+    }
+
+    /// A coordinator proposes a job; this node decides with its own gate.
+    async fn propose(
+        &self,
+        req: Request<pb::JobProposal>,
+    ) -> Result<Response<pb::ProposalDecision>, Status> {
+        let node = &self.0;
+        let action = "federation.propose";
+        let caller = node.admit(&req, action, Admit::Peers).await?;
+        let peer = peer_name(&caller);
+        let proposal = req.into_inner();
+        let subjects = vec![proposal.job_id.clone(), proposal.dataset.clone()];
+        let result = participant::propose(node, &peer, proposal).await;
+        match result {
+            Ok((decision, detail)) if !decision.accepted => {
+                // A refusal is an answer; audit it as refused and send it back.
+                node.finish::<()>(&caller, action, subjects, Err(NodeError::Forbidden(detail)))
+                    .await
+                    .ok();
+                Ok(Response::new(decision))
+            }
+            other => node
+                .finish(&caller, action, subjects, other)
+                .await
+                .map(Response::new),
+        }
+    }
+}
+
+fn peer_name(caller: &Caller) -> String {
+    match caller {
+        Caller::Peer { name, .. } => name.clone(),
+        other => other.audit_name(),
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod convert;
 mod error;
 mod federation;
 mod governance;
+mod jobs;
 mod operator;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use concord_proto::v1::federation_server::FederationServer;
 use concord_proto::v1::governance_server::GovernanceServer;
+use concord_proto::v1::jobs_server::JobsServer;
 use concord_proto::v1::operator_server::OperatorServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -81,15 +83,21 @@ pub enum ServiceError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Largest gRPC message between nodes: a full envelope ([`concord_proto::envelope`]) and its
+/// framing. tonic's default (4 MiB) is below the envelope limit.
+pub(crate) const MAX_MESSAGE_BYTES: usize = concord_proto::envelope::MAX_PAYLOAD_BYTES + (64 << 10);
+
 /// The running node's shared state.
 pub(crate) struct Node {
-    config: NodeConfig,
+    pub(crate) config: NodeConfig,
     rules: crate::policy::Rules,
     store: Mutex<Store>,
     key: NodeKey,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     started: Instant,
     peer_tls: ClientTlsConfig,
+    /// The live side (progress, cancellation) of the jobs this node coordinates.
+    pub(crate) jobs: crate::jobs::Live,
 }
 
 /// Which callers an RPC admits.
@@ -279,7 +287,7 @@ fn record(
 fn prepare(
     config: NodeConfig,
     clock: Arc<dyn Clock>,
-) -> Result<(Node, TlsAcceptor, u64), ServiceError> {
+) -> Result<(Node, TlsAcceptor, (u64, u64)), ServiceError> {
     let file = config.file.clone();
     let io = |what: String| move |source| ServiceError::Io { what, source };
     let read =
@@ -314,6 +322,13 @@ fn prepare(
             "returned budget reservations left open by the last run"
         );
     }
+    let interrupted = crate::jobs::fail_interrupted(&mut store, &config.node.name, clock.now_ms())?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "marked jobs left running by the last run as failed"
+        );
+    }
     Ok((
         Node {
             rules: config.rules(),
@@ -323,9 +338,10 @@ fn prepare(
             clock,
             started: Instant::now(),
             peer_tls,
+            jobs: crate::jobs::Live::default(),
         },
         TlsAcceptor::from(Arc::new(server)),
-        returned,
+        (returned, interrupted),
     ))
 }
 
@@ -339,7 +355,7 @@ pub async fn run(
 ) -> Result<(), ServiceError> {
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
     let listen = config.node.listen;
-    let (node, acceptor, returned) = prepare(config, clock)?;
+    let (node, acceptor, (returned, interrupted)) = prepare(config, clock)?;
     let node = Arc::new(node);
     let listener = TcpListener::bind(listen)
         .await
@@ -357,7 +373,8 @@ pub async fn run(
         Vec::new(),
         Outcome::Accepted,
         format!(
-            "node {} listening on {local}, version {}; {returned} open budget reservations returned",
+            "node {} listening on {local}, version {}; {returned} open budget reservations \
+             returned; {interrupted} interrupted jobs failed",
             node.config.node.name,
             env!("CARGO_PKG_VERSION")
         ),
@@ -413,9 +430,12 @@ pub async fn run(
         .add_service(OperatorServer::new(operator::OperatorService(Arc::clone(
             &node,
         ))))
-        .add_service(FederationServer::new(federation::FederationService(
-            Arc::clone(&node),
-        )))
+        .add_service(
+            FederationServer::new(federation::FederationService(Arc::clone(&node)))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(JobsServer::new(jobs::JobsService(Arc::clone(&node))))
         .add_service(GovernanceServer::new(governance::GovernanceService(
             Arc::clone(&node),
         )))

@@ -29,7 +29,7 @@ const AUDIT_PAGE: u32 = 1000;
 impl Node {
     /// A channel to peer `name`, over mutual TLS with this node's certificate, checking that the
     /// peer presents the identity the config expects.
-    async fn peer_channel(&self, name: &str) -> Result<Channel, NodeError> {
+    pub(crate) async fn peer_channel(&self, name: &str) -> Result<Channel, NodeError> {
         let peer = self
             .config
             .peer(name)

@@ -1,0 +1,313 @@
+//! `concord job list|show|cancel|result`, and following a job's progress for `concord run`.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use concord_node::client::NodeClient;
+use concord_node::proto as pb;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::profile::ProfileArg;
+
+#[derive(Subcommand)]
+pub(crate) enum JobCommand {
+    /// Jobs at your node, newest first: those it coordinates and those it took part in.
+    List(ListArgs),
+    /// One job: its state, phase, parties, recipient, and why it failed.
+    Show(IdArgs),
+    /// Stop a job your node coordinates; every party returns its reserved budget.
+    Cancel(IdArgs),
+    /// A released job's result: values with their 95% intervals, ε and δ spent, parties.
+    ///
+    /// Only the person the job names as recipient gets it; anyone else is refused
+    /// (PermissionDenied), and both are written to the node's audit log.
+    #[command(verbatim_doc_comment)]
+    Result(ResultArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct IdArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The job id (job-…).
+    id: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ResultArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The job id (job-…).
+    id: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct OutputArgs {
+    /// Print the result as one JSON object.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print the result as CSV (values, or the matching keys of an intersection).
+    #[arg(long)]
+    csv: bool,
+}
+
+pub(crate) fn run(cmd: JobCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobCommand::List(a) => {
+            let jobs =
+                crate::profile::call(
+                    &a.profile,
+                    |mut c| async move { c.list_jobs(a.limit).await },
+                )?;
+            if a.json {
+                let all: Vec<_> = jobs.iter().map(job_json).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                return Ok(());
+            }
+            println!(
+                "{:<20}  {:<16}  {:<11}  {:<10}  {:<16}  recipient",
+                "job", "kind", "role", "state", "parties"
+            );
+            for j in &jobs {
+                println!(
+                    "{:<20}  {:<16}  {:<11}  {:<10}  {:<16}  {}",
+                    j.id,
+                    j.kind,
+                    j.role,
+                    j.state,
+                    j.parties.join(","),
+                    j.recipient
+                );
+            }
+            Ok(())
+        }
+        JobCommand::Show(a) => {
+            let id = a.id.clone();
+            let job =
+                crate::profile::call(&a.profile, |mut c| async move { c.get_job(&id).await })?;
+            print_job(&job, a.json)
+        }
+        JobCommand::Cancel(a) => {
+            let id = a.id.clone();
+            let job =
+                crate::profile::call(&a.profile, |mut c| async move { c.cancel_job(&id).await })?;
+            print_job(&job, a.json)
+        }
+        JobCommand::Result(a) => {
+            let id = a.id.clone();
+            let result =
+                crate::profile::call(&a.profile, |mut c| async move { c.job_result(&id).await })?;
+            print_result(&result, &a.output)
+        }
+    }
+}
+
+fn job_json(j: &pb::Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": j.id,
+        "kind": j.kind,
+        "role": j.role,
+        "state": j.state,
+        "phase": j.phase,
+        "coordinator": j.coordinator,
+        "parties": j.parties,
+        "submitted_by": j.submitted_by,
+        "recipient": j.recipient,
+        "epsilon": j.epsilon,
+        "reason": j.reason,
+        "failed_at": j.failed_at,
+        "created_ms": j.created_ms,
+        "updated_ms": j.updated_ms,
+    })
+}
+
+fn print_job(j: &pb::Job, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&job_json(j))?);
+        return Ok(());
+    }
+    println!("job          {}", j.id);
+    println!("kind         {}", j.kind);
+    println!("state        {} ({})", j.state, j.phase);
+    println!("role         {} (coordinator {})", j.role, j.coordinator);
+    println!("parties      {}", j.parties.join(", "));
+    println!("submitted by {}", j.submitted_by);
+    println!("recipient    {}", j.recipient);
+    println!("epsilon      {}", j.epsilon);
+    if !j.reason.is_empty() {
+        println!("failed at    {}", j.failed_at);
+        println!("reason       {}", j.reason);
+    }
+    Ok(())
+}
+
+fn result_json(r: &pb::JobResult) -> serde_json::Value {
+    let values: Vec<_> = r
+        .values
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "label": v.label, "value": v.value, "lower": v.lower, "upper": v.upper,
+            })
+        })
+        .collect();
+    let keys: Vec<_> = r.keys.iter().map(|k| k.values.clone()).collect();
+    serde_json::json!({
+        "job": r.job_id,
+        "kind": r.kind,
+        "parties": r.parties,
+        "recipient": r.recipient,
+        "mechanism": r.mechanism,
+        "epsilon": r.epsilon,
+        "delta": r.delta,
+        "accuracy": r.accuracy,
+        "values": values,
+        "keys": keys,
+        "released_ms": r.released_ms,
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn print_result(r: &pb::JobResult, output: &OutputArgs) -> anyhow::Result<()> {
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&result_json(r))?);
+        return Ok(());
+    }
+    let bound = |b: Option<f64>| b.map_or(String::new(), |b| format!("{b}"));
+    if output.csv {
+        if r.keys.is_empty() {
+            println!("label,value,lower,upper");
+            for v in &r.values {
+                println!(
+                    "{},{},{},{}",
+                    csv_field(&v.label),
+                    v.value,
+                    bound(v.lower),
+                    bound(v.upper)
+                );
+            }
+        } else {
+            for k in &r.keys {
+                let row: Vec<String> = k.values.iter().map(|v| csv_field(v)).collect();
+                println!("{}", row.join(","));
+            }
+        }
+        return Ok(());
+    }
+    println!("job        {}", r.job_id);
+    println!("kind       {}", r.kind);
+    println!("parties    {}", r.parties.join(", "));
+    println!("recipient  {}", r.recipient);
+    println!("mechanism  {}", r.mechanism);
+    println!("epsilon    {}", r.epsilon);
+    println!("delta      {}", r.delta);
+    println!("accuracy   {}", r.accuracy);
+    println!();
+    let width = r
+        .values
+        .iter()
+        .map(|v| v.label.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:<width$}  {:>14}  95% interval", "label", "value");
+    for v in &r.values {
+        let interval = match (v.lower, v.upper) {
+            (Some(l), Some(u)) => format!("[{l:.2}, {u:.2}]"),
+            _ => "-".into(),
+        };
+        println!("{:<width$}  {:>14.2}  {interval}", v.label, v.value);
+    }
+    if !r.keys.is_empty() {
+        println!();
+        println!("matching keys:");
+        for k in &r.keys {
+            println!("  {}", k.values.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Follows a job until it ends: progress bars on a terminal, plain lines otherwise; then the
+/// result if you are its recipient.
+pub(crate) async fn follow(
+    client: &mut NodeClient,
+    id: &str,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
+    let mut events = client.watch_job(id).await?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = terminal.then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(id.to_owned());
+        bar
+    });
+    let mut last_phase = String::new();
+    while let Some(event) = events
+        .message()
+        .await
+        .map_err(concord_node::client::ClientError::from)?
+    {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("{} {}", event.state, event.phase));
+            bar.set_length(event.total);
+            bar.set_position(event.done);
+        } else if event.phase != last_phase {
+            if event.phase == event.state {
+                eprintln!("{id}: {}", event.state);
+            } else {
+                eprintln!("{id}: {} ({})", event.state, event.phase);
+            }
+        }
+        last_phase.clone_from(&event.phase);
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let job = client.get_job(id).await?;
+    match job.state.as_str() {
+        "released" => {
+            let me = client.health().await?.caller;
+            if me == job.recipient {
+                let result = client.job_result(id).await?;
+                print_result(&result, output)
+            } else {
+                println!(
+                    "{id} released; the result is for {} only (concord job result {id})",
+                    job.recipient
+                );
+                Ok(())
+            }
+        }
+        state => {
+            bail!("{id} {state} at {}: {}", job.failed_at, job.reason)
+        }
+    }
+}

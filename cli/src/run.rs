@@ -1,0 +1,226 @@
+//! `concord run psi|query`: submit a joint job to your node, follow it, print its result.
+
+use anyhow::bail;
+use clap::{Args, Subcommand, ValueEnum};
+use concord_node::proto as pb;
+
+use crate::job::{OutputArgs, follow};
+use crate::profile::ProfileArg;
+
+#[derive(Subcommand)]
+pub(crate) enum RunCommand {
+    /// Private set intersection between your node and a peer: how many keys two datasets share
+    /// (DP-noised), or which keys (to the recipient only).
+    ///
+    /// Your node (the left side) compares and holds the result; the peer (the right side) never
+    /// learns which keys matched. Both nodes check their own policy before the first message and
+    /// again before release, reserve their privacy budget, and audit every step. A refusal,
+    /// a timeout or a peer that dies fails the job at every party, and reserved budget returns.
+    ///
+    /// What is released:
+    ///   cardinality   |left ∩ right| plus discrete Laplace noise (scale 1/ε), with its 95%
+    ///                 interval; each node spends ε from its dataset's budget
+    ///   intersection  the matching key values of your rows, exact, to the recipient only
+    ///                 (not a DP release; each node records the use at no ε)
+    ///
+    /// Example:
+    ///   concord run psi --profile health/operator.toml --kind cardinality
+    ///     --left health:patients:nin --right civil:insured:nin --epsilon 1
+    ///     --recipient researcher.health.concord
+    #[command(verbatim_doc_comment)]
+    Psi(PsiArgs),
+    /// A differentially private statistic of one dataset at your node.
+    ///
+    /// Statistics (rows are taken as distinct individuals; integers only; nulls left out):
+    ///   count       rows
+    ///   sum         of --column, each value clamped to [--lo, --hi]
+    ///   mean        of --column clamped to [--lo, --hi] (ε split between sum and count)
+    ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text column
+    ///   quantile    --quantile Q among --bins + 1 candidates from --lo to --hi
+    ///
+    /// Each release spends ε (discrete Laplace noise, or the exponential mechanism for a
+    /// quantile) and prints the value with its 95% interval.
+    ///
+    /// Example:
+    ///   concord run query --profile health/operator.toml --dataset health:patients
+    ///     --statistic mean --column age --lo 0 --hi 120 --epsilon 0.5
+    #[command(verbatim_doc_comment)]
+    Query(QueryArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PsiKind {
+    /// The DP-noised number of keys in common.
+    Cardinality,
+    /// The matching keys, to the recipient only.
+    Intersection,
+}
+
+#[derive(Args)]
+pub(crate) struct JobArgs {
+    /// Privacy budget the release spends at every party (pure ε).
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// Who may read the result: a person identity at your node (default: you).
+    #[arg(long, value_name = "ID")]
+    recipient: Option<String>,
+    /// Submit and print the job id without waiting for the result.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PsiArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// What to compute.
+    #[arg(long, value_enum)]
+    kind: PsiKind,
+    /// Your side: NODE:DATASET:COLUMNS (key columns comma-separated), at your node.
+    #[arg(long, value_name = "NODE:DATASET:COLS", value_parser = parse_use)]
+    left: pb::DatasetUse,
+    /// The peer's side: NODE:DATASET:COLUMNS.
+    #[arg(long, value_name = "NODE:DATASET:COLS", value_parser = parse_use)]
+    right: pb::DatasetUse,
+    /// The grant to use at your node.
+    #[arg(long, value_name = "ID")]
+    grant_left: Option<String>,
+    /// The grant to use at the peer.
+    #[arg(long, value_name = "ID")]
+    grant_right: Option<String>,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Statistic {
+    Count,
+    Sum,
+    Mean,
+    Histogram,
+    Quantile,
+}
+
+#[derive(Args)]
+pub(crate) struct QueryArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// NODE:DATASET, at your node.
+    #[arg(long, value_name = "NODE:DATASET")]
+    dataset: String,
+    /// What to release.
+    #[arg(long, value_enum)]
+    statistic: Statistic,
+    /// The column (all statistics but count).
+    #[arg(long)]
+    column: Option<String>,
+    /// Lower clamping bound, or the first bin's lower edge.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    lo: i64,
+    /// Upper clamping bound, or the last bin's upper edge.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    hi: i64,
+    /// Bins (histogram) or candidate steps (quantile); default 10.
+    #[arg(long, default_value_t = 0)]
+    bins: u32,
+    /// Public categories of a text column (histogram), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    categories: Vec<String>,
+    /// Which quantile, in [0, 1] (0.5 is the median).
+    #[arg(long, default_value_t = 0.5)]
+    quantile: f64,
+    /// The grant to use at your node.
+    #[arg(long, value_name = "ID")]
+    grant: Option<String>,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+fn parse_use(s: &str) -> Result<pb::DatasetUse, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [node, dataset, cols] if !node.is_empty() && !dataset.is_empty() && !cols.is_empty() => {
+            Ok(pb::DatasetUse {
+                node: (*node).to_owned(),
+                dataset: (*dataset).to_owned(),
+                columns: cols.split(',').map(str::to_owned).collect(),
+                grant: String::new(),
+            })
+        }
+        _ => Err(format!(
+            "{s:?}: expected NODE:DATASET:COLUMNS, e.g. civil:insured:nin"
+        )),
+    }
+}
+
+pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
+    let (profile, spec, job) = match cmd {
+        RunCommand::Psi(a) => {
+            let output = match a.kind {
+                PsiKind::Cardinality => pb::PsiOutput::Cardinality,
+                PsiKind::Intersection => pb::PsiOutput::Intersection,
+            };
+            if matches!(a.kind, PsiKind::Cardinality) && a.job.epsilon.is_none() {
+                bail!("a cardinality is a DP release: give --epsilon");
+            }
+            let mut left = a.left;
+            left.grant = a.grant_left.unwrap_or_default();
+            let mut right = a.right;
+            right.grant = a.grant_right.unwrap_or_default();
+            let kind = pb::job_spec::Kind::Psi(pb::PsiJob {
+                output: output as i32,
+                left: Some(left),
+                right: Some(right),
+            });
+            (a.profile, kind, a.job)
+        }
+        RunCommand::Query(a) => {
+            let Some((node, dataset)) = a.dataset.split_once(':') else {
+                bail!("--dataset {:?}: expected NODE:DATASET", a.dataset);
+            };
+            if a.job.epsilon.is_none() {
+                bail!("a query is a DP release: give --epsilon");
+            }
+            let statistic = match a.statistic {
+                Statistic::Count => "count",
+                Statistic::Sum => "sum",
+                Statistic::Mean => "mean",
+                Statistic::Histogram => "histogram",
+                Statistic::Quantile => "quantile",
+            };
+            let kind = pb::job_spec::Kind::Query(pb::QueryJob {
+                dataset: Some(pb::DatasetUse {
+                    node: node.to_owned(),
+                    dataset: dataset.to_owned(),
+                    columns: a.column.into_iter().collect(),
+                    grant: a.grant.unwrap_or_default(),
+                }),
+                statistic: statistic.into(),
+                lo: a.lo,
+                hi: a.hi,
+                bins: a.bins,
+                categories: a.categories,
+                quantile: a.quantile,
+            });
+            (a.profile, kind, a.job)
+        }
+    };
+    let spec = pb::JobSpec {
+        kind: Some(spec),
+        epsilon: job.epsilon.unwrap_or(0.0),
+        recipient: job.recipient.unwrap_or_default(),
+    };
+    let detach = job.detach;
+    let output = job.output;
+    crate::profile::call(&profile, move |mut client| async move {
+        let submitted = client.submit_job(spec).await?;
+        eprintln!("submitted {} ({})", submitted.id, submitted.kind);
+        if detach {
+            println!("{}", submitted.id);
+            return Ok(Ok(()));
+        }
+        Ok(follow(&mut client, &submitted.id, &output).await)
+    })?
+}

@@ -1,0 +1,543 @@
+//! Joint jobs between real node processes: PSI cardinality and intersection, a DP query, the
+//! result reaching only its recipient, refusals at each party, and a peer killed mid-job.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Fed, audit_entries, concord, fails, find, ok};
+
+/// Writes a CSV of `nin,age,diagnosis` rows for keys `range`.
+fn write_people(fed: &Fed, file: &str, range: std::ops::Range<u32>) -> String {
+    let mut text = String::from("nin,age,diagnosis\n");
+    for i in range {
+        text.push_str(&format!("N{i:07},{},D{}\n", 20 + i % 60, i % 7));
+    }
+    let path = fed.root.join(file);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn register(fed: &Fed, node: &str, id: &str, file: &str) {
+    ok(&[
+        "dataset",
+        "add",
+        "--profile",
+        &fed.path(&format!("{node}/manager.toml")),
+        "--id",
+        id,
+        "--file",
+        file,
+        "--key-columns",
+        "nin",
+        "--column",
+        "nin:text:internal",
+        "--column",
+        "age:integer:sensitive",
+        "--column",
+        "diagnosis:text:restricted",
+    ]);
+}
+
+/// A yearly ε cap on `dataset` for everyone, written as a data manager's budget (the
+/// `concord budget` command comes with grants; the ledger is the node's own SQLite).
+fn set_budget(fed: &Fed, node: &str, dataset: &str, epsilon: u32) {
+    let db = rusqlite::Connection::open(fed.path(&format!("{node}/data/node.sqlite"))).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let quanta = format!("{epsilon}000000000000000000");
+    db.execute(
+        "INSERT INTO budget_caps (dataset, grantee, period, epsilon, delta, rho)
+         VALUES (?1, '*', 'year', ?2, '0', '0')",
+        rusqlite::params![dataset, quanta],
+    )
+    .unwrap();
+}
+
+/// Budget rows of a job at a node: (dataset, state).
+fn budget_of(fed: &Fed, node: &str, job: &str) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(fed.path(&format!("{node}/data/node.sqlite"))).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut stmt = db
+        .prepare("SELECT dataset, state FROM budget_entries WHERE job = ?1")
+        .unwrap();
+    stmt.query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn job_id(stderr: &str) -> String {
+    stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("job-"))
+        .unwrap_or_else(|| panic!("no job id in {stderr}"))
+        .to_owned()
+}
+
+fn show(fed: &Fed, node: &str, who: &str, id: &str) -> serde_json::Value {
+    let out = ok(&[
+        "job",
+        "show",
+        "--profile",
+        &fed.path(&format!("{node}/{who}.toml")),
+        id,
+        "--json",
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn verify_offline(fed: &Fed, node: &str) {
+    let out = ok(&[
+        "audit",
+        "verify",
+        "--db",
+        &fed.path(&format!("{node}/data/node.sqlite")),
+        "--public-key",
+        &fed.path(&format!("{node}/audit.pub")),
+    ]);
+    assert!(out.contains("intact"), "{out}");
+}
+
+#[test]
+fn psi_cardinality_intersection_and_query_reach_only_their_recipient() {
+    let fed = Fed::init("health,civil");
+    let health = fed.start("health");
+    let civil = fed.start("civil");
+    let patients = write_people(&fed, "patients.csv", 0..200);
+    let insured = write_people(&fed, "insured.csv", 150..400);
+    register(&fed, "health", "patients", &patients);
+    register(&fed, "civil", "insured", &insured);
+    set_budget(&fed, "health", "patients", 10);
+    set_budget(&fed, "civil", "insured", 10);
+    let operator = fed.path("health/operator.toml");
+    let researcher = fed.path("health/researcher.toml");
+
+    // Cardinality, DP-noised, for the researcher: the operator sees only that it was released.
+    let out = concord(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--epsilon",
+        "1",
+        "--recipient",
+        "researcher.health.concord",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let id = job_id(&stderr);
+    assert!(
+        stdout.contains("the result is for researcher.health.concord only"),
+        "{stdout}"
+    );
+    let result: serde_json::Value = serde_json::from_str(&ok(&[
+        "job",
+        "result",
+        "--profile",
+        &researcher,
+        &id,
+        "--json",
+    ]))
+    .unwrap();
+    let value = &result["values"][0];
+    let noised = value["value"].as_f64().unwrap();
+    // 50 keys in common; discrete Laplace at ε = 1 has scale 1, so ±20 fails with p < 1e-8.
+    assert!((noised - 50.0).abs() <= 20.0, "{result}");
+    assert!(value["lower"].as_f64().unwrap() < noised && noised < value["upper"].as_f64().unwrap());
+    assert_eq!(result["mechanism"], "discrete-laplace");
+    assert_eq!(result["epsilon"], 1.0);
+    assert_eq!(result["parties"], serde_json::json!(["health", "civil"]));
+    // The table a researcher reads.
+    let table = ok(&["job", "result", "--profile", &researcher, &id]);
+    assert!(
+        table.contains("cardinality") && table.contains("95% interval"),
+        "{table}"
+    );
+    // Anyone else is refused, and so is the operator who submitted it.
+    let err = fails(&["job", "result", "--profile", &operator, &id]);
+    assert!(err.contains("PermissionDenied"), "{err}");
+    assert!(
+        err.contains("is for researcher.health.concord only"),
+        "{err}"
+    );
+    // Both nodes committed their ε, and civil's row says it took part.
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "committed".into())]
+    );
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "committed".into())]
+    );
+    let at_civil = show(&fed, "civil", "auditor", &id);
+    assert_eq!(at_civil["state"], "released");
+    assert_eq!(at_civil["role"], "participant");
+
+    // Intersection to the operator (the default recipient): the matching keys, as CSV.
+    let out = ok(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "intersection",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--csv",
+    ]);
+    let keys: Vec<&str> = out.lines().collect();
+    let expected: Vec<String> = (150..200).map(|i| format!("N{i:07}")).collect();
+    assert_eq!(keys, expected);
+
+    // A DP count of one dataset.
+    let out = ok(&[
+        "run",
+        "query",
+        "--profile",
+        &operator,
+        "--dataset",
+        "health:patients",
+        "--statistic",
+        "count",
+        "--epsilon",
+        "1",
+        "--json",
+    ]);
+    let query: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let count = query["values"][0]["value"].as_f64().unwrap();
+    assert!((count - 200.0).abs() <= 20.0, "{query}");
+    let out = ok(&[
+        "run",
+        "query",
+        "--profile",
+        &operator,
+        "--dataset",
+        "health:patients",
+        "--statistic",
+        "histogram",
+        "--column",
+        "age",
+        "--lo",
+        "20",
+        "--hi",
+        "80",
+        "--bins",
+        "3",
+        "--epsilon",
+        "1",
+    ]);
+    assert!(
+        out.contains("[20, 40)") && out.contains("[60, 80]"),
+        "{out}"
+    );
+
+    let listing = ok(&["job", "list", "--profile", &operator]);
+    assert_eq!(listing.matches("released").count(), 4, "{listing}");
+
+    health.stop();
+    civil.stop();
+    for node in ["health", "civil"] {
+        verify_offline(&fed, node);
+    }
+    let entries = audit_entries(&fed, "health");
+    let release = find(&entries, "job.release", "accepted", &[("subjects", &id)]);
+    assert_eq!(release["privacy_cost"], "ε=1");
+    assert!(
+        release["output_digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64),
+        "{release}"
+    );
+    find(
+        &entries,
+        "job.result",
+        "refused",
+        &[("actor", "operator.health.concord")],
+    );
+    let entries = audit_entries(&fed, "civil");
+    find(
+        &entries,
+        "federation.propose",
+        "accepted",
+        &[("subjects", &id)],
+    );
+    let release = find(&entries, "job.release", "accepted", &[("subjects", &id)]);
+    assert_eq!(release["privacy_cost"], "ε=1");
+}
+
+#[test]
+fn a_refusal_at_either_party_fails_the_job_everywhere() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    let patients = write_people(&fed, "patients.csv", 0..50);
+    let insured = write_people(&fed, "insured.csv", 25..75);
+    register(&fed, "health", "patients", &patients);
+    register(&fed, "health", "visits", &patients);
+    register(&fed, "civil", "insured", &insured);
+    register(&fed, "civil", "unbudgeted", &insured);
+    set_budget(&fed, "health", "patients", 10);
+    set_budget(&fed, "civil", "insured", 10);
+    let operator = fed.path("health/operator.toml");
+    let psi = |left: &str, right: &str| {
+        let out = concord(&[
+            "run",
+            "psi",
+            "--profile",
+            &operator,
+            "--kind",
+            "cardinality",
+            "--left",
+            left,
+            "--right",
+            right,
+            "--epsilon",
+            "1",
+        ]);
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+
+    // Civil refuses a restricted column: failed at health naming civil, and at civil.
+    let err = psi("health:patients:nin", "civil:insured:diagnosis");
+    let id = job_id(&err);
+    assert!(err.contains(&format!("{id} failed at civil")), "{err}");
+    assert!(err.contains("restricted-field"), "{err}");
+    assert_eq!(show(&fed, "civil", "auditor", &id)["state"], "failed");
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "returned".into())]
+    );
+    assert!(budget_of(&fed, "civil", &id).is_empty());
+
+    // Civil has no budget for this dataset.
+    let err = psi("health:patients:nin", "civil:unbudgeted:nin");
+    let no_budget_at_civil = job_id(&err);
+    assert!(
+        err.contains("failed at civil") && err.contains("no-budget"),
+        "{err}"
+    );
+
+    // Health has no budget: it refuses before sending anything, so civil never hears of it.
+    let err = psi("health:visits:nin", "civil:insured:nin");
+    let no_budget_at_health = job_id(&err);
+    assert!(
+        err.contains("failed at health") && err.contains("no privacy budget"),
+        "{err}"
+    );
+    let err = fails(&[
+        "job",
+        "show",
+        "--profile",
+        &fed.path("civil/auditor.toml"),
+        &no_budget_at_health,
+    ]);
+    assert!(err.contains("NotFound"), "{err}");
+
+    let health_log = ok(&[
+        "audit",
+        "show",
+        "--profile",
+        &fed.path("health/auditor.toml"),
+        "--json",
+    ]);
+    let health_log: Vec<serde_json::Value> = serde_json::from_str(&health_log).unwrap();
+    find(
+        &health_log,
+        "job.fail",
+        "refused",
+        &[("subjects", &id), ("detail", "civil")],
+    );
+    find(
+        &health_log,
+        "job.admit",
+        "refused",
+        &[("subjects", &no_budget_at_health)],
+    );
+    let civil_log = ok(&[
+        "audit",
+        "show",
+        "--profile",
+        &fed.path("civil/auditor.toml"),
+        "--json",
+    ]);
+    let civil_log: Vec<serde_json::Value> = serde_json::from_str(&civil_log).unwrap();
+    find(
+        &civil_log,
+        "job.admit",
+        "refused",
+        &[("subjects", &id), ("detail", "restricted")],
+    );
+    find(
+        &civil_log,
+        "federation.propose",
+        "refused",
+        &[("subjects", &no_budget_at_civil)],
+    );
+    // Only the auditor's own lookup above mentions it.
+    assert!(
+        !civil_log
+            .iter()
+            .any(|e| e["action"] != "job.get" && e.to_string().contains(&no_budget_at_health))
+    );
+}
+
+#[test]
+fn a_peer_killed_mid_job_fails_it_at_the_coordinator_and_returns_the_budget() {
+    let fed = Fed::init("health,civil");
+    let health = fed.start("health");
+    let civil = fed.start("civil");
+    let n = 150_000;
+    let patients = write_people(&fed, "patients.csv", 0..n);
+    let insured = write_people(&fed, "insured.csv", n / 2..n + n / 2);
+    register(&fed, "health", "patients", &patients);
+    register(&fed, "civil", "insured", &insured);
+    set_budget(&fed, "health", "patients", 10);
+    set_budget(&fed, "civil", "insured", 10);
+    let operator = fed.path("health/operator.toml");
+    let id = ok(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--epsilon",
+        "1",
+        "--detach",
+    ])
+    .trim()
+    .to_owned();
+
+    let wait = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| {
+        let start = Instant::now();
+        loop {
+            let job = show(&fed, "health", "operator", &id);
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "never {what}: {job}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let started = Instant::now();
+    wait("exchanging", &|j| j["phase"] == "exchanging");
+    std::thread::sleep(Duration::from_millis(500));
+    civil.kill();
+    eprintln!("killed civil {:?} after submission", started.elapsed());
+    let job = wait("failed", &|j| j["state"] != "running");
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["failed_at"], "civil", "{job}");
+    eprintln!("{job}");
+    assert!(job["reason"].as_str().unwrap().contains("civil"), "{job}");
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "returned".into())]
+    );
+    // Civil comes back: its job could not survive the kill, so it is failed and its budget back.
+    let civil = fed.start("civil");
+    let at_civil = show(&fed, "civil", "auditor", &id);
+    assert_eq!(at_civil["state"], "failed", "{at_civil}");
+    assert!(
+        at_civil["reason"].as_str().unwrap().contains("restarted"),
+        "{at_civil}"
+    );
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "returned".into())]
+    );
+    civil.stop();
+    health.stop();
+    verify_offline(&fed, "health");
+    verify_offline(&fed, "civil");
+    let entries = audit_entries(&fed, "health");
+    find(
+        &entries,
+        "job.fail",
+        "refused",
+        &[("subjects", &id), ("detail", "civil")],
+    );
+    assert!(!entries.iter().any(|e| e["action"] == "job.release"));
+}
+
+#[test]
+fn cancelling_a_running_job_stops_it_at_both_parties() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    let n = 150_000;
+    let patients = write_people(&fed, "patients.csv", 0..n);
+    let insured = write_people(&fed, "insured.csv", n / 2..n + n / 2);
+    register(&fed, "health", "patients", &patients);
+    register(&fed, "civil", "insured", &insured);
+    set_budget(&fed, "health", "patients", 10);
+    set_budget(&fed, "civil", "insured", 10);
+    let operator = fed.path("health/operator.toml");
+    let id = ok(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--epsilon",
+        "1",
+        "--detach",
+    ])
+    .trim()
+    .to_owned();
+    let start = Instant::now();
+    while show(&fed, "health", "operator", &id)["phase"] != "exchanging" {
+        assert!(start.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = ok(&["job", "cancel", "--profile", &operator, &id, "--json"]);
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by operator.health.concord")
+    );
+    // The participant hears of it and returns its reservation too.
+    let start = Instant::now();
+    loop {
+        let at_civil = show(&fed, "civil", "auditor", &id);
+        if at_civil["state"] == "cancelled" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{at_civil}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "returned".into())]
+    );
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "returned".into())]
+    );
+    let err = fails(&["job", "cancel", "--profile", &operator, &id]);
+    assert!(err.contains("has already ended"), "{err}");
+}

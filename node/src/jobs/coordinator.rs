@@ -1,0 +1,587 @@
+//! The coordinator: the node an operator submits to. It checks the request, runs its own gate,
+//! proposes the job to the other party, drives the protocol as the comparing party, rechecks
+//! with every party, releases the result for its recipient, and fails the job everywhere when
+//! anything goes wrong.
+
+use std::sync::Arc;
+
+use concord_mpc::psi::PsiError;
+use concord_proto::v1 as pb;
+use concord_proto::v1::federation_client::FederationClient;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
+use super::gate::{self, FieldUse, UseRequest};
+use super::{Failure, Handle, JobRow, Kind, PeerUse, QueryParams, Spec, State, psi, query};
+use crate::audit::{Outcome, Record};
+use crate::config::Role;
+use crate::service::{MAX_MESSAGE_BYTES, Node, NodeError};
+use crate::tls::Caller;
+
+/// Checks a submitted spec and records the job; the engine then runs it in the background.
+pub(crate) async fn submit(
+    node: &Arc<Node>,
+    caller: &Caller,
+    spec: pb::JobSpec,
+) -> Result<(pb::Job, String), NodeError> {
+    let me = node.config.node.name.clone();
+    let submitted_by = caller.audit_name();
+    let recipient = if spec.recipient.is_empty() {
+        submitted_by.clone()
+    } else {
+        spec.recipient.clone()
+    };
+    if !node.config.people.iter().any(|p| p.identity == recipient) {
+        return Err(NodeError::Invalid(format!(
+            "recipient {recipient:?} is not a person of node {me} (results are collected there)"
+        )));
+    }
+    let invalid = |m: String| NodeError::Invalid(m);
+    let own = |u: &pb::DatasetUse, what: &str| -> Result<(), NodeError> {
+        if !(u.node.is_empty() || u.node == me) {
+            return Err(invalid(format!(
+                "{what} must be at your node {me} (it computes and holds the result), not {}",
+                u.node
+            )));
+        }
+        if u.dataset.is_empty() {
+            return Err(invalid(format!("{what}: a dataset is needed")));
+        }
+        Ok(())
+    };
+    let epsilon_ok = spec.epsilon.is_finite() && spec.epsilon > 0.0;
+    let (kind, own_use, peer, query) = match spec.kind {
+        Some(pb::job_spec::Kind::Psi(p)) => {
+            let kind = match pb::PsiOutput::try_from(p.output) {
+                Ok(pb::PsiOutput::Cardinality) => Kind::PsiCardinality,
+                Ok(pb::PsiOutput::Intersection) => Kind::PsiIntersection,
+                _ => return Err(invalid("psi output: cardinality or intersection".into())),
+            };
+            let left = p.left.unwrap_or_default();
+            let right = p.right.unwrap_or_default();
+            own(&left, "the left dataset")?;
+            if node.config.peer(&right.node).is_none() {
+                return Err(invalid(format!(
+                    "the right dataset's node {:?} is not a peer of {me}",
+                    right.node
+                )));
+            }
+            if left.columns.is_empty() || left.columns.len() != right.columns.len() {
+                return Err(invalid(
+                    "both sides need the same number (at least one) of key columns".into(),
+                ));
+            }
+            if kind == Kind::PsiCardinality && !epsilon_ok {
+                return Err(invalid("a cardinality needs --epsilon > 0".into()));
+            }
+            let peer = PeerUse {
+                node: right.node,
+                dataset: right.dataset,
+                columns: right.columns,
+                grant: right.grant,
+            };
+            (kind, left, Some(peer), None)
+        }
+        Some(pb::job_spec::Kind::Query(q)) => {
+            let d = q.dataset.unwrap_or_default();
+            own(&d, "the dataset")?;
+            if !epsilon_ok {
+                return Err(invalid("a query needs --epsilon > 0".into()));
+            }
+            let params = QueryParams {
+                statistic: q.statistic,
+                lo: q.lo,
+                hi: q.hi,
+                bins: q.bins,
+                categories: q.categories,
+                quantile: q.quantile,
+            };
+            (Kind::Query, d, None, Some(params))
+        }
+        None => return Err(invalid("a job needs a kind (psi or query)".into())),
+    };
+    let mut parties = vec![me.clone()];
+    parties.extend(peer.iter().map(|p| p.node.clone()));
+    let now = node.clock.now_ms();
+    let row = JobRow {
+        id: super::new_id(),
+        kind,
+        coordinator_role: true,
+        coordinator: me.clone(),
+        submitted_by,
+        recipient,
+        parties,
+        spec: Spec {
+            epsilon: if kind == Kind::PsiIntersection {
+                0.0
+            } else {
+                spec.epsilon
+            },
+            dataset: own_use.dataset,
+            columns: own_use.columns,
+            grant: own_use.grant,
+            peer,
+            session: crate::hex::encode(&psi::session()),
+            query,
+        },
+        state: State::Submitted,
+        phase: "submitted".into(),
+        reason: String::new(),
+        failed_at: String::new(),
+        created_ms: now,
+        updated_ms: now,
+    };
+    let stored = row.clone();
+    node.with_store(move |_, store| super::insert(store, &stored))
+        .await?
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
+    let handle = node.jobs.register(&row.id);
+    let detail = format!(
+        "submitted {} {} with {} for {}",
+        row.kind.as_str(),
+        row.id,
+        row.parties.join(", "),
+        row.recipient
+    );
+    let job = row.to_pb();
+    tokio::spawn(run(Arc::clone(node), row, handle));
+    Ok((job, detail))
+}
+
+/// The dataset use a job makes at this node, as the gate sees it.
+pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, String> {
+    let how = match row.kind {
+        Kind::PsiCardinality => FieldUse::MatchKey,
+        Kind::PsiIntersection => FieldUse::RevealKey,
+        Kind::Query => match row.spec.query.as_ref().map(|q| q.statistic.as_str()) {
+            Some("histogram") => FieldUse::DpGroup,
+            _ => FieldUse::DpValue,
+        },
+    };
+    Ok(UseRequest {
+        job: row.id.clone(),
+        kind: row.kind.gate_kind(),
+        grantee: row.submitted_by.clone(),
+        grant: row.spec.grant.clone(),
+        dataset: row.spec.dataset.clone(),
+        fields: row.spec.columns.iter().map(|c| (c.clone(), how)).collect(),
+        peers,
+        recipient: row.recipient.clone(),
+        cost: row.cost()?,
+    })
+}
+
+/// An audit record about a job at this node.
+pub(super) fn record(
+    row: &JobRow,
+    actor: &str,
+    action: &str,
+    outcome: Outcome,
+    detail: String,
+) -> Record {
+    let mut subjects = vec![row.id.clone(), row.spec.dataset.clone()];
+    subjects.extend(
+        row.spec
+            .columns
+            .iter()
+            .map(|c| format!("{}.{c}", row.spec.dataset)),
+    );
+    Record {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        grant: (!row.spec.grant.is_empty()).then(|| row.spec.grant.clone()),
+        subjects,
+        privacy_cost: None,
+        output_digest: None,
+        outcome,
+        detail,
+    }
+}
+
+/// The dataset's file and row count at this node.
+pub(super) async fn dataset(
+    node: &Arc<Node>,
+    id: &str,
+) -> Result<Option<(std::path::PathBuf, u64)>, NodeError> {
+    let id = id.to_owned();
+    node.with_store(move |_, store| {
+        crate::catalog::list(store).map(|all| {
+            all.into_iter()
+                .find(|d| d.spec.id == id)
+                .map(|d| (d.spec.path, d.rows))
+        })
+    })
+    .await?
+    .map_err(NodeError::from)
+}
+
+/// Runs this node's gate before its first message; reserves the job's budget. Audited.
+pub(super) async fn admit(node: &Arc<Node>, row: &JobRow, actor: &str) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let req = use_request(row, row.parties.clone()).map_err(|e| Failure::at(&me, e))?;
+    let size = dataset(node, &row.spec.dataset)
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |d| d.1);
+    let now = node.clock.now_ms();
+    let decided = node
+        .with_store(move |_, store| {
+            gate::admit(store, &req, size, now).map_err(|r| (r.code(), r.to_string()))
+        })
+        .await
+        .map_err(|e| Failure::at(&me, e.to_string()))?;
+    let (outcome, detail) = match &decided {
+        Ok(()) => (
+            Outcome::Accepted,
+            format!("admitted; reserved {}", cost_text(row)),
+        ),
+        Err((code, reason)) => (Outcome::Refused, format!("refused ({code}): {reason}")),
+    };
+    let _ = node
+        .audit(record(row, actor, "job.admit", outcome, detail))
+        .await;
+    decided.map_err(|(code, reason)| Failure::at(&me, format!("refused ({code}): {reason}")))
+}
+
+/// Runs this node's gate again before release. Audited when it refuses.
+pub(super) async fn recheck(
+    node: &Arc<Node>,
+    row: &JobRow,
+    actor: &str,
+    peer_sizes: Vec<u64>,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let req = use_request(row, row.parties.clone()).map_err(|e| Failure::at(&me, e))?;
+    let now = node.clock.now_ms();
+    let decided = node
+        .with_store(move |_, store| {
+            gate::recheck(store, &req, &peer_sizes, now).map_err(|r| (r.code(), r.to_string()))
+        })
+        .await
+        .map_err(|e| Failure::at(&me, e.to_string()))?;
+    if let Err((code, reason)) = &decided {
+        let detail = format!("refused at release ({code}): {reason}");
+        let _ = node
+            .audit(record(row, actor, "job.recheck", Outcome::Refused, detail))
+            .await;
+    }
+    decided.map_err(|(code, reason)| {
+        Failure::at(&me, format!("refused at release ({code}): {reason}"))
+    })
+}
+
+pub(super) fn cost_text(row: &JobRow) -> String {
+    row.cost().map_or_else(|e| e, |c| c.to_string())
+}
+
+/// Moves the job forward at this node and tells watchers.
+pub(super) async fn step(
+    node: &Arc<Node>,
+    row: &JobRow,
+    handle: Option<&Handle>,
+    state: State,
+    phase: &str,
+) {
+    let (id, phase_owned, now) = (row.id.clone(), phase.to_owned(), node.clock.now_ms());
+    let _ = node
+        .with_store(move |_, store| super::transition(store, &id, state, &phase_owned, "", "", now))
+        .await;
+    if let Some(h) = handle {
+        h.report(state, phase, 0, 0, "");
+    }
+}
+
+/// Ends a job without release at this node: returns its budget, records why, audits.
+pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure: &Failure) {
+    let me = node.config.node.name.clone();
+    let (id, now) = (row.id.clone(), node.clock.now_ms());
+    let state = if failure.cancelled {
+        State::Cancelled
+    } else {
+        State::Failed
+    };
+    let (reason, at) = (failure.reason.clone(), failure.at.clone());
+    let returned = node
+        .with_store(move |_, store| {
+            let returned = if reserved {
+                crate::ledger::give_back(store, &id, now)
+                    .map(|_| true)
+                    .unwrap_or(false)
+            } else {
+                false
+            };
+            let _ = super::transition(store, &id, state, state.as_str(), &reason, &at, now);
+            returned
+        })
+        .await
+        .unwrap_or(false);
+    let detail = format!(
+        "{} at {}: {}{}",
+        state.as_str(),
+        failure.at,
+        failure.reason,
+        if returned {
+            "; reserved budget returned"
+        } else {
+            ""
+        }
+    );
+    let action = if failure.cancelled {
+        "job.cancel"
+    } else {
+        "job.fail"
+    };
+    let _ = node
+        .audit(record(row, &me, action, Outcome::Refused, detail))
+        .await;
+}
+
+/// Stores the release and commits the budget in one database call; audits the release with its
+/// cost and the digest of what leaves the node.
+pub(super) async fn commit_release(
+    node: &Arc<Node>,
+    row: &JobRow,
+    result: Option<pb::JobResult>,
+    digest: [u8; 32],
+    detail: String,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let (id, now) = (row.id.clone(), node.clock.now_ms());
+    let stored = node
+        .with_store(move |_, store| {
+            crate::ledger::commit(store, &id, now).map_err(|e| e.to_string())?;
+            super::release(store, &id, result.as_ref(), now).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| Failure::at(&me, e.to_string()))?
+        .map_err(|e| Failure::at(&me, format!("could not release: {e}")))?;
+    if !stored {
+        return Err(Failure::at(&me, "the job ended before release"));
+    }
+    let mut entry = record(row, &me, "job.release", Outcome::Accepted, detail);
+    entry.privacy_cost = Some(cost_text(row));
+    entry.output_digest = Some(digest);
+    let _ = node.audit(entry).await;
+    Ok(())
+}
+
+/// What cleanup needs to know, whichever step the job stopped at.
+#[derive(Default)]
+struct Progress {
+    reserved: bool,
+    released: bool,
+    out: Option<Arc<Outbound>>,
+}
+
+async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
+    let mut p = Progress::default();
+    let me = node.config.node.name.clone();
+    let outcome = tokio::select! {
+        r = work(&node, &row, &handle, &mut p) => r,
+        by = handle.cancelled() => Err(Failure {
+            cancelled: true,
+            at: me.clone(),
+            reason: format!("cancelled by {by}"),
+        }),
+    };
+    match outcome {
+        Ok(()) => handle.report(State::Released, "released", 0, 0, "released"),
+        Err(failure) => {
+            if let Some(out) = p.out.take() {
+                let abort = pb::Abort {
+                    reason: format!("{me}: {}", failure.reason),
+                    cancelled: failure.cancelled,
+                };
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    out.control(pb::job_control::Kind::Abort(abort)),
+                )
+                .await;
+            }
+            if !p.released {
+                fail(&node, &row, p.reserved, &failure).await;
+            }
+            let state = if failure.cancelled {
+                State::Cancelled
+            } else {
+                State::Failed
+            };
+            let message = format!("{} at {}: {}", state.as_str(), failure.at, failure.reason);
+            handle.report(state, state.as_str(), 0, 0, &message);
+        }
+    }
+    node.jobs.remove(&row.id);
+}
+
+async fn work(
+    node: &Arc<Node>,
+    row: &JobRow,
+    handle: &Arc<Handle>,
+    p: &mut Progress,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let actor = row.submitted_by.clone();
+    handle.report(State::Submitted, "authorizing", 0, 0, "");
+    admit(node, row, &actor).await?;
+    p.reserved = true;
+    let (path, _) = dataset(node, &row.spec.dataset)
+        .await
+        .map_err(|e| Failure::at(&me, e.to_string()))?
+        .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
+    match row.kind {
+        Kind::Query => run_query(node, row, handle, path).await,
+        Kind::PsiCardinality | Kind::PsiIntersection => {
+            super::coordinator_psi::run(node, row, handle, path, &mut p.out).await
+        }
+    }?;
+    p.released = true;
+    Ok(())
+}
+
+async fn run_query(
+    node: &Arc<Node>,
+    row: &JobRow,
+    handle: &Arc<Handle>,
+    path: std::path::PathBuf,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    step(node, row, Some(handle), State::Authorized, "authorized").await;
+    step(node, row, Some(handle), State::Running, "computing").await;
+    let q = row
+        .spec
+        .query
+        .clone()
+        .ok_or_else(|| Failure::at(&me, "no query"))?;
+    let column = row.spec.columns.first().cloned();
+    let epsilon = row.spec.epsilon;
+    let out =
+        tokio::task::spawn_blocking(move || query::run(&path, column.as_deref(), &q, epsilon))
+            .await
+            .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
+            .map_err(|e| Failure::at(&me, e))?;
+    step(node, row, Some(handle), State::Running, "rechecking").await;
+    recheck(node, row, &row.submitted_by, Vec::new()).await?;
+    let result = pb::JobResult {
+        job_id: row.id.clone(),
+        kind: row.kind.as_str().into(),
+        parties: row.parties.clone(),
+        recipient: row.recipient.clone(),
+        mechanism: out.mechanism.into(),
+        epsilon: row.spec.epsilon,
+        delta: 0.0,
+        values: out.values,
+        accuracy: out.accuracy,
+        keys: Vec::new(),
+        released_ms: node.clock.now_ms(),
+    };
+    let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
+    let detail = format!(
+        "released {} of {} to {}",
+        row.spec.query.as_ref().map_or("", |q| q.statistic.as_str()),
+        row.spec.dataset,
+        row.recipient
+    );
+    commit_release(node, row, Some(result), digest, detail).await
+}
+
+/// A job's result, for its recipient only.
+pub(crate) async fn result(
+    node: &Arc<Node>,
+    caller: &Caller,
+    id: String,
+) -> Result<(pb::JobResult, String), NodeError> {
+    let who = caller.audit_name();
+    let lookup = id.clone();
+    let (row, result) = node
+        .with_store(move |_, store| {
+            Ok::<_, crate::store::StoreError>((
+                super::get(store, &lookup)?,
+                super::result(store, &lookup)?,
+            ))
+        })
+        .await?
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
+    let row = row.ok_or_else(|| NodeError::NotFound(format!("no job {id:?} at this node")))?;
+    if row.recipient != who {
+        return Err(NodeError::Forbidden(format!(
+            "the result of {id} is for {} only",
+            row.recipient
+        )));
+    }
+    match (row.state, result) {
+        (State::Released, Some(r)) => {
+            let detail = format!("result of {id} read by its recipient");
+            Ok((r, detail))
+        }
+        (state, _) => Err(NodeError::NotFound(format!(
+            "job {id} has no result here (it is {}{})",
+            state.as_str(),
+            if row.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", row.reason)
+            }
+        ))),
+    }
+}
+
+/// Roles that may see jobs.
+pub(crate) const JOB_READERS: &[Role] = &[
+    Role::Operator,
+    Role::DataManager,
+    Role::Auditor,
+    Role::Researcher,
+];
+
+pub(super) fn psi_error_at<'a>(e: &PsiError, me: &'a str, peer: &'a str) -> &'a str {
+    match e {
+        PsiError::Decode(_)
+        | PsiError::ParamsMismatch
+        | PsiError::Unexpected { .. }
+        | PsiError::TooManyItems { .. }
+        | PsiError::Incomplete { .. }
+        | PsiError::MatchOutOfRange { .. }
+        | PsiError::InconsistentOutcome { .. }
+        | PsiError::PeerGone => peer,
+        _ => me,
+    }
+}
+
+/// While the protocol runs: the first control message or the end of the stream. No timeout of
+/// its own: the reader fails the exchange after [`IDLE_TIMEOUT`] of silence, however long the
+/// protocol takes while frames keep flowing.
+pub(super) async fn during_protocol(
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+    peer: &str,
+) -> Inbound {
+    ctl.recv()
+        .await
+        .unwrap_or_else(|| Inbound::Closed(format!("peer {peer} closed the exchange")))
+}
+
+/// Waits for the first control message (or the end of the stream) after the protocol.
+pub(super) async fn next_control(
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+    peer: &str,
+) -> Inbound {
+    match tokio::time::timeout(IDLE_TIMEOUT, ctl.recv()).await {
+        Ok(Some(m)) => m,
+        Ok(None) => Inbound::Closed(format!("peer {peer} closed the exchange")),
+        Err(_) => Inbound::Closed(format!(
+            "peer {peer} did not answer for {} s",
+            IDLE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// A federation client with the node-to-node message limits.
+pub(super) fn federation_client(
+    channel: tonic::transport::Channel,
+) -> FederationClient<tonic::transport::Channel> {
+    FederationClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}

@@ -1,0 +1,549 @@
+//! Joint jobs: the job table, their lifecycle, and the engine that runs them.
+//!
+//! # Lifecycle
+//! `submitted` → `authorized` (every party's gate said yes and reserved its budget) →
+//! `running` (the protocol runs over `Federation.Exchange`) → `released` (the result is stored
+//! for its recipient and every party committed its budget), or `failed` / `cancelled` at any
+//! point before release (every party returns its reservation; nothing partial is released).
+//!
+//! An operator submits to their own node, the **coordinator**; the other node of a PSI job is a
+//! **participant** that learns of the job through `Federation.Propose`, decides with its own
+//! gate, and keeps its own row for it. Each node's row says how the job ended *there*, with the
+//! reason and the node that refused or failed.
+//!
+//! Jobs do not survive a restart: at start, [`fail_interrupted`] marks every job that had not
+//! ended as failed (the ledger's `recover` returns their budget).
+//!
+//! # Layout
+//! - [`gate`]: the one place where a job asks the node's policy.
+//! - `input`: streaming the registered CSV into key sets and column values.
+//! - `exchange`: envelopes, the inbound demultiplexer and the outbound writer of one job.
+//! - `psi`: the ECDH-PSI roles of `concord-mpc`, driven over a job's exchange.
+//! - `coordinator`: submitting, authorizing, running and releasing at the coordinator;
+//!   `coordinator_psi`: its side of a PSI job.
+//! - `participant`: proposals and exchanges at a participant.
+//! - `query`: single-node DP statistics.
+
+pub(crate) mod coordinator;
+mod coordinator_psi;
+mod exchange;
+pub mod gate;
+mod input;
+pub(crate) mod participant;
+mod psi;
+mod query;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use concord_proto::v1 as pb;
+use prost::Message as _;
+use rusqlite::{OptionalExtension as _, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::store::{Store, StoreError};
+
+/// What a job computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    PsiCardinality,
+    PsiIntersection,
+    Query,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::PsiCardinality => "psi-cardinality",
+            Kind::PsiIntersection => "psi-intersection",
+            Kind::Query => "query",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "psi-cardinality" => Some(Kind::PsiCardinality),
+            "psi-intersection" => Some(Kind::PsiIntersection),
+            "query" => Some(Kind::Query),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn gate_kind(self) -> gate::JobKind {
+        match self {
+            Kind::PsiCardinality => gate::JobKind::PsiCardinality,
+            Kind::PsiIntersection => gate::JobKind::PsiIntersection,
+            Kind::Query => gate::JobKind::Query,
+        }
+    }
+}
+
+/// Where a job stands at one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Submitted,
+    Authorized,
+    Running,
+    Released,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            State::Submitted => "submitted",
+            State::Authorized => "authorized",
+            State::Running => "running",
+            State::Released => "released",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "submitted" => State::Submitted,
+            "authorized" => State::Authorized,
+            "running" => State::Running,
+            "released" => State::Released,
+            "cancelled" => State::Cancelled,
+            _ => State::Failed,
+        }
+    }
+
+    pub(crate) fn is_final(self) -> bool {
+        matches!(self, State::Released | State::Failed | State::Cancelled)
+    }
+}
+
+/// The other node of a two-party job, as the coordinator knows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PeerUse {
+    pub(crate) node: String,
+    pub(crate) dataset: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) grant: String,
+}
+
+/// A query's statistic and its parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct QueryParams {
+    pub(crate) statistic: String,
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
+    pub(crate) bins: u32,
+    pub(crate) categories: Vec<String>,
+    pub(crate) quantile: f64,
+}
+
+/// What a job does at this node: its own dataset use, and the peer's (coordinator only).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Spec {
+    pub(crate) epsilon: f64,
+    pub(crate) dataset: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) grant: String,
+    pub(crate) peer: Option<PeerUse>,
+    /// The PSI session id, hex.
+    pub(crate) session: String,
+    pub(crate) query: Option<QueryParams>,
+}
+
+/// One row of the job table.
+#[derive(Clone, Debug)]
+pub(crate) struct JobRow {
+    pub(crate) id: String,
+    pub(crate) kind: Kind,
+    pub(crate) coordinator_role: bool,
+    pub(crate) coordinator: String,
+    pub(crate) submitted_by: String,
+    pub(crate) recipient: String,
+    pub(crate) parties: Vec<String>,
+    pub(crate) spec: Spec,
+    pub(crate) state: State,
+    pub(crate) phase: String,
+    pub(crate) reason: String,
+    pub(crate) failed_at: String,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+}
+
+impl JobRow {
+    pub(crate) fn to_pb(&self) -> pb::Job {
+        pb::Job {
+            id: self.id.clone(),
+            kind: self.kind.as_str().into(),
+            state: self.state.as_str().into(),
+            phase: self.phase.clone(),
+            coordinator: self.coordinator.clone(),
+            parties: self.parties.clone(),
+            submitted_by: self.submitted_by.clone(),
+            recipient: self.recipient.clone(),
+            reason: self.reason.clone(),
+            failed_at: self.failed_at.clone(),
+            epsilon: self.spec.epsilon,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            role: if self.coordinator_role {
+                "coordinator".into()
+            } else {
+                "participant".into()
+            },
+        }
+    }
+
+    /// The budget this job spends at this node: pure ε for DP releases, nothing for an
+    /// intersection (which is not a DP release; its reservation records the use).
+    pub(crate) fn cost(&self) -> Result<concord_dp::PrivacyCost, String> {
+        if self.kind == Kind::PsiIntersection {
+            return Ok(concord_dp::PrivacyCost::ZERO);
+        }
+        concord_dp::Epsilon::new(self.spec.epsilon)
+            .and_then(concord_dp::PrivacyCost::pure)
+            .map_err(|e| format!("epsilon {}: {e}", self.spec.epsilon))
+    }
+}
+
+/// A fresh job id: `job-` and 16 random hex digits.
+pub(crate) fn new_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    format!("job-{}", crate::hex::encode(&bytes))
+}
+
+fn db(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+    store.err_fn()
+}
+
+/// Records a new job.
+pub(crate) fn insert(store: &mut Store, job: &JobRow) -> Result<(), StoreError> {
+    let err = db(store);
+    store
+        .conn()
+        .execute(
+            "INSERT INTO jobs (id, kind, role, coordinator, submitted_by, recipient, parties, spec,
+                               state, phase, reason, failed_at, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+            params![
+                job.id,
+                job.kind.as_str(),
+                if job.coordinator_role {
+                    "coordinator"
+                } else {
+                    "participant"
+                },
+                job.coordinator,
+                job.submitted_by,
+                job.recipient,
+                serde_json::to_string(&job.parties).unwrap_or_default(),
+                serde_json::to_string(&job.spec).unwrap_or_default(),
+                job.state.as_str(),
+                job.phase,
+                job.reason,
+                job.failed_at,
+                job.created_ms,
+            ],
+        )
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Moves a job that has not ended to `state` (with a phase and, for failures, a reason and the
+/// node at fault). A job that already ended is left alone: returns false.
+pub(crate) fn transition(
+    store: &mut Store,
+    id: &str,
+    state: State,
+    phase: &str,
+    reason: &str,
+    failed_at: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let err = db(store);
+    let changed = store
+        .conn()
+        .execute(
+            "UPDATE jobs SET state = ?2, phase = ?3, reason = ?4, failed_at = ?5, updated_ms = ?6
+             WHERE id = ?1 AND state NOT IN ('released', 'failed', 'cancelled')",
+            params![id, state.as_str(), phase, reason, failed_at, now_ms],
+        )
+        .map_err(err)?;
+    Ok(changed == 1)
+}
+
+/// Stores the released result and marks the job released, in one statement.
+pub(crate) fn release(
+    store: &mut Store,
+    id: &str,
+    result: Option<&pb::JobResult>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let err = db(store);
+    let bytes = result.map(|r| r.encode_to_vec());
+    let changed = store
+        .conn()
+        .execute(
+            "UPDATE jobs SET state = 'released', phase = 'released', result = ?2, updated_ms = ?3
+             WHERE id = ?1 AND state NOT IN ('released', 'failed', 'cancelled')",
+            params![id, bytes, now_ms],
+        )
+        .map_err(err)?;
+    Ok(changed == 1)
+}
+
+const COLUMNS: &str = "id, kind, role, coordinator, submitted_by, recipient, parties, spec, state,
+                       phase, reason, failed_at, created_ms, updated_ms";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let kind: String = r.get(1)?;
+    let role: String = r.get(2)?;
+    let parties: String = r.get(6)?;
+    let spec: String = r.get(7)?;
+    let state: String = r.get(8)?;
+    let spec = serde_json::from_str(&spec).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(JobRow {
+        id: r.get(0)?,
+        // An unreadable kind is reported as a query; the job cannot run again anyway.
+        kind: Kind::parse(&kind).unwrap_or(Kind::Query),
+        coordinator_role: role == "coordinator",
+        coordinator: r.get(3)?,
+        submitted_by: r.get(4)?,
+        recipient: r.get(5)?,
+        parties: serde_json::from_str(&parties).unwrap_or_default(),
+        spec,
+        state: State::parse(&state),
+        phase: r.get(9)?,
+        reason: r.get(10)?,
+        failed_at: r.get(11)?,
+        created_ms: r.get(12)?,
+        updated_ms: r.get(13)?,
+    })
+}
+
+/// One job.
+pub(crate) fn get(store: &mut Store, id: &str) -> Result<Option<JobRow>, StoreError> {
+    let err = db(store);
+    store
+        .conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()
+        .map_err(err)
+}
+
+/// The released result of a job, if any.
+pub(crate) fn result(store: &mut Store, id: &str) -> Result<Option<pb::JobResult>, StoreError> {
+    let err = db(store);
+    let bytes: Option<Option<Vec<u8>>> = store
+        .conn()
+        .query_row("SELECT result FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(&err)?;
+    Ok(bytes
+        .flatten()
+        .and_then(|b| pb::JobResult::decode(b.as_slice()).ok()))
+}
+
+/// The newest `limit` jobs.
+pub(crate) fn list(store: &mut Store, limit: u32) -> Result<Vec<JobRow>, StoreError> {
+    let err = db(store);
+    let conn = store.conn();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs ORDER BY created_ms DESC, id LIMIT ?1"
+        ))
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map([i64::from(limit)], from_row)
+        .map_err(&err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&err)?;
+    Ok(rows)
+}
+
+/// Marks every job that had not ended as failed: no job survives a restart. Returns how many.
+pub fn fail_interrupted(store: &mut Store, node: &str, now_ms: i64) -> Result<u64, StoreError> {
+    let err = db(store);
+    let changed = store
+        .conn()
+        .execute(
+            "UPDATE jobs SET state = 'failed', phase = 'interrupted',
+                             reason = 'the node restarted while the job was running',
+                             failed_at = ?1, updated_ms = ?2
+             WHERE state NOT IN ('released', 'failed', 'cancelled')",
+            params![node, now_ms],
+        )
+        .map_err(err)?;
+    Ok(changed as u64)
+}
+
+/// A running job's live side: its progress, which `Jobs.Watch` streams, and its cancel switch.
+pub(crate) struct Handle {
+    events: watch::Sender<pb::JobEvent>,
+    /// Who cancelled the job, once someone has.
+    cancel: watch::Sender<Option<String>>,
+}
+
+impl Handle {
+    /// Reports progress (sync: callable from protocol threads).
+    pub(crate) fn report(&self, state: State, phase: &str, done: u64, total: u64, message: &str) {
+        self.events.send_modify(|e| {
+            e.state = state.as_str().into();
+            e.phase = phase.into();
+            e.done = done;
+            e.total = total;
+            e.message = message.into();
+        });
+    }
+
+    /// Completes when the job is cancelled, with who cancelled it.
+    pub(crate) async fn cancelled(&self) -> String {
+        let mut rx = self.cancel.subscribe();
+        loop {
+            let by = rx.borrow_and_update().clone();
+            if let Some(by) = by {
+                return by;
+            }
+            if rx.changed().await.is_err() {
+                // The sender is gone, which cannot happen while `self` lives.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// The live handles of the jobs this node coordinates, by id.
+#[derive(Default)]
+pub(crate) struct Live {
+    jobs: Mutex<HashMap<String, Arc<Handle>>>,
+}
+
+impl Live {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handle>>> {
+        // Every critical section is a single map operation: a poisoned lock holds a valid map.
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn register(&self, id: &str) -> Arc<Handle> {
+        let (events, _) = watch::channel(pb::JobEvent {
+            job_id: id.into(),
+            state: State::Submitted.as_str().into(),
+            phase: "submitted".into(),
+            ..Default::default()
+        });
+        let (cancel, _) = watch::channel(None);
+        let handle = Arc::new(Handle { events, cancel });
+        self.map().insert(id.to_owned(), Arc::clone(&handle));
+        handle
+    }
+
+    pub(crate) fn subscribe(&self, id: &str) -> Option<watch::Receiver<pb::JobEvent>> {
+        self.map().get(id).map(|h| h.events.subscribe())
+    }
+
+    /// Asks a live job to stop on behalf of `by`; false if it is not running here.
+    pub(crate) fn cancel(&self, id: &str, by: &str) -> bool {
+        match self.map().get(id) {
+            Some(h) => {
+                h.cancel.send_replace(Some(by.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.map().remove(id);
+    }
+}
+
+/// How a job ended without release, at the node that reports it.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) cancelled: bool,
+    /// The node that refused or failed (this node's own name for its own failures).
+    pub(crate) at: String,
+    pub(crate) reason: String,
+}
+
+impl Failure {
+    pub(crate) fn at(node: &str, reason: impl Into<String>) -> Self {
+        Self {
+            cancelled: false,
+            at: node.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, state: State) -> JobRow {
+        JobRow {
+            id: id.into(),
+            kind: Kind::PsiCardinality,
+            coordinator_role: true,
+            coordinator: "health".into(),
+            submitted_by: "operator.health.concord".into(),
+            recipient: "researcher.health.concord".into(),
+            parties: vec!["health".into(), "civil".into()],
+            spec: Spec {
+                epsilon: 1.0,
+                dataset: "patients".into(),
+                columns: vec!["nin".into()],
+                grant: String::new(),
+                peer: None,
+                session: "00".into(),
+                query: None,
+            },
+            state,
+            phase: "submitted".into(),
+            reason: String::new(),
+            failed_at: String::new(),
+            created_ms: 1,
+            updated_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_job_moves_forward_once_and_a_restart_fails_what_was_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("node.db")).unwrap();
+        insert(&mut store, &row("job-a", State::Submitted)).unwrap();
+        insert(&mut store, &row("job-b", State::Submitted)).unwrap();
+        assert!(transition(&mut store, "job-a", State::Running, "exchanging", "", "", 2).unwrap());
+        let result = pb::JobResult {
+            job_id: "job-a".into(),
+            ..Default::default()
+        };
+        assert!(release(&mut store, "job-a", Some(&result), 3).unwrap());
+        // A released job cannot fail afterwards.
+        assert!(!transition(&mut store, "job-a", State::Failed, "x", "late", "civil", 4).unwrap());
+        assert_eq!(
+            get(&mut store, "job-a").unwrap().unwrap().state,
+            State::Released
+        );
+        assert_eq!(result_of(&mut store, "job-a").job_id, "job-a");
+
+        assert_eq!(fail_interrupted(&mut store, "health", 5).unwrap(), 1);
+        let b = get(&mut store, "job-b").unwrap().unwrap();
+        assert_eq!(b.state, State::Failed);
+        assert_eq!(b.failed_at, "health");
+        assert!(b.reason.contains("restarted"), "{}", b.reason);
+        assert_eq!(list(&mut store, 10).unwrap().len(), 2);
+    }
+
+    fn result_of(store: &mut Store, id: &str) -> pb::JobResult {
+        result(store, id).unwrap().unwrap()
+    }
+}

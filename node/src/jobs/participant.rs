@@ -1,0 +1,316 @@
+//! The participant: a node asked by a peer (the coordinator) to take part in a job. It decides
+//! with its own gate, keeps its own row for the job, runs the PSI sender over the exchange the
+//! coordinator opens, and rechecks and commits (or returns) its own budget.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use concord_proto::v1 as pb;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Status, Streaming};
+
+use super::coordinator::{
+    admit, cost_text, dataset, during_protocol, fail, next_control, recheck, step,
+};
+use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
+use super::psi::{self, Link};
+use super::{Failure, JobRow, Kind, Spec, State, input};
+use crate::service::{Node, NodeError};
+
+/// The envelopes a participant streams back to the coordinator.
+pub(crate) type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<pb::Envelope, Status>> + Send>>;
+
+/// `Federation.Propose`: records the job and decides with this node's gate. A refusal is an
+/// answer (with the code and reason), not a transport error; it is audited either way.
+pub(crate) async fn propose(
+    node: &Arc<Node>,
+    peer: &str,
+    p: pb::JobProposal,
+) -> Result<(pb::ProposalDecision, String), NodeError> {
+    let me = node.config.node.name.clone();
+    let kind = match Kind::parse(&p.kind) {
+        Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection)) => k,
+        _ => return Err(NodeError::Invalid(format!("unknown job kind {:?}", p.kind))),
+    };
+    let session = <[u8; 16]>::try_from(p.session.as_slice())
+        .map_err(|_| NodeError::Invalid("the session id must be 16 bytes".into()))?;
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= concord_proto::envelope::MAX_NAME_BYTES
+            && s.bytes().all(|b| b.is_ascii_graphic())
+    };
+    if !name_ok(&p.job_id) || p.columns.is_empty() || p.columns.len() > 16 {
+        return Err(NodeError::Invalid(
+            "a proposal needs a printable job id and 1 to 16 key columns".into(),
+        ));
+    }
+    if !p.parties.iter().any(|n| n == &me) || !p.parties.iter().any(|n| n == peer) {
+        return Err(NodeError::Invalid(format!(
+            "the parties {:?} must name both {peer} and {me}",
+            p.parties
+        )));
+    }
+    let now = node.clock.now_ms();
+    let row = JobRow {
+        id: p.job_id.clone(),
+        kind,
+        coordinator_role: false,
+        coordinator: peer.to_owned(),
+        submitted_by: p.submitted_by,
+        recipient: p.recipient,
+        parties: p.parties,
+        spec: Spec {
+            epsilon: p.epsilon,
+            dataset: p.dataset,
+            columns: p.columns,
+            grant: p.grant,
+            peer: None,
+            session: crate::hex::encode(&session),
+            query: None,
+        },
+        state: State::Submitted,
+        phase: "proposed".into(),
+        reason: String::new(),
+        failed_at: String::new(),
+        created_ms: now,
+        updated_ms: now,
+    };
+    let stored = row.clone();
+    node.with_store(move |_, store| super::insert(store, &stored))
+        .await?
+        .map_err(|_| NodeError::Exists(format!("job {:?} is already known here", row.id)))?;
+    let actor = format!("{peer} for {}", row.submitted_by);
+    if let Err(failure) = admit(node, &row, &actor).await {
+        fail(node, &row, false, &failure).await;
+        let code = failure
+            .reason
+            .strip_prefix("refused (")
+            .and_then(|r| r.split_once(')'))
+            .map_or("refused", |(code, _)| code)
+            .to_owned();
+        let reason = failure
+            .reason
+            .split_once("): ")
+            .map_or(failure.reason.clone(), |(_, r)| r.to_owned());
+        let detail = format!("refused {}: {}", row.id, failure.reason);
+        return Ok((
+            pb::ProposalDecision {
+                accepted: false,
+                code,
+                reason,
+            },
+            detail,
+        ));
+    }
+    step(node, &row, None, State::Authorized, "authorized").await;
+    // A coordinator that never opens the exchange must not hold this node's budget forever.
+    let waiting = Arc::clone(node);
+    let stale = row.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(IDLE_TIMEOUT).await;
+        let id = stale.id.clone();
+        let still = waiting
+            .with_store(move |_, store| super::get(store, &id).ok().flatten())
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.state == State::Authorized);
+        if still {
+            let failure = Failure::at(
+                &stale.coordinator,
+                "the coordinator never started the exchange",
+            );
+            fail(&waiting, &stale, true, &failure).await;
+        }
+    });
+    let detail = format!(
+        "accepted {} from {peer}; reserved {}",
+        row.id,
+        cost_text(&row)
+    );
+    Ok((
+        pb::ProposalDecision {
+            accepted: true,
+            code: String::new(),
+            reason: String::new(),
+        },
+        detail,
+    ))
+}
+
+/// `Federation.Exchange` at a participant: the first envelope names an authorized job this
+/// node accepted from the caller; the job then runs in the background and streams back.
+pub(crate) async fn exchange(
+    node: &Arc<Node>,
+    peer: &str,
+    first: pb::Envelope,
+    stream: Streaming<pb::Envelope>,
+) -> Result<(EnvelopeStream, String), NodeError> {
+    concord_proto::envelope::check(&first, u32::from(concord_mpc::PROTOCOL_VERSION), 0)
+        .map_err(|e| NodeError::Invalid(e.to_string()))?;
+    let id = first.job_id.clone();
+    let lookup = id.clone();
+    let row = node
+        .with_store(move |_, store| super::get(store, &lookup))
+        .await?
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+        .filter(|r| !r.coordinator_role && r.coordinator == peer && r.state == State::Authorized)
+        .ok_or_else(|| {
+            NodeError::NotFound(format!("no job {id:?} awaiting an exchange from {peer}"))
+        })?;
+    step(node, &row, None, State::Running, "exchanging").await;
+    let (out, outbound) = Outbound::new(&id);
+    tokio::spawn(run(Arc::clone(node), row, Arc::new(out), first, stream));
+    let detail = format!("exchange of {id} opened by {peer}");
+    let stream = tokio_stream::wrappers::ReceiverStream::new(outbound).map(Ok);
+    Ok((Box::pin(stream), detail))
+}
+
+async fn run(
+    node: Arc<Node>,
+    row: JobRow,
+    out: Arc<Outbound>,
+    first: pb::Envelope,
+    stream: Streaming<pb::Envelope>,
+) {
+    let peer = row.coordinator.clone();
+    let (frames_tx, frames_rx) = mpsc::channel(PARTICIPANT_INBOUND);
+    let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
+    tokio::spawn(exchange::read(
+        row.id.clone(),
+        peer.clone(),
+        Some(first),
+        stream,
+        FrameSink::Bounded(frames_tx),
+        ctl_tx,
+    ));
+    let outcome = participate(&node, &row, &out, frames_rx, &mut ctl).await;
+    if let Err(failure) = outcome {
+        let me = node.config.node.name.clone();
+        // Tell the coordinator, unless it is the one who ended the job.
+        if failure.at == me {
+            let abort = pb::Abort {
+                reason: format!("{me}: {}", failure.reason),
+                cancelled: false,
+            };
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                out.control(pb::job_control::Kind::Abort(abort)),
+            )
+            .await;
+        }
+        fail(&node, &row, true, &failure).await;
+    }
+}
+
+async fn participate(
+    node: &Arc<Node>,
+    row: &JobRow,
+    out: &Arc<Outbound>,
+    mut frames_rx: mpsc::Receiver<Vec<u8>>,
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let peer = row.coordinator.clone();
+    let (path, _) = dataset(node, &row.spec.dataset)
+        .await
+        .map_err(|e| Failure::at(&me, e.to_string()))?
+        .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
+    let session = crate::hex::decode_16(&row.spec.session)
+        .ok_or_else(|| Failure::at(&me, "bad session id"))?;
+    let params = psi::params(
+        session,
+        row.kind == Kind::PsiIntersection,
+        u8::try_from(row.spec.columns.len()).unwrap_or(u8::MAX),
+    );
+    let columns = row.spec.columns.clone();
+    let role_out = Arc::clone(out);
+    let mut role = tokio::task::spawn_blocking(move || {
+        let keys = input::key_set(&path, &columns).map_err(|e| (false, e))?;
+        let mut link = Link {
+            out: &role_out,
+            recv: Box::new(move || frames_rx.blocking_recv()),
+            progress: Box::new(|_| {}),
+            sent: Sha256::new(),
+            frames: 0,
+        };
+        let peer_items = psi::sender(params, keys, &mut link).map_err(|e| (true, e.to_string()))?;
+        let digest: [u8; 32] = link.sent.finalize().into();
+        Ok::<_, (bool, String)>((peer_items, digest, link.frames))
+    });
+    let (peer_items, digest, frames) = tokio::select! {
+        joined = &mut role => match joined {
+            Ok(Ok(done)) => done,
+            Ok(Err((protocol, e))) => {
+                let why = if protocol {
+                    match next_control(ctl, &peer).await {
+                        Inbound::Closed(reason) => reason,
+                        Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
+                        Inbound::Control(_) => e.clone(),
+                    }
+                } else {
+                    e.clone()
+                };
+                let at = if protocol && e.contains("closed the session") { peer.as_str() } else { me.as_str() };
+                return Err(Failure::at(at, if at == peer { why } else { e }));
+            }
+            Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
+        },
+        inbound = during_protocol(ctl, &peer) => {
+            return Err(ended(inbound, &peer));
+        }
+    };
+
+    match next_control(ctl, &peer).await {
+        Inbound::Control(pb::job_control::Kind::Release(_)) => {}
+        other => return Err(ended(other, &peer)),
+    }
+    if let Err(failure) = recheck(node, row, &peer, vec![peer_items]).await {
+        let (code, reason) = failure.reason.split_once("): ").map_or(
+            ("refused".to_owned(), failure.reason.clone()),
+            |(c, r)| {
+                (
+                    c.trim_start_matches("refused at release (").to_owned(),
+                    r.to_owned(),
+                )
+            },
+        );
+        let verdict = pb::ProposalDecision {
+            accepted: false,
+            code,
+            reason,
+        };
+        let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
+        return Err(failure);
+    }
+    let detail = format!(
+        "released {} to {peer} for {}: {frames} PSI frames sent, {peer_items} peer keys",
+        row.kind.as_str(),
+        row.recipient
+    );
+    super::coordinator::commit_release(node, row, None, digest, detail).await?;
+    let verdict = pb::ProposalDecision {
+        accepted: true,
+        code: String::new(),
+        reason: String::new(),
+    };
+    let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
+    Ok(())
+}
+
+fn ended(inbound: Inbound, peer: &str) -> Failure {
+    match inbound {
+        Inbound::Closed(reason) => Failure::at(peer, reason),
+        Inbound::Control(pb::job_control::Kind::Abort(a)) => Failure {
+            cancelled: a.cancelled,
+            at: peer.to_owned(),
+            reason: a.reason,
+        },
+        Inbound::Control(_) => Failure::at(
+            peer,
+            format!("peer {peer} sent an unexpected control message"),
+        ),
+    }
+}
