@@ -446,30 +446,90 @@ fn load(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Grant>
     Ok(Some(grant))
 }
 
-/// The grant and dataset a request names, or the refusal.
-fn grant_and_dataset(
-    conn: &rusqlite::Connection,
-    req: &UseRequest,
-) -> Result<(Grant, Dataset), rusqlite::Result<Refusal>> {
-    let grant = load(conn, &req.grant).map_err(Err)?.ok_or_else(|| {
-        Ok(Refusal::UnknownGrant {
-            grant: req.grant.clone(),
-        })
-    })?;
-    let dataset = catalog::load(conn, Some(&req.dataset))
-        .map_err(Err)?
+/// The dataset a request names, or the refusal.
+fn dataset_of(conn: &rusqlite::Connection, req: &UseRequest) -> Result<Dataset, ChangeError> {
+    catalog::load(conn, Some(&req.dataset))?
         .pop()
         .ok_or_else(|| {
-            Ok(Refusal::UnknownDataset {
+            GrantError::from(Refusal::UnknownDataset {
                 dataset: req.dataset.clone(),
             })
-        })?;
-    Ok((grant, dataset))
+            .into()
+        })
 }
 
-/// Before a job's first message: checks `req` against its grant and this node's rules, checks
-/// the local input size, and reserves the cost under every cap (the grant's, the grantee's,
-/// the dataset's), all in one transaction. The reservation is also the job's run.
+/// Runs `f` and turns its SQLite errors into store errors labelled with the database.
+fn labelled<T>(store: &Store, f: impl FnOnce() -> Result<T, ChangeError>) -> Result<T, GrantError> {
+    let err = store.err_fn();
+    f().map_err(|e| match e {
+        ChangeError::Grant(g) => g,
+        ChangeError::Sqlite(e) => GrantError::Store(err(e)),
+    })
+}
+
+/// The grants a request may run under: the one it names, or (none named) every grant held by
+/// its grantee, by id.
+fn candidates(conn: &rusqlite::Connection, req: &UseRequest) -> Result<Vec<Grant>, ChangeError> {
+    if !req.grant.is_empty() {
+        return match load(conn, &req.grant)? {
+            Some(g) => Ok(vec![g]),
+            None => Err(GrantError::from(Refusal::UnknownGrant {
+                grant: req.grant.clone(),
+            })
+            .into()),
+        };
+    }
+    let mut stmt = conn.prepare("SELECT id FROM grants WHERE grantee = ?1 ORDER BY id")?;
+    let ids: Vec<String> = stmt
+        .query_map([&req.grantee], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(load(conn, &id)?);
+    }
+    Ok(out)
+}
+
+/// Tries each candidate grant in turn; the first that allows the whole request wins. With no
+/// candidate, [`Refusal::NoGrant`]; with several that all refuse, the refusal of the last one
+/// that covers the dataset (the most telling), else of the last.
+fn first_allowed<T>(
+    req: &UseRequest,
+    grants: Vec<Grant>,
+    mut try_one: impl FnMut(&Grant) -> Result<T, GrantError>,
+) -> Result<(Grant, T), GrantError> {
+    let mut refused: Option<GrantError> = None;
+    for grant in grants {
+        match try_one(&grant) {
+            Ok(t) => return Ok((grant, t)),
+            Err(GrantError::Refused(r)) => {
+                let weak = matches!(
+                    r,
+                    Refusal::OutOfScope {
+                        what: "dataset",
+                        ..
+                    }
+                );
+                if refused.is_none() || !weak {
+                    refused = Some(GrantError::Refused(r));
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(refused.unwrap_or_else(|| {
+        Refusal::NoGrant {
+            grantee: req.grantee.clone(),
+            dataset: req.dataset.clone(),
+        }
+        .into()
+    }))
+}
+
+/// Before a job's first message: checks `req` against its grant (or, none named, finds the
+/// grantee's grant that allows it) and this node's rules, checks the local input size, and
+/// reserves the cost under every cap (the grant's, the grantee's, the dataset's), all in one
+/// transaction. The reservation is also the job's run, and records the grant used.
 pub fn admit(
     store: &mut Store,
     rules: &Rules,
@@ -483,56 +543,61 @@ pub fn admit(
         .conn()
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(&err)?;
-    let (grant, dataset) = match grant_and_dataset(&tx, req) {
-        Ok(found) => found,
-        Err(Ok(refusal)) => return Err(refusal.into()),
-        Err(Err(e)) => return Err(GrantError::Store(err(e))),
-    };
-    policy::check(&grant, rules, &dataset, req, now_ms)?;
-    policy::check_set_sizes(&grant, [("this node", own_set_size)])?;
-    let limits = &grant.terms.limits;
-    if let Some(max) = limits.max_runs {
-        let (_, _, runs) =
-            ledger::grant_usage(&tx, &db, &grant.id, limits.runs_period.start_of(now_ms))?;
-        if runs >= u64::from(max) {
-            return Err(Refusal::RunsExhausted {
-                grant: grant.id.clone(),
-                max,
-                period: limits.runs_period,
+    let found = (|| -> Result<(Dataset, Vec<Grant>), ChangeError> {
+        Ok((dataset_of(&tx, req)?, candidates(&tx, req)?))
+    })();
+    let (dataset, grants) = found.map_err(|e| match e {
+        ChangeError::Grant(g) => g,
+        ChangeError::Sqlite(e) => GrantError::Store(err(e)),
+    })?;
+    let (grant, ()) = first_allowed(req, grants, |grant| {
+        policy::check(grant, rules, &dataset, req, now_ms)?;
+        policy::check_set_sizes(grant, [("this node", own_set_size)])?;
+        let limits = &grant.terms.limits;
+        if let Some(max) = limits.max_runs {
+            let (_, _, runs) =
+                ledger::grant_usage(&tx, &db, &grant.id, limits.runs_period.start_of(now_ms))?;
+            if runs >= u64::from(max) {
+                return Err(Refusal::RunsExhausted {
+                    grant: grant.id.clone(),
+                    max,
+                    period: limits.runs_period,
+                }
+                .into());
+            }
+        }
+        let budget_period = grant.terms.budget_period;
+        let (reserved, spent, _) =
+            ledger::grant_usage(&tx, &db, &grant.id, budget_period.start_of(now_ms))?;
+        if !ledger::fits(&grant.terms.budget, &reserved, &spent, &req.cost) {
+            return Err(Refusal::BudgetExhausted {
+                cap: format!("grant {}", grant.id),
+                period: budget_period,
+                remaining: Box::new(ledger::left(&grant.terms.budget, &reserved, &spent)),
+                cost: Box::new(req.cost),
             }
             .into());
         }
-    }
-    let budget_period = grant.terms.budget_period;
-    let (reserved, spent, _) =
-        ledger::grant_usage(&tx, &db, &grant.id, budget_period.start_of(now_ms))?;
-    if !ledger::fits(&grant.terms.budget, &reserved, &spent, &req.cost) {
-        return Err(Refusal::BudgetExhausted {
-            cap: format!("grant {}", grant.id),
-            period: budget_period,
-            remaining: Box::new(ledger::left(&grant.terms.budget, &reserved, &spent)),
-            cost: Box::new(req.cost),
-        }
-        .into());
-    }
-    ledger::reserve_in(
-        &tx,
-        &db,
-        &req.job,
-        &req.dataset,
-        &req.grantee,
-        Some(&grant.id),
-        &req.cost,
-        now_ms,
-    )?;
+        ledger::reserve_in(
+            &tx,
+            &db,
+            &req.job,
+            &req.dataset,
+            &req.grantee,
+            Some(&grant.id),
+            &req.cost,
+            now_ms,
+        )?;
+        Ok(())
+    })?;
     tx.commit().map_err(&err)?;
     Ok(grant)
 }
 
-/// Before release: the grant must still allow the job (not revoked, not expired, scope and
-/// tiers as now classified), every party's input must meet the minimum set size, and the
-/// smallest released group (noised) must meet the minimum group size. Touches no budget: the
-/// caller then commits, or — for a refusal — returns the reservation unless
+/// Before release: the grant the job was admitted under must still allow it (not revoked, not
+/// expired, scope and tiers as now classified), every party's input must meet the minimum set
+/// size, and the smallest released group (noised) must meet the minimum group size. Touches no
+/// budget: the caller then commits, or — for a refusal — returns the reservation unless
 /// [`Refusal::spends_budget`].
 pub fn recheck(
     store: &mut Store,
@@ -542,12 +607,36 @@ pub fn recheck(
     smallest_group: Option<i64>,
     now_ms: i64,
 ) -> Result<Grant, GrantError> {
-    let err = store.err_fn();
-    let (grant, dataset) = match grant_and_dataset(store.conn(), req) {
-        Ok(found) => found,
-        Err(Ok(refusal)) => return Err(refusal.into()),
-        Err(Err(e)) => return Err(GrantError::Store(err(e))),
-    };
+    let conn: &rusqlite::Connection = store.conn();
+    let found = (|| -> Result<(Dataset, Grant), ChangeError> {
+        let dataset = dataset_of(conn, req)?;
+        // The grant admission recorded with the reservation (the one named, or the one found).
+        let admitted: Option<Option<String>> = conn
+            .query_row(
+                "SELECT grant_id FROM budget_entries WHERE job = ?1 AND dataset = ?2",
+                params![req.job, req.dataset],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id = match admitted.flatten() {
+            Some(id) => id,
+            None if !req.grant.is_empty() => req.grant.clone(),
+            None => {
+                return Err(GrantError::from(Refusal::NoGrant {
+                    grantee: req.grantee.clone(),
+                    dataset: req.dataset.clone(),
+                })
+                .into());
+            }
+        };
+        let grant = load(conn, &id)?.ok_or_else(|| {
+            ChangeError::from(GrantError::from(Refusal::UnknownGrant {
+                grant: id.clone(),
+            }))
+        })?;
+        Ok((dataset, grant))
+    })();
+    let (dataset, grant) = labelled(store, || found)?;
     policy::check(&grant, rules, &dataset, req, now_ms)?;
     policy::check_set_sizes(&grant, parties.iter().copied())?;
     let min = grant.terms.limits.min_group_size;

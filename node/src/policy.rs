@@ -403,7 +403,8 @@ pub struct UseRequest {
     pub kind: JobKind,
     /// The operator identity that submitted the job.
     pub grantee: String,
-    /// The grant at this node the job runs under.
+    /// The grant at this node the job runs under; empty: the first of the grantee's grants (by
+    /// id) that allows the whole request (see [`crate::grants::admit`]).
     pub grant: String,
     /// The local dataset.
     pub dataset: String,
@@ -427,6 +428,14 @@ pub enum Refusal {
     UnknownGrant {
         /// The id asked for.
         grant: String,
+    },
+    /// The job names no grant, and none at this node lets the grantee use the dataset.
+    #[error("no grant at this node lets {grantee} use dataset {dataset:?}")]
+    NoGrant {
+        /// Who asked.
+        grantee: String,
+        /// The dataset.
+        dataset: String,
     },
     /// The grant authorizes someone else.
     #[error("grant {grant} authorizes {holder}, not {asked_by}")]
@@ -563,6 +572,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::UnknownGrant { .. } => "unknown-grant",
+            Refusal::NoGrant { .. } => "no-grant",
             Refusal::NotGrantee { .. } => "not-grantee",
             Refusal::NotApproved { .. } => "not-approved",
             Refusal::NotYetValid { .. } => "not-yet-valid",

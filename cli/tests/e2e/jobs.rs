@@ -37,18 +37,60 @@ fn register(fed: &Fed, node: &str, id: &str, file: &str) {
     ]);
 }
 
-/// A yearly ε cap on `dataset` for everyone, written as a data manager's budget (the
-/// `concord budget` command comes with grants; the ledger is the node's own SQLite).
+/// A yearly ε cap on `dataset` for everyone, and a grant to the health operator, set by the
+/// node's data manager through the CLI.
 fn set_budget(fed: &Fed, node: &str, dataset: &str, epsilon: u32) {
-    let db = rusqlite::Connection::open(fed.path(&format!("{node}/data/node.sqlite"))).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    let quanta = format!("{epsilon}000000000000000000");
-    db.execute(
-        "INSERT INTO budget_caps (dataset, grantee, period, epsilon, delta, rho)
-         VALUES (?1, '*', 'year', ?2, '0', '0')",
-        rusqlite::params![dataset, quanta],
-    )
-    .unwrap();
+    let manager = fed.path(&format!("{node}/manager.toml"));
+    let epsilon = epsilon.to_string();
+    ok(&[
+        "budget",
+        "set",
+        "--profile",
+        &manager,
+        "--dataset",
+        dataset,
+        "--everyone",
+        "--epsilon",
+        &epsilon,
+        "--period",
+        "year",
+    ]);
+    grant(fed, node, dataset);
+}
+
+/// An overall grant on `dataset` to the health operator, results to health's researcher or
+/// operator, for 20 runs a day.
+fn grant(fed: &Fed, node: &str, dataset: &str) {
+    ok(&[
+        "grant",
+        "propose",
+        "--profile",
+        &fed.path(&format!("{node}/manager.toml")),
+        "--grantee",
+        "operator.health.concord",
+        "--dataset",
+        dataset,
+        "--recipient",
+        "researcher.health.concord",
+        "--recipient",
+        "operator.health.concord",
+        "--until",
+        "2099-01-01",
+        "--purpose",
+        "tests",
+        "--security-owner",
+        "tests",
+        "--min-set-size",
+        "1",
+        "--max-runs",
+        "20",
+        "--runs-period",
+        "day",
+        "--epsilon",
+        "10",
+        "--budget-period",
+        "month",
+    ]);
 }
 
 /// Budget rows of a job at a node: (dataset, state).
@@ -287,6 +329,9 @@ fn a_refusal_at_either_party_fails_the_job_everywhere() {
     register(&fed, "civil", "unbudgeted", &insured);
     set_budget(&fed, "health", "patients", 10);
     set_budget(&fed, "civil", "insured", 10);
+    // Granted, but without a budget cap.
+    grant(&fed, "health", "visits");
+    grant(&fed, "civil", "unbudgeted");
     let operator = fed.path("health/operator.toml");
     let psi = |left: &str, right: &str| {
         let out = concord(&[
@@ -311,7 +356,7 @@ fn a_refusal_at_either_party_fails_the_job_everywhere() {
     let err = psi("health:patients:nin", "civil:insured:diagnosis");
     let id = job_id(&err);
     assert!(err.contains(&format!("{id} failed at civil")), "{err}");
-    assert!(err.contains("restricted-field"), "{err}");
+    assert!(err.contains("tier-violation"), "{err}");
     assert_eq!(show(&fed, "civil", "auditor", &id)["state"], "failed");
     assert_eq!(
         budget_of(&fed, "health", &id),
@@ -359,9 +404,9 @@ fn a_refusal_at_either_party_fails_the_job_everywhere() {
     );
     find(
         &health_log,
-        "job.admit",
+        "policy.admit",
         "refused",
-        &[("subjects", &no_budget_at_health)],
+        &[("detail", &no_budget_at_health), ("detail", "no-budget")],
     );
     let civil_log = ok(&[
         "audit",
@@ -373,9 +418,9 @@ fn a_refusal_at_either_party_fails_the_job_everywhere() {
     let civil_log: Vec<serde_json::Value> = serde_json::from_str(&civil_log).unwrap();
     find(
         &civil_log,
-        "job.admit",
+        "policy.admit",
         "refused",
-        &[("subjects", &id), ("detail", "restricted")],
+        &[("detail", &id), ("detail", "tier-violation")],
     );
     find(
         &civil_log,

@@ -374,3 +374,46 @@ fn a_thousand_concurrent_admissions_never_overspend_the_grant() {
     assert!(reserved.fits_within(&g.terms.budget));
     assert_eq!((spent, runs), (PrivacyCost::ZERO, 99));
 }
+
+#[test]
+fn a_job_naming_no_grant_runs_under_the_first_that_allows_it_and_is_rechecked_under_it() {
+    let (_dir, mut s, narrow) = active(Terms {
+        scope: Scope::Scenario {
+            dataset: "claims".into(),
+            kinds: [JobKind::Join].into(),
+            fields: ["nin".to_owned()].into(),
+            peers: BTreeSet::new(),
+        },
+        ..terms()
+    });
+    let r = rules();
+    // Only a scenario for joins exists: a cardinality names no grant and finds none that fits.
+    let refused = refusal(admit(&mut s, &r, &request("a", "", 0.1), 20, NOW).unwrap_err());
+    assert_eq!(refused.code(), "out-of-scope", "{refused}");
+    let mut stranger = request("b", "", 0.1);
+    stranger.grantee = "operator.civil.concord".into();
+    let none = refusal(admit(&mut s, &r, &stranger, 20, NOW).unwrap_err());
+    assert_eq!(
+        none.to_string(),
+        "no grant at this node lets operator.civil.concord use dataset \"claims\""
+    );
+
+    let wide = propose(&mut s, &r, terms(), "dm1", NOW).unwrap();
+    let wide = approve(&mut s, &wide.id, "dm2", NOW).unwrap();
+    let chosen = admit(&mut s, &r, &request("c", "", 0.1), 20, NOW).unwrap();
+    assert_eq!(chosen.id, wide.id);
+    assert_ne!(chosen.id, narrow.id);
+    // Release is checked under the grant admission recorded, which is then revoked.
+    recheck(
+        &mut s,
+        &r,
+        &request("c", "", 0.1),
+        &[("civil", 50)],
+        None,
+        NOW,
+    )
+    .unwrap();
+    revoke(&mut s, &wide.id, "dm1", "done", NOW).unwrap();
+    let late = refusal(recheck(&mut s, &r, &request("c", "", 0.1), &[], None, NOW).unwrap_err());
+    assert_eq!(late.code(), "revoked");
+}

@@ -13,10 +13,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
-use super::gate::{self, FieldUse, UseRequest};
+use super::gate::{FieldUse, UseRequest};
 use super::{Failure, Handle, JobRow, Kind, PeerUse, QueryParams, Spec, State, psi, query};
 use crate::audit::{Outcome, Record};
 use crate::config::Role;
+use crate::service::governance::Phase;
 use crate::service::{MAX_MESSAGE_BYTES, Node, NodeError};
 use crate::tls::Caller;
 
@@ -217,60 +218,52 @@ pub(super) async fn dataset(
     .map_err(NodeError::from)
 }
 
-/// Runs this node's gate before its first message; reserves the job's budget. Audited.
-pub(super) async fn admit(node: &Arc<Node>, row: &JobRow, actor: &str) -> Result<(), Failure> {
+/// This node's name and the job's request of its policy (the other parties as peers).
+fn request_here(node: &Node, row: &JobRow) -> Result<UseRequest, Failure> {
     let me = node.config.node.name.clone();
-    let req = use_request(row, row.parties.clone()).map_err(|e| Failure::at(&me, e))?;
+    let peers = row.parties.iter().filter(|p| **p != me).cloned().collect();
+    use_request(row, peers).map_err(|e| Failure::at(&me, e))
+}
+
+/// The failure of this node's policy check, with the refusal's code.
+fn refused(node: &Node, at_release: bool, e: NodeError) -> Failure {
+    let me = &node.config.node.name;
+    let when = if at_release { " at release" } else { "" };
+    match e {
+        NodeError::Policy(r) => Failure::at(me, format!("refused{when} ({}): {r}", r.code())),
+        other => Failure::at(me, other.to_string()),
+    }
+}
+
+/// Runs this node's policy check before its first message; reserves the job's budget.
+/// Audited by the check (`policy.admit`).
+pub(super) async fn admit(node: &Arc<Node>, row: &JobRow, _actor: &str) -> Result<(), Failure> {
+    let req = request_here(node, row)?;
     let size = dataset(node, &row.spec.dataset)
         .await
         .ok()
         .flatten()
         .map_or(0, |d| d.1);
-    let now = node.clock.now_ms();
-    let decided = node
-        .with_store(move |_, store| {
-            gate::admit(store, &req, size, now).map_err(|r| (r.code(), r.to_string()))
-        })
+    node.authorize(&req, Phase::Admit { own_set_size: size }, Vec::new(), None)
         .await
-        .map_err(|e| Failure::at(&me, e.to_string()))?;
-    let (outcome, detail) = match &decided {
-        Ok(()) => (
-            Outcome::Accepted,
-            format!("admitted; reserved {}", cost_text(row)),
-        ),
-        Err((code, reason)) => (Outcome::Refused, format!("refused ({code}): {reason}")),
-    };
-    let _ = node
-        .audit(record(row, actor, "job.admit", outcome, detail))
-        .await;
-    decided.map_err(|(code, reason)| Failure::at(&me, format!("refused ({code}): {reason}")))
+        .map(|_| ())
+        .map_err(|e| refused(node, false, e))
 }
 
-/// Runs this node's gate again before release. Audited when it refuses.
+/// Runs this node's policy check again before release (`policy.release`): the grant must
+/// still allow the job, and every peer's input must meet the grant's minimum size.
 pub(super) async fn recheck(
     node: &Arc<Node>,
     row: &JobRow,
-    actor: &str,
+    _actor: &str,
     peer_sizes: Vec<u64>,
 ) -> Result<(), Failure> {
-    let me = node.config.node.name.clone();
-    let req = use_request(row, row.parties.clone()).map_err(|e| Failure::at(&me, e))?;
-    let now = node.clock.now_ms();
-    let decided = node
-        .with_store(move |_, store| {
-            gate::recheck(store, &req, &peer_sizes, now).map_err(|r| (r.code(), r.to_string()))
-        })
+    let req = request_here(node, row)?;
+    let parties = req.peers.iter().cloned().zip(peer_sizes).collect();
+    node.authorize(&req, Phase::Release, parties, None)
         .await
-        .map_err(|e| Failure::at(&me, e.to_string()))?;
-    if let Err((code, reason)) = &decided {
-        let detail = format!("refused at release ({code}): {reason}");
-        let _ = node
-            .audit(record(row, actor, "job.recheck", Outcome::Refused, detail))
-            .await;
-    }
-    decided.map_err(|(code, reason)| {
-        Failure::at(&me, format!("refused at release ({code}): {reason}"))
-    })
+        .map(|_| ())
+        .map_err(|e| refused(node, true, e))
 }
 
 pub(super) fn cost_text(row: &JobRow) -> String {

@@ -27,7 +27,6 @@ const READERS: &[Role] = &[Role::DataManager, Role::Operator, Role::Auditor];
 
 /// When a job asks: before its first message, or before it releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Phase {
     /// Checks and reserves the budget.
     Admit {
@@ -39,8 +38,6 @@ pub(crate) enum Phase {
 }
 
 impl Node {
-    // Called by every job at every node (the job runner); until that lands, by the tests.
-    #[cfg_attr(not(test), allow(dead_code))]
     /// Checks `req` under this node's policy, audited as `policy.admit` or `policy.release`
     /// with the grant, the dataset and fields, the cost and the outcome (a refusal's code
     /// leads the detail). At release, `parties` are the peers' input sizes and
@@ -97,7 +94,10 @@ impl Node {
             Err(e) => (Outcome::Refused, format!("job {}: {e}", req.job)),
         };
         let mut entry = record(req.grantee.clone(), action, subjects, outcome, detail);
-        entry.grant = Some(req.grant.clone());
+        entry.grant = match &result {
+            Ok(g) => Some(g.id.clone()),
+            Err(_) => (!req.grant.is_empty()).then(|| req.grant.clone()),
+        };
         entry.privacy_cost = Some(req.cost.to_string());
         self.audit(entry).await?;
         result.map_err(NodeError::from)

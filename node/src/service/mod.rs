@@ -17,7 +17,7 @@
 pub(crate) mod convert;
 mod error;
 mod federation;
-mod governance;
+pub(crate) mod governance;
 mod jobs;
 mod operator;
 
