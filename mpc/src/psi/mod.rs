@@ -58,6 +58,7 @@
 //! limit the number and size of queries with grants.
 
 mod group;
+pub mod join;
 pub mod keys;
 pub mod local;
 mod params;
