@@ -6,13 +6,15 @@
 //! - `dataset`: `concord dataset add|list`, the catalog through your node.
 //! - `audit`: `concord audit show|verify`, through your node or offline.
 //! - `profile`: `--profile`, how the CLI reaches a person's node.
-//! - `bench`, `bench_secagg`: `concord bench psi|secagg`, capacity planning for the protocols.
+//! - `bench`, `bench_secagg`, `bench_join`: `concord bench psi|secagg|join`, capacity planning
+//!   for the protocols.
 //! - `dp`: `concord dp plan`, the accuracy planner for privacy budgets.
 
 #![forbid(unsafe_code)]
 
 mod audit;
 mod bench;
+mod bench_join;
 mod bench_secagg;
 mod dataset;
 mod dp;
