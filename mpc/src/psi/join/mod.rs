@@ -31,9 +31,10 @@
 //! `(R = [r]G, S_j = [m_j]G + [r]P_j)` with `m_c = v`, `m_{C+c} = 1` and every other `m_j = 0`:
 //! multi-recipient ElGamal, one random `r` shared by `2C` independent keys, which is IND-CPA
 //! under DDH (Kurosawa, PKC 2002; Bellare–Boldyreva–Staddon, PKC 2003). Every row thus looks the
-//! same to `K` whatever its category. The cost is linear in `C`: per `V` row, `1 + 2C`
-//! fixed-base multiplications by `V`, `1 + 2C` validating decompressions by `K`, and
-//! `16 + 32·(1 + 2C)` bytes on the wire (112 bytes for `C = 1`). [`MAX_CATEGORIES`] caps `C`.
+//! same to `K` whatever its category. The cost is linear in `C`: per `V` row, `2 + 2C`
+//! fixed-base multiplications by `V` (one for `R`, one per slot, one for the value), `1 + 2C`
+//! validating decompressions by `K`, and `16 + 32·(1 + 2C)` bytes on the wire (112 bytes for
+//! `C = 1`). [`MAX_CATEGORIES`] caps `C`.
 //!
 //! # Bounds
 //! - Values are `i64` within declared bounds `[lo, hi]` with `|lo|, |hi| ≤` [`MAX_ABS_VALUE`]; they

@@ -13,9 +13,7 @@ use super::elgamal::{DecryptionKey, Encryptor};
 use super::values::{ValueReport, ValueSet};
 use super::wire::{self, JoinMessage, row_width, rows_per_frame};
 use super::{Frame, JoinError, JoinParams};
-use crate::psi::group::{
-    BlindingKey, CHUNK, DIGEST_LEN, POINT_LEN, blind_points, hash_blind_and_digest,
-};
+use crate::psi::group::{BlindingKey, CHUNK, POINT_LEN, blind_points, hash_blind_and_digest};
 use crate::psi::keys::check_peer_count;
 use crate::psi::wire::DEFAULT_BATCH_ITEMS;
 
@@ -134,7 +132,6 @@ impl ValueHolderAwaitQuery {
             })
             .collect();
         debug_assert_eq!(rows.len(), clamped.len() * width);
-        debug_assert_eq!(width, DIGEST_LEN + POINT_LEN * (1 + slots));
 
         let items = clamped.len() as u64;
         let offer = wire::offer(&params.digest(), items, &public);
