@@ -1,6 +1,6 @@
-//! `concord bench psi|secagg`: capacity planning. `psi` runs both PSI roles in one process on
-//! synthetic keys, timed against the multiplication floor measured in the same run; `secagg`
-//! lives in `bench_secagg`. The report helpers here serve both.
+//! `concord bench psi|secagg|join`: capacity planning. `psi` runs both PSI roles in one process
+//! on synthetic keys, timed against the multiplication floor measured in the same run; `secagg`
+//! lives in `bench_secagg`, `join` in `bench_join`. The report helpers here serve all three.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -36,6 +36,17 @@ pub(crate) enum BenchCommand {
     /// aggregator then rebuilds their mask keys and cancels their pairwise masks.
     #[command(verbatim_doc_comment)]
     Secagg(crate::bench_secagg::SecaggArgs),
+    /// Time a join-aggregate run: DP count and sum of one party's values over a private
+    /// intersection (both roles in this process).
+    ///
+    /// Generates --size keys per party sharing --overlap, gives the value holder's rows a value
+    /// (drawn slightly beyond the declared bounds -200..=1000, so some are clamped) and one of
+    /// --categories categories, draws discrete Laplace noise for each released count and sum,
+    /// runs the full protocol (blinding, ElGamal encryption, matching, homomorphic sums, noise
+    /// under encryption, re-randomization, decryption), and checks that the released figures
+    /// minus the noise drawn here equal the plaintext join-aggregate ("correct").
+    #[command(verbatim_doc_comment)]
+    Join(crate::bench_join::JoinArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +102,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Psi(args) => psi(args),
         BenchCommand::Secagg(args) => crate::bench_secagg::run(args),
+        BenchCommand::Join(args) => crate::bench_join::run(args),
     }
 }
 
@@ -225,7 +237,7 @@ fn expected_rows(receiver: &[String], sender: &[String]) -> Vec<u64> {
 }
 
 /// Which curve25519-dalek backend multiplies on this machine, by dalek's own selection rule.
-fn multiplication_backend() -> &'static str {
+pub(crate) fn multiplication_backend() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         if cfg!(curve25519_dalek_backend = "avx512")

@@ -10,13 +10,15 @@
 //! - `run`: `concord run psi|query`, joint jobs submitted to your node.
 //! - `job`: `concord job list|show|cancel|result`, and following a job's progress.
 //! - `profile`: `--profile`, how the CLI reaches a person's node.
-//! - `bench`, `bench_secagg`: `concord bench psi|secagg`, capacity planning for the protocols.
+//! - `bench`, `bench_secagg`, `bench_join`: `concord bench psi|secagg|join`, capacity planning
+//!   for the protocols.
 //! - `dp`: `concord dp plan`, the accuracy planner for privacy budgets.
 
 #![forbid(unsafe_code)]
 
 mod audit;
 mod bench;
+mod bench_join;
 mod bench_secagg;
 mod dataset;
 mod demo;

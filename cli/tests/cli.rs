@@ -77,3 +77,62 @@ fn bench_psi_refuses_impossible_overlap() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_join_reports_a_correct_run() {
+    let out = concord(&[
+        "bench",
+        "join",
+        "--size",
+        "2000",
+        "--overlap",
+        "700",
+        "--categories",
+        "3",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["protocol"],
+        "join-aggregate-ecdh-elgamal-ristretto255"
+    );
+    assert_eq!(report["intersection_size"], 700);
+    assert_eq!(report["correct"], true);
+    let exact: i64 = report["exact_count"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .sum();
+    assert_eq!(exact, 700);
+    assert_eq!(report["released_sum"].as_array().unwrap().len(), 3);
+    let wall = report["wall_seconds"].as_f64().unwrap();
+    let ips = report["items_per_second"].as_f64().unwrap();
+    assert!((ips - 2000.0 / wall).abs() < 1e-6 * ips);
+    // Per key pair: 32 bytes blinded, 32 evaluated, and a row of a 16-byte digest and
+    // 1 + 2·3 points; plus frame headers, the offer and the result.
+    let bytes = report["bytes_exchanged"].as_u64().unwrap();
+    let per_pair = 32 + 32 + 16 + 32 * 7;
+    assert!(
+        (2000 * per_pair..2000 * per_pair + 4096).contains(&bytes),
+        "{bytes}"
+    );
+}
+
+#[test]
+fn bench_join_refuses_bad_arguments() {
+    let out = concord(&["bench", "join", "--size", "10", "--categories", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--categories must be between 1 and 256"),
+        "{err}"
+    );
+}

@@ -221,6 +221,11 @@ impl KeySet {
         &self.distinct
     }
 
+    /// For each input row, the index of its distinct key, or `None` for an excluded row.
+    pub(crate) fn row_keys(&self) -> impl Iterator<Item = Option<u32>> + '_ {
+        self.row_key.iter().map(|&k| (k != EXCLUDED).then_some(k))
+    }
+
     /// Every input row whose distinct key is flagged in `matched`, ascending.
     pub(crate) fn rows_matching(&self, matched: &[bool]) -> Vec<u64> {
         self.row_key

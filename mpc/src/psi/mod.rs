@@ -23,7 +23,8 @@
 //! [`SenderAwaitQuery`] → [`SenderEvaluating`] → ([`SenderAwaitOutcome`]). Each transition
 //! consumes its state; batches within a round are streamed with `&mut self` calls. Messages are
 //! [`Frame`]s of at most [`wire::MAX_BATCH_ITEMS`] items, decoded strictly by [`Message::decode`].
-//! [`local`] runs both roles in one process.
+//! [`local`] runs both roles in one process. [`join`] builds DP counts and sums over the
+//! intersection on the same blinding.
 //!
 //! # Comparison on truncated digests
 //! Doubly-blinded values are compared on the first 16 bytes of
@@ -58,6 +59,7 @@
 //! limit the number and size of queries with grants.
 
 mod group;
+pub mod join;
 pub mod keys;
 pub mod local;
 mod params;

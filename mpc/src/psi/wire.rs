@@ -178,7 +178,7 @@ pub enum DecodeError {
     },
 }
 
-fn exact<const N: usize>(body: &[u8]) -> Result<[u8; N], DecodeError> {
+pub(super) fn exact<const N: usize>(body: &[u8]) -> Result<[u8; N], DecodeError> {
     match body.len().cmp(&N) {
         std::cmp::Ordering::Less => Err(DecodeError::Truncated {
             needed: N,
@@ -192,13 +192,13 @@ fn exact<const N: usize>(body: &[u8]) -> Result<[u8; N], DecodeError> {
 }
 
 /// Copies a slice whose length the caller has checked.
-fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+pub(super) fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
     out
 }
 
-fn items<const W: usize>(body: &[u8]) -> Result<Vec<[u8; W]>, DecodeError> {
+pub(super) fn items<const W: usize>(body: &[u8]) -> Result<Vec<[u8; W]>, DecodeError> {
     if body.len() < 4 {
         return Err(DecodeError::Truncated {
             needed: 4,
@@ -228,14 +228,14 @@ fn items<const W: usize>(body: &[u8]) -> Result<Vec<[u8; W]>, DecodeError> {
     Ok(payload.chunks_exact(W).map(fixed).collect())
 }
 
-fn header(kind: u8, capacity: usize) -> Vec<u8> {
+pub(super) fn header(kind: u8, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + capacity);
     out.push(PROTOCOL_VERSION);
     out.push(kind);
     out
 }
 
-fn batch<const W: usize>(kind: u8, items: &[[u8; W]]) -> Frame {
+pub(super) fn batch<const W: usize>(kind: u8, items: &[[u8; W]]) -> Frame {
     debug_assert!(items.len() <= MAX_BATCH_ITEMS);
     let mut out = header(kind, 4 + items.len() * W);
     out.extend_from_slice(&(items.len() as u32).to_be_bytes());
