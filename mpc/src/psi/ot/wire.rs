@@ -122,7 +122,7 @@ impl OtMessage {
                     }
                     .into());
                 }
-                if rows == 0 || rows % 128 != 0 {
+                if rows == 0 || !rows.is_multiple_of(128) {
                     return Err(OtDecodeError::RowCount { rows: rows as u32 });
                 }
                 let payload = exact(&body[4..], CODE_BITS * rows / 8)?;
