@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use concord_mpc::psi::local::{self, Progress};
-use concord_mpc::psi::{KeySet, KeySpec, OutputKind, PsiParams, Recipients, SessionId};
+use concord_mpc::psi::{
+    KeySet, KeySpec, OtPsiParams, OutputKind, PsiParams, Recipients, SessionId, ot,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
@@ -17,13 +19,14 @@ use serde::Serialize;
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCommand {
-    /// Time a two-party ECDH-PSI run (both roles in this process, over an in-memory channel).
+    /// Time a two-party PSI run (both roles in this process, over an in-memory channel).
     ///
     /// Generates two synthetic key sets of --size keys sharing --overlap keys, runs the full
-    /// protocol (hashing, blinding, encoding, strict decoding, comparison), checks the result
-    /// against a plaintext intersection, and measures in the same run the time this machine
-    /// needs for the 4·size scalar multiplications no ECDH-PSI can avoid ("floor").
-    /// wall / floor shows how close the implementation runs to the hardware.
+    /// protocol (hashing, blinding or OT extension, encoding, strict decoding, comparison),
+    /// checks the result against a plaintext intersection, and measures in the same run the
+    /// time this machine needs for the 4·size scalar multiplications no ECDH-PSI can avoid
+    /// ("floor"; for --protocol ot it is extrapolated from 16,384 items). wall / floor shows how
+    /// close ECDH runs to the hardware, and how far below the ECDH floor OT runs.
     #[command(verbatim_doc_comment)]
     Psi(PsiArgs),
     /// Time a secure-aggregation run (every party and the aggregator in this process).
@@ -63,6 +66,10 @@ pub(crate) struct PsiArgs {
     /// What the receiver learns.
     #[arg(long, value_enum, default_value_t = Output::Intersection)]
     output: Output,
+    /// The PSI protocol [default: ot for intersections of at least 16,384 keys, ecdh otherwise
+    /// and always for cardinality].
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
     /// Seed for the synthetic keys and the session secrets (benchmarks only).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -78,6 +85,20 @@ enum Output {
     /// Which of the receiver's rows match.
     Intersection,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// ECDH-PSI on ristretto255: cardinality or intersection.
+    Ecdh,
+    /// OT-extension PSI (KKRT16-style batch OPRF): intersection only, far faster on large sets.
+    Ot,
+}
+
+/// Intersections from this size up use OT-PSI unless --protocol says otherwise.
+const OT_FROM_SIZE: usize = 1 << 14;
+
+/// Items over which the ECDH floor is measured for an OT run, then scaled to --size.
+const OT_FLOOR_SAMPLE: usize = 1 << 14;
 
 /// The `--json` report. Field names are a stable interface for capacity-planning scripts.
 #[derive(Serialize)]
@@ -117,6 +138,15 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
     if args.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
+    let protocol = match (args.protocol, args.output) {
+        (Some(Protocol::Ot), Output::Cardinality) => bail!(
+            "--protocol ot cannot compute --output cardinality: OT-based PSI always reveals which keys match to the receiver. Use --protocol ecdh for a cardinality-only result"
+        ),
+        (Some(p), _) => p,
+        (None, Output::Cardinality) => Protocol::Ecdh,
+        (None, Output::Intersection) if args.size >= OT_FROM_SIZE => Protocol::Ot,
+        (None, Output::Intersection) => Protocol::Ecdh,
+    };
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = args.threads {
         pool = pool.num_threads(threads);
@@ -132,16 +162,15 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
         Output::Cardinality => OutputKind::Cardinality,
         Output::Intersection => OutputKind::Intersection,
     };
-    let params = PsiParams::one_shot(
-        SessionId::random(&mut rng),
-        output,
-        Recipients::Receiver,
-        KeySpec::SINGLE,
-    );
+    let session = SessionId::random(&mut rng);
 
     // Timed: key normalization and deduplication, then the whole protocol.
     // 3·|X| + |Y| multiplications in the protocol, then 4·size for the floor.
-    let bar = progress_bar(4 * args.size as u64, "psi run");
+    let bar = match protocol {
+        Protocol::Ecdh => progress_bar(4 * args.size as u64, "psi run"),
+        // OT-PSI reports no progress of its own: a spinner.
+        Protocol::Ot => progress_bar(0, "psi run (OT extension)"),
+    };
     let progress = Progress::default();
     let start = Instant::now();
     let run = std::thread::scope(|scope| {
@@ -156,13 +185,21 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
                 || KeySet::from_strings(KeySpec::SINGLE, &receiver_keys),
                 || KeySet::from_strings(KeySpec::SINGLE, &sender_keys),
             );
-            Ok::<_, anyhow::Error>(local::run(
-                params,
-                receiver_set?,
-                sender_set?,
-                &mut rng,
-                &progress,
-            )?)
+            Ok::<_, anyhow::Error>(match protocol {
+                Protocol::Ecdh => local::run(
+                    PsiParams::one_shot(session, output, Recipients::Receiver, KeySpec::SINGLE),
+                    receiver_set?,
+                    sender_set?,
+                    &mut rng,
+                    &progress,
+                )?,
+                Protocol::Ot => ot::local::run(
+                    OtPsiParams::new(session, output, Recipients::Receiver, KeySpec::SINGLE)?,
+                    receiver_set?,
+                    sender_set?,
+                    &mut rng,
+                )?,
+            })
         })();
         bar.finish_and_clear();
         let _ = ticker.join();
@@ -172,7 +209,13 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
     drop((receiver_keys, sender_keys));
 
     let floor_bar = progress_bar(0, "measuring the 4·size multiplication floor");
-    let floor = local::scalar_mul_floor(args.size, &mut rng);
+    let floor = match protocol {
+        Protocol::Ecdh => local::scalar_mul_floor(args.size, &mut rng),
+        Protocol::Ot => {
+            let sample = args.size.clamp(1, OT_FLOOR_SAMPLE);
+            local::scalar_mul_floor(sample, &mut rng).mul_f64(args.size as f64 / sample as f64)
+        }
+    };
     floor_bar.finish_and_clear();
 
     let correct = run.receiver.cardinality == expected.len() as u64
@@ -183,7 +226,10 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
     let wall_seconds = wall.as_secs_f64();
     let limit_seconds = floor.as_secs_f64();
     let report = Report {
-        protocol: "ecdh-psi-ristretto255",
+        protocol: match protocol {
+            Protocol::Ecdh => "ecdh-psi-ristretto255",
+            Protocol::Ot => "ot-psi-kkrt16",
+        },
         output: match args.output {
             Output::Cardinality => "cardinality",
             Output::Intersection => "intersection",
@@ -205,6 +251,9 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
+    }
+    if let Some(peak) = peak_memory() {
+        eprintln!("peak memory (VmHWM): {peak}");
     }
     if !correct {
         bail!("the PSI result differs from the plaintext intersection");
@@ -271,10 +320,17 @@ fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
 }
 
 fn print_table(r: &Report) {
-    println!(
-        "ECDH-PSI on ristretto255 ({}, to the receiver), {} threads, {} multiplication",
-        r.output, r.threads, r.multiplication_backend
-    );
+    if r.protocol == "ot-psi-kkrt16" {
+        println!(
+            "OT-extension PSI, KKRT16-style ({}, to the receiver), {} threads; floor: ECDH's, {} multiplication",
+            r.output, r.threads, r.multiplication_backend
+        );
+    } else {
+        println!(
+            "ECDH-PSI on ristretto255 ({}, to the receiver), {} threads, {} multiplication",
+            r.output, r.threads, r.multiplication_backend
+        );
+    }
     let rows = [
         ("keys per party", group(r.size as u64)),
         ("keys in common", group(r.overlap as u64)),
@@ -300,6 +356,15 @@ fn print_table(r: &Report) {
         ("wall / floor", format!("{:.2}", r.wall_over_limit)),
     ];
     print_rows(&rows);
+}
+
+/// This process's peak resident memory, as the kernel reports it (Linux only).
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map(|v| v.trim().to_owned())
 }
 
 /// 1234567 → "1,234,567".

@@ -62,6 +62,7 @@ mod group;
 pub mod join;
 pub mod keys;
 pub mod local;
+pub mod ot;
 mod params;
 mod receiver;
 mod sender;
@@ -70,6 +71,7 @@ pub mod wire;
 
 pub use group::{BlindingKey, DIGEST_LEN, ItemDigest, POINT_LEN};
 pub use keys::{InputReport, KeySet, KeySpec};
+pub use ot::{OtPsiError, OtPsiParams};
 pub use params::{OutputKind, PsiParams, Recipients, SessionId};
 pub use receiver::{ReceiverBlinding, ReceiverCollecting, ReceiverOutput};
 pub use sender::{

@@ -1,0 +1,356 @@
+//! The deterministic, symmetric-key parts of OT-PSI: item digests, the three bin hashes, the
+//! pseudorandom code, the column PRG, the correlation-robust hash, and the bit-matrix transpose.
+//! All of them run on AES-128 (AES-NI where the CPU has it, through the `aes` crate).
+//!
+//! Bit order, everywhere: a 512-bit row is eight little-endian `u64` words; bit `c` of the row is
+//! bit `c % 64` of word `c / 64`. A column of `rows` bits is `rows / 64` little-endian words, bit
+//! `r` for row `r`. Bytes on the wire are these words in little-endian order.
+
+use aes::Aes128;
+use aes::cipher::{Block, BlockCipherEncrypt as _, KeyInit as _};
+use sha2::{Digest as _, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::PROTOCOL_VERSION;
+use crate::session::SessionId;
+
+/// Width of the pseudorandom code in bits: each OPRF instance is one 512-bit row.
+pub const CODE_BITS: usize = 512;
+/// Words per row.
+pub(crate) const ROW_WORDS: usize = CODE_BITS / 64;
+/// AES blocks per row.
+const ROW_BLOCKS: usize = CODE_BITS / 128;
+/// Number of cuckoo hash functions.
+pub const HASHES: usize = 3;
+
+/// A 512-bit row (a codeword, or a row of the OT-extension matrices).
+pub type Row = [u64; ROW_WORDS];
+
+/// A 128-bit digest of a canonical key: what the bins, the code and the cuckoo table work on.
+pub type ItemDigest = [u8; 16];
+
+/// `SHA-256("CONCORD-V01-PSI-OT-item" ‖ session ‖ canonical)[..16]`.
+///
+/// Distinct keys collide with probability at most `n²/2^129` (≤ 2^-65 for 2^32 keys); a
+/// collision could only add a false match.
+pub fn item_digest(session: SessionId, canonical: &[u8]) -> ItemDigest {
+    let mut h = Sha256::new();
+    h.update(format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-item").as_bytes());
+    h.update(session.0);
+    h.update(canonical);
+    let full: [u8; 32] = h.finalize().into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// A 128-bit AES key drawn by one party (the bin-hash seed, the code seed, a base-OT output).
+/// Redacted in `Debug`, zeroized on drop.
+#[derive(Clone)]
+pub struct AesKey(pub(crate) [u8; 16]);
+
+impl AesKey {
+    /// Wraps raw bytes, for known-answer tests and decoding.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    pub(crate) fn random<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut key = [0u8; 16];
+        rng.fill_bytes(&mut key);
+        Self(key)
+    }
+}
+
+impl Drop for AesKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for AesKey {}
+
+impl std::fmt::Debug for AesKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AesKey").finish_non_exhaustive()
+    }
+}
+
+fn cipher(key: &[u8; 16]) -> Aes128 {
+    Aes128::new(&(*key).into())
+}
+
+fn encrypt(cipher: &Aes128, x: u128) -> u128 {
+    let mut block: Block<Aes128> = x.to_le_bytes().into();
+    cipher.encrypt_block(&mut block);
+    u128::from_le_bytes(block.into())
+}
+
+/// The three bin hashes: `AES_seed(digest)` cut into three 42-bit chunks `c_j`, each reduced to
+/// `[0, bins)` by multiply-and-shift, `(c_j · bins) >> 42`. The seed is public (the receiver sends
+/// it); the bias of the reduction is below `bins / 2^42` (≤ 2^-9 for 2^33 bins), which only
+/// perturbs the cuckoo failure estimate.
+#[derive(Clone)]
+pub struct BinHasher {
+    cipher: Aes128,
+    bins: u64,
+}
+
+impl BinHasher {
+    /// Hashes into `bins` bins (`1 ≤ bins < 2^40`) under `seed`.
+    pub fn new(seed: &[u8; 16], bins: u64) -> Self {
+        Self {
+            cipher: cipher(seed),
+            bins,
+        }
+    }
+
+    /// The bins of one item, for hash functions 0, 1, 2.
+    pub fn bins(&self, digest: &ItemDigest) -> [u32; HASHES] {
+        let x = encrypt(&self.cipher, u128::from_le_bytes(*digest));
+        std::array::from_fn(|j| {
+            let chunk = ((x >> (42 * j)) as u64) & ((1 << 42) - 1);
+            ((u128::from(chunk) * u128::from(self.bins)) >> 42) as u32
+        })
+    }
+}
+
+/// The pseudorandom code (KKRT16 §3): `C(d, j) = AES_{k_{j,0}}(d) ‖ … ‖ AES_{k_{j,3}}(d)`, a
+/// 512-bit codeword for item digest `d` placed by hash function `j`. The twelve keys are
+/// `k_{j,b} = AES_seed(u128 4j + b)`; the seed is drawn by the sender per session. Codewords of
+/// distinct inputs are independent random 512-bit strings to anyone without the seed, so any two
+/// differ in fewer than 128 positions with probability below 2^-160 (Chernoff); over 2^52 pairs the
+/// code has minimum distance ≥ 128 except with probability 2^-108.
+pub struct Code {
+    ciphers: Vec<Aes128>,
+}
+
+impl Code {
+    /// The code for `seed`.
+    pub fn new(seed: &AesKey) -> Self {
+        let master = cipher(&seed.0);
+        let ciphers = (0..(HASHES * ROW_BLOCKS) as u128)
+            .map(|i| {
+                let mut key = encrypt(&master, i).to_le_bytes();
+                let c = cipher(&key);
+                key.zeroize();
+                c
+            })
+            .collect();
+        Self { ciphers }
+    }
+
+    /// The codeword of `digest` under hash function `j` (`j < 3`).
+    pub fn codeword(&self, digest: &ItemDigest, j: usize) -> Row {
+        let mut blocks: [Block<Aes128>; ROW_BLOCKS] = std::array::from_fn(|_| (*digest).into());
+        for (b, block) in blocks.iter_mut().enumerate() {
+            self.ciphers[j * ROW_BLOCKS + b].encrypt_block(block);
+        }
+        let mut row = [0u64; ROW_WORDS];
+        for (b, block) in blocks.iter().enumerate() {
+            let x = u128::from_le_bytes((*block).into());
+            row[2 * b] = x as u64;
+            row[2 * b + 1] = (x >> 64) as u64;
+        }
+        row
+    }
+}
+
+/// The column PRG of the OT extension: AES-128-CTR under a base-OT key, block `i` of the stream
+/// being `AES_k(u128 i)` (little-endian), so the bits of rows `[first, first + rows)` are blocks
+/// `first/128 ..` and any batch can be expanded on its own.
+pub(crate) struct ColumnPrg(Aes128);
+
+impl ColumnPrg {
+    pub(crate) fn new(key: &AesKey) -> Self {
+        Self(cipher(&key.0))
+    }
+
+    /// Writes the stream bits for rows `[first, first + 64·out.len())` into `out`. `first` is a
+    /// multiple of 128 and `out.len()` even.
+    pub(crate) fn fill(&self, first: u64, out: &mut [u64]) {
+        let start = u128::from(first / 128);
+        let mut blocks: Vec<Block<Aes128>> = (0..out.len() as u128 / 2)
+            .map(|i| (start + i).to_le_bytes().into())
+            .collect();
+        self.0.encrypt_blocks(&mut blocks);
+        for (pair, block) in out.chunks_exact_mut(2).zip(&blocks) {
+            let x = u128::from_le_bytes((*block).into());
+            pair[0] = x as u64;
+            pair[1] = (x >> 64) as u64;
+        }
+    }
+}
+
+/// The correlation-robust hash that turns a 512-bit row of bin `bin` into an OPRF output.
+///
+/// Each 128-bit block `z_b` of the row goes through the tweakable correlation-robust hash of
+/// Guo–Katz–Wang–Yu (IEEE S&P 2020, §7), `π(π(z_b) ⊕ τ) ⊕ π(z_b)` with `π` AES-128 under a fixed,
+/// public key and the tweak `τ = bin·4 + b`; the four results are XORed. To predict the output one
+/// must predict every block whose input carries secret bits, so the unpredictability adds up over
+/// the blocks: the `≥ 128` secret bits of the KKRT correlation stay `≥ 128` bits of work in the
+/// ideal-permutation model. (KKRT16 state their proof with a random oracle; a fixed-key AES
+/// instantiation of it, as here, is the usual engineering substitution.)
+pub struct CrHash(Aes128);
+
+/// The fixed AES key of [`CrHash`]: `SHA-256("CONCORD-V01-PSI-OT-fixed-key")[..16]`, public.
+fn fixed_key() -> [u8; 16] {
+    let full: [u8; 32] =
+        Sha256::digest(format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-fixed-key").as_bytes())
+            .into();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&full[..16]);
+    key
+}
+
+impl Default for CrHash {
+    fn default() -> Self {
+        Self(cipher(&fixed_key()))
+    }
+}
+
+impl CrHash {
+    /// `H(bin, row)`, 128 bits (truncated by the caller).
+    pub fn hash(&self, bin: u64, row: &Row) -> u128 {
+        let mut first: [Block<Aes128>; ROW_BLOCKS] = std::array::from_fn(|b| {
+            (u128::from(row[2 * b]) | (u128::from(row[2 * b + 1]) << 64))
+                .to_le_bytes()
+                .into()
+        });
+        self.0.encrypt_blocks(&mut first);
+        let mut second: [Block<Aes128>; ROW_BLOCKS] = std::array::from_fn(|b| {
+            let tweak = (u128::from(bin) << 2) | b as u128;
+            (u128::from_le_bytes(first[b].into()) ^ tweak)
+                .to_le_bytes()
+                .into()
+        });
+        self.0.encrypt_blocks(&mut second);
+        first.iter().zip(&second).fold(0u128, |acc, (f, s)| {
+            acc ^ u128::from_le_bytes((*f).into()) ^ u128::from_le_bytes((*s).into())
+        })
+    }
+}
+
+/// Transposes a 64×64 bit matrix in place: afterwards bit `c` of `a[r]` is what bit `r` of
+/// `a[c]` was (Hacker's Delight §7-3, recursive block swap).
+pub(crate) fn transpose64(a: &mut [u64; 64]) {
+    let mut j = 32;
+    let mut m: u64 = 0x0000_0000_FFFF_FFFF;
+    while j != 0 {
+        let mut k = 0;
+        while k < 64 {
+            let t = ((a[k] >> j) ^ a[k + j]) & m;
+            a[k] ^= t << j;
+            a[k + j] ^= t;
+            k = (k + j + 1) & !j;
+        }
+        j >>= 1;
+        m ^= m << j;
+    }
+}
+
+/// Columns (`CODE_BITS` columns of `rows` bits, column-major) to rows (`rows` rows of 512 bits).
+/// `rows` is a multiple of 64.
+pub(crate) fn columns_to_rows(columns: &[u64], rows: usize) -> Vec<Row> {
+    let words = rows / 64;
+    let mut out = vec![[0u64; ROW_WORDS]; rows];
+    let mut block = [0u64; 64];
+    for rb in 0..words {
+        for cb in 0..ROW_WORDS {
+            for (c, w) in block.iter_mut().enumerate() {
+                *w = columns[(cb * 64 + c) * words + rb];
+            }
+            transpose64(&mut block);
+            for (r, w) in block.iter().enumerate() {
+                out[rb * 64 + r][cb] = *w;
+            }
+        }
+    }
+    block.zeroize();
+    out
+}
+
+/// Rows to columns: the inverse of [`columns_to_rows`].
+pub(crate) fn rows_to_columns(rows: &[Row]) -> Vec<u64> {
+    let words = rows.len() / 64;
+    let mut out = vec![0u64; CODE_BITS * words];
+    let mut block = [0u64; 64];
+    for rb in 0..words {
+        for cb in 0..ROW_WORDS {
+            for (r, w) in block.iter_mut().enumerate() {
+                *w = rows[rb * 64 + r][cb];
+            }
+            transpose64(&mut block);
+            for (c, w) in block.iter().enumerate() {
+                out[(cb * 64 + c) * words + rb] = *w;
+            }
+        }
+    }
+    block.zeroize();
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn bit(words: &[u64], i: usize) -> bool {
+        (words[i / 64] >> (i % 64)) & 1 == 1
+    }
+
+    #[test]
+    fn transpose_matches_bit_by_bit() {
+        let rows: Vec<Row> = (0..192u64)
+            .map(|r| {
+                std::array::from_fn(|w| {
+                    (r + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (w as u64) << 7 ^ r << 40
+                })
+            })
+            .collect();
+        let columns = rows_to_columns(&rows);
+        for (r, row) in rows.iter().enumerate() {
+            for c in 0..CODE_BITS {
+                assert_eq!(bit(&columns[c * 3..c * 3 + 3], r), bit(row, c), "{r},{c}");
+            }
+        }
+        assert_eq!(columns_to_rows(&columns, 192), rows);
+    }
+
+    #[test]
+    fn bins_are_in_range_and_spread() {
+        let h = BinHasher::new(&[7; 16], 1000);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0u32..2000 {
+            for b in h.bins(&item_digest(SessionId([0; 16]), &i.to_be_bytes())) {
+                assert!(b < 1000);
+                seen.insert(b);
+            }
+        }
+        assert!(seen.len() > 990, "{}", seen.len());
+    }
+
+    #[test]
+    fn codewords_differ_by_hash_index_and_item() {
+        let code = Code::new(&AesKey([3; 16]));
+        let d = [1u8; 16];
+        let distance =
+            |a: Row, b: Row| -> u32 { a.iter().zip(&b).map(|(x, y)| (x ^ y).count_ones()).sum() };
+        assert!(distance(code.codeword(&d, 0), code.codeword(&d, 1)) > 128);
+        assert!(distance(code.codeword(&d, 0), code.codeword(&[2u8; 16], 0)) > 128);
+        assert_eq!(code.codeword(&d, 2), code.codeword(&d, 2));
+    }
+
+    #[test]
+    fn hash_depends_on_bin_and_every_block() {
+        let h = CrHash::default();
+        let row = [5u64; ROW_WORDS];
+        let base = h.hash(9, &row);
+        assert_ne!(base, h.hash(10, &row));
+        for w in 0..ROW_WORDS {
+            let mut other = row;
+            other[w] ^= 1;
+            assert_ne!(base, h.hash(9, &other), "word {w}");
+        }
+    }
+}
