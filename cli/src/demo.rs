@@ -2,8 +2,10 @@
 //! the same commands a person would type (each is printed before it runs).
 //!
 //! The demo spawns this very executable for every step: `federation init`, three `node start`
-//! processes, `dataset add`, `budget set`, `grant propose`, and the offline `audit verify` of
-//! every node's log after a graceful stop. Nothing is simulated in process.
+//! processes, `dataset add`, `budget set`, `grant propose`, `run psi`, `run query`, `job result`,
+//! and the offline `audit verify` of every node's log after a graceful stop. Nothing is
+//! simulated in process. Join-aggregate and secure aggregation are not jobs yet, so the demo
+//! does not run them (it says so).
 
 mod data;
 
@@ -206,6 +208,22 @@ impl Runner {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs `concord ARGS` that is expected to be refused; returns its last stderr line.
+    fn refused(&self, args: &[String]) -> anyhow::Result<String> {
+        println!("  $ {}", self.shown(args));
+        let out = Command::new(&self.exe)
+            .args(args)
+            .current_dir(&self.root)
+            .env_remove("CONCORD_PROFILE")
+            .output()
+            .context("running concord")?;
+        if out.status.success() {
+            bail!("`{}` should have been refused", self.shown(args));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        Ok(err.lines().last().unwrap_or_default().to_owned())
+    }
+
     fn path(&self, rel: &str) -> String {
         self.root.join(rel).to_string_lossy().into_owned()
     }
@@ -225,6 +243,113 @@ impl Runner {
         let root = format!("{}/", self.root.to_string_lossy());
         print!("{}", indent(&text.replace(&root, "")));
     }
+}
+
+/// Every job kind the node runs today, each with its true value beside the noised one, and a
+/// request that a peer's policy refuses.
+fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
+    let operator = r.path("fed/health/operator.toml");
+    let researcher = r.path("fed/health/researcher.toml");
+
+    println!(
+        "  -- How many insured residents also receive a living allowance? (to the researcher)"
+    );
+    let out = r.run(&args(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:insured:nin",
+        "--right",
+        "civil:subsidy:nin",
+        "--epsilon",
+        "1",
+        "--recipient",
+        "researcher.health.concord",
+    ]))?;
+    r.show(&out);
+    let job = out
+        .split_whitespace()
+        .find(|w| w.starts_with("job-"))
+        .context("no job id in the output")?
+        .to_owned();
+    let result = r.run(&args(&["job", "result", &job, "--profile", &researcher]))?;
+    r.show(&result);
+    println!("    true value: {}", truth.insured_and_subsidized);
+
+    println!("  -- Which of health's insured are subsidized? (exact keys, to the operator only)");
+    let csv = r.run(&args(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "intersection",
+        "--left",
+        "health:insured:nin",
+        "--right",
+        "civil:subsidy:nin",
+        "--epsilon",
+        "0",
+        "--csv",
+    ]))?;
+    let keys = csv.lines().filter(|l| l.len() == 18).count();
+    println!(
+        "    {keys} matching resident IDs delivered (true: {}); civil learns none of them",
+        truth.insured_and_subsidized
+    );
+
+    println!("  -- Mean annual claims of health's insured (a DP query at one node)");
+    let out = r.run(&args(&[
+        "run",
+        "query",
+        "--profile",
+        &operator,
+        "--dataset",
+        "health:insured",
+        "--statistic",
+        "mean",
+        "--column",
+        "claims",
+        "--lo",
+        "0",
+        "--hi",
+        &data::CLAIMS_MAX.to_string(),
+        "--epsilon",
+        "0.5",
+    ]))?;
+    r.show(&out);
+    println!(
+        "    true value: {:.2}",
+        truth.claims_clamped_sum as f64 / truth.claims_rows.max(1) as f64
+    );
+
+    println!(
+        "  -- Out of scope: matching on the census's income field (sensitive: DP aggregates only)"
+    );
+    let refusal = r.refused(&args(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:insured:nin",
+        "--right",
+        "stats:census:income",
+        "--epsilon",
+        "1",
+    ]))?;
+    println!("    refused: {refusal}");
+    println!(
+        "  (join-aggregate and secure aggregation do not run as jobs yet: their protocols run in \
+         `concord bench join` and `concord bench secagg`)"
+    );
+    Ok(())
 }
 
 pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
@@ -331,6 +456,8 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
             id,
             "--recipient",
             "operator.health.concord",
+            "--recipient",
+            "researcher.health.concord",
             "--until",
             "2099-01-01",
             "--purpose",
@@ -347,7 +474,10 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
         print!("{}", indent(granted.lines().next().unwrap_or_default()));
     }
 
-    println!("== 5. Every node stops; every audit log is verified offline");
+    println!("== 5. The health operator runs joint jobs; every node checks its own grant");
+    jobs(&r, &truth)?;
+
+    println!("== 6. Every node stops; every audit log is verified offline");
     for node in nodes {
         node.stop()?;
     }

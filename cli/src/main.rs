@@ -52,8 +52,10 @@ enum Command {
     ///
     /// Starts three nodes on 127.0.0.1 with trial certificates, writes synthetic registers
     /// (--people residents each, with overlapping ID numbers), registers them, sets budgets
-    /// and grants through the same commands a person would type (each is printed), and
-    /// verifies every node's audit log after a graceful stop.
+    /// and grants, runs a PSI cardinality (to a researcher), a PSI intersection and a DP
+    /// query with their true values beside them, shows a request a peer's policy refuses, and
+    /// verifies every node's audit log after a graceful stop. Every step is the command a
+    /// person would type, printed before it runs.
     #[command(verbatim_doc_comment)]
     Demo(demo::DemoArgs),
     /// Create a trial federation (CA, certificates, node configs, person profiles).

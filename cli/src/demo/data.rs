@@ -69,6 +69,10 @@ pub(crate) struct Truth {
     pub(crate) insured_and_subsidized: u64,
     /// Their claims, summed, per district (clamped to the demo's bounds).
     pub(crate) claims_of_subsidized_by_district: BTreeMap<&'static str, (u64, i64)>,
+    /// Rows of `insured` and their claims summed, each clamped to [0, CLAIMS_MAX].
+    pub(crate) claims_rows: u64,
+    /// See `claims_rows`.
+    pub(crate) claims_clamped_sum: i64,
     /// People in `census` (stats) per district.
     pub(crate) census_by_district: BTreeMap<&'static str, u64>,
     /// Residents per district in each department's register, summed over departments.
@@ -117,6 +121,8 @@ pub(crate) fn write(dir: &Path, per_department: usize, seed: u64) -> anyhow::Res
             rng.random_range(0..=base * 2)
         };
         let district = DISTRICTS[p.district].0;
+        truth.claims_rows += 1;
+        truth.claims_clamped_sum += i64::from(claims).min(CLAIMS_MAX);
         writeln!(
             f,
             "{},{district},{claims},{}",
