@@ -12,6 +12,8 @@
 //!   encoding, wire format, and an in-process driver used by `concord bench psi`.
 //!   [`psi::join`] builds on it: DP-noised counts and sums of one party's values over the
 //!   intersection, per public category, under exponential ElGamal (`concord bench join`).
+//!   [`psi::ot`] is the fast mode for intersections: a KKRT16-style batch OPRF from OT
+//!   extension, with the same key normalization (`concord bench psi --protocol ot`).
 //! - [`secagg`]: secure aggregation of `n` parties' vectors mod 2^64 with `t`-of-`n` dropout
 //!   recovery (Bonawitz et al. 2017): X25519, Shamir over the ristretto255 scalar field,
 //!   AES-GCM envelopes, AES-CTR masks; typed rounds for parties and the aggregator, and an

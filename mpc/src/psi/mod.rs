@@ -1,5 +1,8 @@
 //! Two-party private set intersection by ECDH on ristretto255.
 //!
+//! Two siblings build on this module's keys and framing: [`join`] (DP sums and counts over the
+//! intersection) and [`ot`] (the fast OT-extension mode, intersection output only).
+//!
 //! # Protocol
 //! The *receiver* holds keys `X` and learns the output; the *sender* holds keys `Y`. Both
 //! normalize and deduplicate their keys ([`keys`]) and hash them to the group with a tag that
