@@ -90,8 +90,21 @@ pub(crate) struct PsiArgs {
     /// The grant to use at the peer.
     #[arg(long, value_name = "ID")]
     grant_right: Option<String>,
+    /// ecdh (elliptic-curve blinding; the only one for a cardinality) or ot (oblivious-transfer
+    /// extension: about 20x faster for large intersections, more bytes). Default: ot for
+    /// intersections of at least 16384 rows at your node, ecdh otherwise.
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
     #[command(flatten)]
     job: JobArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Protocol {
+    /// ECDH on ristretto255.
+    Ecdh,
+    /// OT extension (KKRT16-style batch OPRF); intersections only.
+    Ot,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -169,10 +182,24 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
             left.grant = a.grant_left.unwrap_or_default();
             let mut right = a.right;
             right.grant = a.grant_right.unwrap_or_default();
+            if matches!(
+                (a.kind, a.protocol),
+                (PsiKind::Cardinality, Some(Protocol::Ot))
+            ) {
+                bail!(
+                    "the OT protocol reveals which keys match, so it cannot give a cardinality \
+                     alone: use --protocol ecdh"
+                );
+            }
             let kind = pb::job_spec::Kind::Psi(pb::PsiJob {
                 output: output as i32,
                 left: Some(left),
                 right: Some(right),
+                protocol: match a.protocol {
+                    None => String::new(),
+                    Some(Protocol::Ecdh) => "ecdh".into(),
+                    Some(Protocol::Ot) => "ot".into(),
+                },
             });
             (a.profile, kind, a.job)
         }

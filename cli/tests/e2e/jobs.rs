@@ -586,3 +586,63 @@ fn cancelling_a_running_job_stops_it_at_both_parties() {
     let err = fails(&["job", "cancel", "--profile", &operator, &id]);
     assert!(err.contains("has already ended"), "{err}");
 }
+
+#[test]
+fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    // 20,000 rows at health: an automatic intersection takes the OT mode (from 16,384 rows).
+    let patients = write_people(&fed, "patients.csv", 0..20_000);
+    let insured = write_people(&fed, "insured.csv", 15_000..21_000);
+    register(&fed, "health", "patients", &patients);
+    register(&fed, "civil", "insured", &insured);
+    set_budget(&fed, "health", "patients", 10);
+    set_budget(&fed, "civil", "insured", 10);
+    let operator = fed.path("health/operator.toml");
+    let run = |protocol: &[&str]| {
+        let base = [
+            "run",
+            "psi",
+            "--profile",
+            &operator,
+            "--kind",
+            "intersection",
+            "--left",
+            "health:patients:nin",
+            "--right",
+            "civil:insured:nin",
+            "--csv",
+        ];
+        let out = ok(&[&base[..], protocol].concat());
+        let mut keys: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with('N'))
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let expected: Vec<String> = (15_000..20_000).map(|i| format!("N{i:07}")).collect();
+    assert_eq!(run(&["--protocol", "ecdh"]), expected);
+    assert_eq!(run(&["--protocol", "ot"]), expected);
+    assert_eq!(run(&[]), expected);
+
+    let err = fails(&[
+        "run",
+        "psi",
+        "--profile",
+        &operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--epsilon",
+        "1",
+        "--protocol",
+        "ot",
+    ]);
+    assert!(err.contains("cannot give a cardinality alone"), "{err}");
+}

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use concord_mpc::psi::PsiError;
+use concord_mpc::psi::ot::OtPsiError;
 use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use prost::Message as _;
@@ -53,7 +54,7 @@ pub(crate) async fn submit(
         Ok(())
     };
     let epsilon_ok = spec.epsilon.is_finite() && spec.epsilon > 0.0;
-    let (kind, own_use, peer, query) = match spec.kind {
+    let (kind, own_use, peer, query, protocol) = match spec.kind {
         Some(pb::job_spec::Kind::Psi(p)) => {
             let kind = match pb::PsiOutput::try_from(p.output) {
                 Ok(pb::PsiOutput::Cardinality) => Kind::PsiCardinality,
@@ -77,13 +78,36 @@ pub(crate) async fn submit(
             if kind == Kind::PsiCardinality && !epsilon_ok {
                 return Err(invalid("a cardinality needs --epsilon > 0".into()));
             }
+            let protocol = match (p.protocol.as_str(), kind) {
+                ("ot", Kind::PsiCardinality) => {
+                    return Err(invalid(
+                        "the OT protocol reveals which keys match, so it cannot give a \
+                         cardinality alone: use --protocol ecdh"
+                            .into(),
+                    ));
+                }
+                ("ecdh" | "ot", _) => p.protocol.clone(),
+                ("", Kind::PsiIntersection) => {
+                    let rows = dataset(node, &left.dataset).await?.map_or(0, |d| d.1);
+                    if rows >= psi::OT_FROM_ROWS {
+                        "ot"
+                    } else {
+                        "ecdh"
+                    }
+                    .to_owned()
+                }
+                ("", _) => "ecdh".to_owned(),
+                (other, _) => {
+                    return Err(invalid(format!("protocol {other:?}: use ecdh or ot")));
+                }
+            };
             let peer = PeerUse {
                 node: right.node,
                 dataset: right.dataset,
                 columns: right.columns,
                 grant: right.grant,
             };
-            (kind, left, Some(peer), None)
+            (kind, left, Some(peer), None, protocol)
         }
         Some(pb::job_spec::Kind::Query(q)) => {
             let d = q.dataset.unwrap_or_default();
@@ -99,7 +123,7 @@ pub(crate) async fn submit(
                 categories: q.categories,
                 quantile: q.quantile,
             };
-            (Kind::Query, d, None, Some(params))
+            (Kind::Query, d, None, Some(params), String::new())
         }
         None => return Err(invalid("a job needs a kind (psi or query)".into())),
     };
@@ -126,6 +150,7 @@ pub(crate) async fn submit(
             peer,
             session: crate::hex::encode(&psi::session()),
             query,
+            protocol,
         },
         state: State::Submitted,
         phase: "submitted".into(),
@@ -529,7 +554,17 @@ pub(crate) const JOB_READERS: &[Role] = &[
     Role::Researcher,
 ];
 
-pub(super) fn psi_error_at<'a>(e: &PsiError, me: &'a str, peer: &'a str) -> &'a str {
+pub(super) fn psi_error_at<'a>(e: &psi::ProtoError, me: &'a str, peer: &'a str) -> &'a str {
+    let e = match e {
+        psi::ProtoError::Psi(e) | psi::ProtoError::Ot(OtPsiError::Psi(e)) => e,
+        // Decoding and parameter errors of the OT mode come from the peer's frames.
+        psi::ProtoError::Ot(
+            OtPsiError::Decode(_)
+            | OtPsiError::BinsMismatch { .. }
+            | OtPsiError::OutputWidthMismatch { .. },
+        ) => return peer,
+        psi::ProtoError::Ot(_) => return me,
+    };
     match e {
         PsiError::Decode(_)
         | PsiError::ParamsMismatch

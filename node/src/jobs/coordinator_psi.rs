@@ -63,6 +63,7 @@ pub(super) async fn run(
         epsilon: row.spec.epsilon,
         session: session.to_vec(),
         parties: row.parties.clone(),
+        protocol: row.spec.protocol.clone(),
     };
     let decision = client
         .propose(proposal)
@@ -91,6 +92,7 @@ pub(super) async fn run(
     );
     let total = 2 * own_keys;
     let role_out = Arc::clone(&out);
+    let protocol = row.spec.protocol.clone();
     let role_handle = Arc::clone(handle);
     let mut role = tokio::task::spawn_blocking(move || {
         let mut link = Link {
@@ -102,7 +104,7 @@ pub(super) async fn run(
             sent: Sha256::new(),
             frames: 0,
         };
-        psi::receiver(params, keys, &mut link)
+        psi::receiver(&protocol, params, keys, &mut link)
     });
     let response = client
         .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
@@ -132,7 +134,7 @@ pub(super) async fn run(
                     Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
                     Inbound::Control(_) => format!("PSI: {e}"),
                 };
-                let reason = if matches!(e, concord_mpc::psi::PsiError::PeerGone) { why } else { format!("PSI: {e}") };
+                let reason = if e.peer_gone() { why } else { format!("PSI: {e}") };
                 return Err(Failure::at(psi_error_at(&e, &me, &peer.node), reason));
             }
             Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
@@ -225,8 +227,13 @@ pub(super) async fn run(
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let detail = format!(
-        "released {} of {} with {} to {}: {} own keys, {} peer keys",
+        "released {} ({}) of {} with {} to {}: {} own keys, {} peer keys",
         row.kind.as_str(),
+        if row.spec.protocol == "ot" {
+            "ot"
+        } else {
+            "ecdh"
+        },
         row.spec.dataset,
         peer.node,
         row.recipient,

@@ -150,6 +150,9 @@ pub(crate) struct Spec {
     /// The PSI session id, hex.
     pub(crate) session: String,
     pub(crate) query: Option<QueryParams>,
+    /// The PSI protocol, `ecdh` or `ot` (jobs stored before the OT mode read as `ecdh`).
+    #[serde(default)]
+    pub(crate) protocol: String,
 }
 
 /// One row of the job table.
@@ -505,6 +508,7 @@ mod tests {
                 peer: None,
                 session: "00".into(),
                 query: None,
+                protocol: String::new(),
             },
             state,
             phase: "submitted".into(),

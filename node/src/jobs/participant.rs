@@ -34,6 +34,15 @@ pub(crate) async fn propose(
         Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection)) => k,
         _ => return Err(NodeError::Invalid(format!("unknown job kind {:?}", p.kind))),
     };
+    match (p.protocol.as_str(), kind) {
+        ("" | "ecdh", _) | ("ot", Kind::PsiIntersection) => {}
+        (other, _) => {
+            return Err(NodeError::Invalid(format!(
+                "protocol {other:?} for a {}: use ecdh, or ot for an intersection",
+                kind.as_str()
+            )));
+        }
+    }
     let session = <[u8; 16]>::try_from(p.session.as_slice())
         .map_err(|_| NodeError::Invalid("the session id must be 16 bytes".into()))?;
     let name_ok = |s: &str| {
@@ -69,6 +78,7 @@ pub(crate) async fn propose(
             peer: None,
             session: crate::hex::encode(&session),
             query: None,
+            protocol: p.protocol.clone(),
         },
         state: State::Submitted,
         phase: "proposed".into(),
@@ -226,6 +236,7 @@ async fn participate(
         u8::try_from(row.spec.columns.len()).unwrap_or(u8::MAX),
     );
     let columns = row.spec.columns.clone();
+    let protocol = row.spec.protocol.clone();
     let role_out = Arc::clone(out);
     let mut role = tokio::task::spawn_blocking(move || {
         let keys = input::key_set(&path, &columns).map_err(|e| (false, e))?;
@@ -236,7 +247,8 @@ async fn participate(
             sent: Sha256::new(),
             frames: 0,
         };
-        let peer_items = psi::sender(params, keys, &mut link).map_err(|e| (true, e.to_string()))?;
+        let peer_items =
+            psi::sender(&protocol, params, keys, &mut link).map_err(|e| (true, e.to_string()))?;
         let digest: [u8; 32] = link.sent.finalize().into();
         Ok::<_, (bool, String)>((peer_items, digest, link.frames))
     });

@@ -1,11 +1,15 @@
-//! The ECDH-PSI roles of `concord-mpc`, driven over a job's exchange on a blocking thread.
+//! The PSI roles of `concord-mpc` (ECDH, or OT extension for intersections), driven over a
+//! job's exchange on a blocking thread.
 //!
 //! The coordinator is the receiver (it compares and holds the output); the participant is the
-//! sender. The typed rounds are those of `concord_mpc::psi::local`, with the in-memory channel
-//! replaced by the job's envelopes. Group arithmetic runs on rayon's pool.
+//! sender. The typed rounds are those of `concord_mpc::psi::local` and `psi::ot::local`, with the
+//! in-memory channel replaced by the job's envelopes. Group and AES work runs on rayon's pool.
 
 use std::sync::Arc;
 
+use concord_mpc::psi::ot::{
+    OtMessage, OtPsiError, OtPsiParams, OtReceiverStart, OtSenderAwaitHello,
+};
 use concord_mpc::psi::{
     KeySet, Message, OutputKind, PsiError, PsiParams, ReceiverBlinding, ReceiverOutput, Recipients,
     SenderAwaitQuery, SenderEncoding, SenderNext, SessionId,
@@ -15,6 +19,51 @@ use rand::{RngExt as _, SeedableRng as _};
 use sha2::{Digest as _, Sha256};
 
 use super::exchange::{Outbound, PSI};
+
+/// An automatic intersection uses OT extension from this many rows at the coordinator (below it,
+/// the ECDH mode's fewer bytes and round trips win).
+pub(super) const OT_FROM_ROWS: u64 = 1 << 14;
+
+/// Why a PSI role stopped, in either protocol.
+#[derive(Debug)]
+pub(super) enum ProtoError {
+    /// The ECDH mode, or what both modes share.
+    Psi(PsiError),
+    /// The OT mode.
+    Ot(OtPsiError),
+}
+
+impl ProtoError {
+    /// The peer closed the exchange (the reader knows why).
+    pub(super) fn peer_gone(&self) -> bool {
+        matches!(
+            self,
+            ProtoError::Psi(PsiError::PeerGone)
+                | ProtoError::Ot(OtPsiError::Psi(PsiError::PeerGone))
+        )
+    }
+}
+
+impl std::fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtoError::Psi(e) => e.fmt(f),
+            ProtoError::Ot(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<PsiError> for ProtoError {
+    fn from(e: PsiError) -> Self {
+        ProtoError::Psi(e)
+    }
+}
+
+impl From<OtPsiError> for ProtoError {
+    fn from(e: OtPsiError) -> Self {
+        ProtoError::Ot(e)
+    }
+}
 
 /// The session parameters both parties derive from the job.
 pub(super) fn params(session: [u8; 16], intersection: bool, key_columns: u8) -> PsiParams {
@@ -63,11 +112,77 @@ impl Link<'_> {
         let frame = (self.recv)().ok_or(PsiError::PeerGone)?;
         Ok(Message::decode(&frame)?)
     }
+
+    fn recv_ot(&mut self) -> Result<OtMessage, OtPsiError> {
+        let frame = (self.recv)().ok_or(PsiError::PeerGone)?;
+        Ok(OtMessage::decode(&frame)?)
+    }
+}
+
+/// The OT-mode parameters of the same session (intersection to the receiver only).
+fn ot_params(params: &PsiParams) -> Result<OtPsiParams, OtPsiError> {
+    OtPsiParams::new(
+        params.session(),
+        params.output(),
+        params.recipients(),
+        params.keys(),
+    )
+}
+
+/// The receiver in `protocol` (`ot`, else ECDH).
+pub(super) fn receiver(
+    protocol: &str,
+    params: PsiParams,
+    keys: KeySet,
+    link: &mut Link<'_>,
+) -> Result<ReceiverOutput, ProtoError> {
+    if protocol != "ot" {
+        return Ok(ecdh_receiver(params, keys, link)?);
+    }
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let total = keys.len() as u64;
+    let (waiting, hello) = OtReceiverStart::start(ot_params(&params)?, keys, &mut rng)?;
+    link.send(hello)?;
+    let mut extending = waiting.handle(link.recv_ot()?)?;
+    while let Some(frame) = extending.next_batch() {
+        link.send(frame)?;
+    }
+    (link.progress)(total);
+    let mut comparing = extending.finish()?;
+    while !comparing.is_complete() {
+        comparing.handle(link.recv_ot()?)?;
+    }
+    (link.progress)(2 * total);
+    Ok(comparing.finish()?)
+}
+
+/// The sender in `protocol` (`ot`, else ECDH); returns the receiver's number of distinct keys.
+pub(super) fn sender(
+    protocol: &str,
+    params: PsiParams,
+    keys: KeySet,
+    link: &mut Link<'_>,
+) -> Result<u64, ProtoError> {
+    if protocol != "ot" {
+        return Ok(ecdh_sender(params, keys, link)?);
+    }
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let waiting = OtSenderAwaitHello::start(ot_params(&params)?, keys, &mut rng)?;
+    let (mut extending, setup) = waiting.handle(link.recv_ot()?, &mut rng)?;
+    link.send(setup)?;
+    while !extending.is_complete() {
+        extending.handle(link.recv_ot()?)?;
+    }
+    let mut answering = extending.finish()?;
+    while let Some(frame) = answering.next_batch() {
+        link.send(frame)?;
+    }
+    Ok(answering.finish()?.peer_items)
 }
 
 /// The receiver: blinds its keys, collects, compares. Progress counts its keys blinded and
 /// evaluations received (2·|X| in all).
-pub(super) fn receiver(
+fn ecdh_receiver(
     params: PsiParams,
     keys: KeySet,
     link: &mut Link<'_>,
@@ -101,11 +216,7 @@ pub(super) fn receiver(
 
 /// The sender: encodes its set, sends its digests, evaluates the receiver's batches. Returns
 /// the number of distinct keys the receiver announced.
-pub(super) fn sender(
-    params: PsiParams,
-    keys: KeySet,
-    link: &mut Link<'_>,
-) -> Result<u64, PsiError> {
+fn ecdh_sender(params: PsiParams, keys: KeySet, link: &mut Link<'_>) -> Result<u64, PsiError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let encoding = Arc::new(SenderEncoding::new(params.hash_domain(), keys, &mut rng));
     for frame in encoding.set_frames(&params) {
