@@ -61,6 +61,7 @@
 //! linking, cardinality-only output needs a fresh key and is refused against a cached encoding;
 //! limit the number and size of queries with grants.
 
+mod blinding;
 mod group;
 pub mod join;
 pub mod keys;

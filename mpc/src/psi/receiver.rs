@@ -4,12 +4,11 @@ use rand::CryptoRng;
 use rayon::prelude::*;
 
 use super::PsiError;
-use super::group::{
-    BlindingKey, DigestTag, HashToGroup, ItemDigest, blind_and_digest, hash_and_blind,
-};
+use super::blinding::{Blinded, Blinder};
+use super::group::{BlindingKey, DigestTag, ItemDigest, blind_and_digest};
 use super::keys::{InputReport, KeySet, check_peer_count};
 use super::params::{OutputKind, PsiParams, Recipients};
-use super::wire::{self, DEFAULT_BATCH_ITEMS, Frame, MAX_BATCH_ITEMS, Message};
+use super::wire::{self, Frame, Message};
 
 /// What the receiver learns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,11 +28,7 @@ pub struct ReceiverOutput {
 #[derive(Debug)]
 pub struct ReceiverBlinding {
     params: PsiParams,
-    keys: KeySet,
-    key: BlindingKey,
-    h2g: HashToGroup,
-    next: usize,
-    batch_items: usize,
+    blinder: Blinder,
 }
 
 impl ReceiverBlinding {
@@ -50,12 +45,8 @@ impl ReceiverBlinding {
         let header = wire::query(&params.digest(), keys.len() as u64);
         Ok((
             Self {
-                h2g: params.hash_to_group(),
+                blinder: Blinder::new(params.hash_to_group(), keys, rng),
                 params,
-                keys,
-                key: BlindingKey::random(rng),
-                next: 0,
-                batch_items: DEFAULT_BATCH_ITEMS,
             },
             header,
         ))
@@ -63,46 +54,44 @@ impl ReceiverBlinding {
 
     /// Items per batch frame (clamped to `1..=MAX_BATCH_ITEMS`).
     pub fn with_batch_items(mut self, items: usize) -> Self {
-        self.batch_items = items.clamp(1, MAX_BATCH_ITEMS);
+        self.blinder.set_batch_items(items);
         self
     }
 
     /// The next batch of blinded keys `[a]H(x)`, or `None` when all are sent.
     pub fn next_batch(&mut self) -> Option<Frame> {
-        let keys = self.keys.distinct();
-        if self.next >= keys.len() {
-            return None;
-        }
-        let end = (self.next + self.batch_items).min(keys.len());
-        let blinded = hash_and_blind(&self.h2g, &keys[self.next..end], &self.key);
-        self.next = end;
-        Some(wire::blinded(&blinded))
+        self.blinder.next_points().map(|p| wire::blinded(&p))
     }
 
     /// Distinct keys not yet blinded.
     pub fn remaining(&self) -> usize {
-        self.keys.len() - self.next
+        self.blinder.remaining()
     }
 
     /// Moves to collecting the sender's messages. Every batch must have been taken.
     /// The blinding key is dropped (and zeroized) here; only its inverse is kept.
     pub fn finish(self) -> Result<ReceiverCollecting, PsiError> {
-        if self.remaining() > 0 {
-            return Err(PsiError::Incomplete {
+        let Blinded {
+            keys,
+            unblind,
+            batch_items,
+        } = self
+            .blinder
+            .finish()
+            .map_err(|(expected, received)| PsiError::Incomplete {
                 what: "blinded batches",
-                expected: self.keys.len() as u64,
-                received: self.next as u64,
-            });
-        }
+                expected,
+                received,
+            })?;
         Ok(ReceiverCollecting {
             tag: self.params.digest_tag(),
-            unblind: self.key.inverse(),
-            own: Vec::with_capacity(self.keys.len()),
+            unblind,
+            own: Vec::with_capacity(keys.len()),
             peer: Vec::new(),
             peer_items: None,
             params: self.params,
-            keys: self.keys,
-            batch_items: self.batch_items,
+            keys,
+            batch_items,
         })
     }
 }

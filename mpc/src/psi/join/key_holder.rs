@@ -8,11 +8,9 @@ use rayon::prelude::*;
 use super::elgamal::{Ciphertext, Encryptor};
 use super::wire::{self, JoinMessage};
 use super::{Frame, InputReport, JoinError, JoinNoise, JoinParams, KeySet};
-use crate::psi::group::{
-    BlindingKey, DigestTag, HashToGroup, ItemDigest, blind_and_digest, hash_and_blind,
-};
+use crate::psi::blinding::{Blinded, Blinder};
+use crate::psi::group::{BlindingKey, DigestTag, ItemDigest, blind_and_digest};
 use crate::psi::keys::check_peer_count;
-use crate::psi::wire::{DEFAULT_BATCH_ITEMS, MAX_BATCH_ITEMS};
 
 /// What the key holder learns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,11 +27,7 @@ pub struct KeyHolderOutput {
 #[derive(Debug)]
 pub struct KeyHolderBlinding {
     params: JoinParams,
-    keys: KeySet,
-    key: BlindingKey,
-    h2g: HashToGroup,
-    next: usize,
-    batch_items: usize,
+    blinder: Blinder,
 }
 
 impl KeyHolderBlinding {
@@ -49,12 +43,8 @@ impl KeyHolderBlinding {
         let header = wire::query(&params.digest(), keys.len() as u64);
         Ok((
             Self {
-                h2g: params.hash_to_group(),
+                blinder: Blinder::new(params.hash_to_group(), keys, rng),
                 params,
-                keys,
-                key: BlindingKey::random(rng),
-                next: 0,
-                batch_items: DEFAULT_BATCH_ITEMS,
             },
             header,
         ))
@@ -62,43 +52,37 @@ impl KeyHolderBlinding {
 
     /// Items per batch frame (clamped to `1..=MAX_BATCH_ITEMS`).
     pub fn with_batch_items(mut self, items: usize) -> Self {
-        self.batch_items = items.clamp(1, MAX_BATCH_ITEMS);
+        self.blinder.set_batch_items(items);
         self
     }
 
     /// The next batch of blinded keys `[a]H(k)`, or `None` when all are sent.
     pub fn next_batch(&mut self) -> Option<Frame> {
-        let keys = self.keys.distinct();
-        if self.next >= keys.len() {
-            return None;
-        }
-        let end = (self.next + self.batch_items).min(keys.len());
-        let blinded = hash_and_blind(&self.h2g, &keys[self.next..end], &self.key);
-        self.next = end;
-        Some(wire::blinded(&blinded))
+        self.blinder.next_points().map(|p| wire::blinded(&p))
     }
 
     /// Distinct keys not yet blinded.
     pub fn remaining(&self) -> usize {
-        self.keys.len() - self.next
+        self.blinder.remaining()
     }
 
     /// Moves to unblinding; every batch must have been taken. Only the key's inverse is kept.
     pub fn finish(self) -> Result<KeyHolderUnblinding, JoinError> {
-        if self.remaining() > 0 {
-            return Err(JoinError::Incomplete {
-                what: "blinded batches",
-                expected: self.keys.len() as u64,
-                received: self.next as u64,
-            });
-        }
+        let Blinded { keys, unblind, .. } =
+            self.blinder
+                .finish()
+                .map_err(|(expected, received)| JoinError::Incomplete {
+                    what: "blinded batches",
+                    expected,
+                    received,
+                })?;
         Ok(KeyHolderUnblinding {
             tag: self.params.digest_tag(),
-            unblind: self.key.inverse(),
-            own: Vec::with_capacity(self.keys.len()),
+            unblind,
+            own: Vec::with_capacity(keys.len()),
             offer: None,
             params: self.params,
-            keys: self.keys,
+            keys,
         })
     }
 }
