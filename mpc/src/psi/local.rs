@@ -56,15 +56,23 @@ impl Progress {
     }
 }
 
-/// Counts frames and bytes on one direction of the channel.
-struct Link {
+/// Counts frames and bytes on one direction of the channel (shared by every in-process driver).
+pub(crate) struct Link {
     tx: Sender<Frame>,
-    bytes: u64,
-    frames: u64,
+    pub(crate) bytes: u64,
+    pub(crate) frames: u64,
 }
 
 impl Link {
-    fn send(&mut self, frame: Frame) {
+    pub(crate) fn new(tx: Sender<Frame>) -> Self {
+        Self {
+            tx,
+            bytes: 0,
+            frames: 0,
+        }
+    }
+
+    pub(crate) fn send(&mut self, frame: Frame) {
         self.bytes += frame.len() as u64;
         self.frames += 1;
         // The peer thread only hangs up after an error, which is reported from its side.
@@ -92,11 +100,7 @@ pub fn run<R: CryptoRng + ?Sized>(
     let (to_receiver, from_sender) = channel::<Frame>();
     std::thread::scope(|scope| {
         let sender = scope.spawn(move || {
-            let mut link = Link {
-                tx: to_receiver,
-                bytes: 0,
-                frames: 0,
-            };
+            let mut link = Link::new(to_receiver);
             let encoding = Arc::new(SenderEncoding::with_progress(
                 params.hash_domain(),
                 sender_keys,
@@ -136,11 +140,7 @@ pub fn run<R: CryptoRng + ?Sized>(
         });
 
         let receiver = scope.spawn(move || {
-            let mut link = Link {
-                tx: to_sender,
-                bytes: 0,
-                frames: 0,
-            };
+            let mut link = Link::new(to_sender);
             let (mut blinding, header) =
                 ReceiverBlinding::start(params, receiver_keys, &mut receiver_rng)?;
             link.send(header);

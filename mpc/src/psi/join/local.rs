@@ -5,10 +5,12 @@
 //! decoding and every byte on the wire are paid as a node would pay them; arithmetic runs on
 //! rayon's global pool. Channels are unbounded: both roles send before they read.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, channel};
 
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
+
+use crate::psi::local::Link;
 
 use super::{
     Frame, JoinError, JoinMessage, JoinNoise, JoinOutput, JoinParams, KeyHolderBlinding,
@@ -28,30 +30,6 @@ pub struct LocalRun {
     pub bytes_to_key_holder: u64,
     /// Frames in both directions.
     pub frames: u64,
-}
-
-/// Counts frames and bytes on one direction of the channel.
-struct Link {
-    tx: Sender<Frame>,
-    bytes: u64,
-    frames: u64,
-}
-
-impl Link {
-    fn new(tx: Sender<Frame>) -> Self {
-        Self {
-            tx,
-            bytes: 0,
-            frames: 0,
-        }
-    }
-
-    fn send(&mut self, frame: Frame) {
-        self.bytes += frame.len() as u64;
-        self.frames += 1;
-        // The peer thread only hangs up after an error, which is reported from its side.
-        let _ = self.tx.send(frame);
-    }
 }
 
 fn recv(rx: &Receiver<Frame>) -> Result<JoinMessage, JoinError> {

@@ -2,30 +2,15 @@
 //! ot` and the tests). As in [`crate::psi::local`], each role runs on its own thread and every
 //! frame is encoded and strictly decoded; the AES work runs on rayon's global pool.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, channel};
 
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
 
 use super::{OtMessage, OtPsiError, OtPsiParams, OtReceiverStart, OtSenderAwaitHello};
-use crate::psi::local::LocalRun;
+use crate::psi::local::{Link, LocalRun};
 use crate::psi::{KeySet, PsiError};
 use crate::session::Frame;
-
-struct Link {
-    tx: Sender<Frame>,
-    bytes: u64,
-    frames: u64,
-}
-
-impl Link {
-    fn send(&mut self, frame: Frame) {
-        self.bytes += frame.len() as u64;
-        self.frames += 1;
-        // The peer thread only hangs up after an error, which is reported from its side.
-        let _ = self.tx.send(frame);
-    }
-}
 
 fn recv(rx: &Receiver<Frame>) -> Result<OtMessage, OtPsiError> {
     let frame = rx.recv().map_err(|_| PsiError::PeerGone)?;
@@ -46,11 +31,7 @@ pub fn run<R: CryptoRng + ?Sized>(
     let (to_receiver, from_sender) = channel::<Frame>();
     std::thread::scope(|scope| {
         let sender = scope.spawn(move || {
-            let mut link = Link {
-                tx: to_receiver,
-                bytes: 0,
-                frames: 0,
-            };
+            let mut link = Link::new(to_receiver);
             let waiting = OtSenderAwaitHello::start(params, sender_keys, &mut sender_rng)?;
             let (mut extending, setup) = waiting.handle(recv(&from_receiver)?, &mut sender_rng)?;
             link.send(setup);
@@ -65,11 +46,7 @@ pub fn run<R: CryptoRng + ?Sized>(
         });
 
         let receiver = scope.spawn(move || {
-            let mut link = Link {
-                tx: to_sender,
-                bytes: 0,
-                frames: 0,
-            };
+            let mut link = Link::new(to_sender);
             let (waiting, hello) =
                 OtReceiverStart::start(params, receiver_keys, &mut receiver_rng)?;
             link.send(hello);
