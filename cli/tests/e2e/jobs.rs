@@ -93,6 +93,38 @@ fn grant(fed: &Fed, node: &str, dataset: &str) {
     ]);
 }
 
+/// Health's `patients` (keys `left`) and civil's `insured` (keys `right`), registered, with a
+/// budget and a grant at each node.
+fn patients_and_insured(fed: &Fed, left: std::ops::Range<u32>, right: std::ops::Range<u32>) {
+    let patients = write_people(fed, "patients.csv", left);
+    let insured = write_people(fed, "insured.csv", right);
+    register(fed, "health", "patients", &patients);
+    register(fed, "civil", "insured", &insured);
+    set_budget(fed, "health", "patients", 10);
+    set_budget(fed, "civil", "insured", 10);
+}
+
+/// Submits a cardinality of patients × insured (ε = 1) without waiting; returns its id.
+fn submit_cardinality(operator: &str) -> String {
+    ok(&[
+        "run",
+        "psi",
+        "--profile",
+        operator,
+        "--kind",
+        "cardinality",
+        "--left",
+        "health:patients:nin",
+        "--right",
+        "civil:insured:nin",
+        "--epsilon",
+        "1",
+        "--detach",
+    ])
+    .trim()
+    .to_owned()
+}
+
 /// Budget rows of a job at a node: (dataset, state).
 fn budget_of(fed: &Fed, node: &str, job: &str) -> Vec<(String, String)> {
     let db = rusqlite::Connection::open(fed.path(&format!("{node}/data/node.sqlite"))).unwrap();
@@ -143,12 +175,7 @@ fn psi_cardinality_intersection_and_query_reach_only_their_recipient() {
     let fed = Fed::init("health,civil");
     let health = fed.start("health");
     let civil = fed.start("civil");
-    let patients = write_people(&fed, "patients.csv", 0..200);
-    let insured = write_people(&fed, "insured.csv", 150..400);
-    register(&fed, "health", "patients", &patients);
-    register(&fed, "civil", "insured", &insured);
-    set_budget(&fed, "health", "patients", 10);
-    set_budget(&fed, "civil", "insured", 10);
+    patients_and_insured(&fed, 0..200, 150..400);
     let operator = fed.path("health/operator.toml");
     let researcher = fed.path("health/researcher.toml");
 
@@ -442,30 +469,9 @@ fn a_peer_killed_mid_job_fails_it_at_the_coordinator_and_returns_the_budget() {
     let health = fed.start("health");
     let civil = fed.start("civil");
     let n = 150_000;
-    let patients = write_people(&fed, "patients.csv", 0..n);
-    let insured = write_people(&fed, "insured.csv", n / 2..n + n / 2);
-    register(&fed, "health", "patients", &patients);
-    register(&fed, "civil", "insured", &insured);
-    set_budget(&fed, "health", "patients", 10);
-    set_budget(&fed, "civil", "insured", 10);
+    patients_and_insured(&fed, 0..n, n / 2..n + n / 2);
     let operator = fed.path("health/operator.toml");
-    let id = ok(&[
-        "run",
-        "psi",
-        "--profile",
-        &operator,
-        "--kind",
-        "cardinality",
-        "--left",
-        "health:patients:nin",
-        "--right",
-        "civil:insured:nin",
-        "--epsilon",
-        "1",
-        "--detach",
-    ])
-    .trim()
-    .to_owned();
+    let id = submit_cardinality(&operator);
 
     let wait = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| {
         let start = Instant::now();
@@ -527,30 +533,9 @@ fn cancelling_a_running_job_stops_it_at_both_parties() {
     let _health = fed.start("health");
     let _civil = fed.start("civil");
     let n = 150_000;
-    let patients = write_people(&fed, "patients.csv", 0..n);
-    let insured = write_people(&fed, "insured.csv", n / 2..n + n / 2);
-    register(&fed, "health", "patients", &patients);
-    register(&fed, "civil", "insured", &insured);
-    set_budget(&fed, "health", "patients", 10);
-    set_budget(&fed, "civil", "insured", 10);
+    patients_and_insured(&fed, 0..n, n / 2..n + n / 2);
     let operator = fed.path("health/operator.toml");
-    let id = ok(&[
-        "run",
-        "psi",
-        "--profile",
-        &operator,
-        "--kind",
-        "cardinality",
-        "--left",
-        "health:patients:nin",
-        "--right",
-        "civil:insured:nin",
-        "--epsilon",
-        "1",
-        "--detach",
-    ])
-    .trim()
-    .to_owned();
+    let id = submit_cardinality(&operator);
     let start = Instant::now();
     while show(&fed, "health", "operator", &id)["phase"] != "exchanging" {
         assert!(start.elapsed() < Duration::from_secs(120));
@@ -593,12 +578,7 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     let _health = fed.start("health");
     let _civil = fed.start("civil");
     // 20,000 rows at health: an automatic intersection takes the OT mode (from 16,384 rows).
-    let patients = write_people(&fed, "patients.csv", 0..20_000);
-    let insured = write_people(&fed, "insured.csv", 15_000..21_000);
-    register(&fed, "health", "patients", &patients);
-    register(&fed, "civil", "insured", &insured);
-    set_budget(&fed, "health", "patients", 10);
-    set_budget(&fed, "civil", "insured", 10);
+    patients_and_insured(&fed, 0..20_000, 15_000..21_000);
     let operator = fed.path("health/operator.toml");
     let run = |protocol: &[&str]| {
         let base = [
