@@ -189,8 +189,9 @@ impl Runner {
         format!("concord {}", words.join(" "))
     }
 
-    /// Runs `concord ARGS` and returns its stdout; fails with its stderr.
-    fn run(&self, args: &[String]) -> anyhow::Result<String> {
+    /// Prints `concord ARGS` as typed, runs it in the federation's directory, and returns its
+    /// exit status, stdout and stderr.
+    fn exec(&self, args: &[String]) -> anyhow::Result<(bool, String, String)> {
         println!("  $ {}", self.shown(args));
         let out = Command::new(&self.exe)
             .args(args)
@@ -198,30 +199,24 @@ impl Runner {
             .env_remove("CONCORD_PROFILE")
             .output()
             .context("running concord")?;
-        if !out.status.success() {
-            bail!(
-                "`{}` failed:\n{}",
-                self.shown(args),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+    }
+
+    /// Runs `concord ARGS` and returns its stdout; fails with its stderr.
+    fn run(&self, args: &[String]) -> anyhow::Result<String> {
+        match self.exec(args)? {
+            (true, stdout, _) => Ok(stdout),
+            (false, _, stderr) => bail!("`{}` failed:\n{stderr}", self.shown(args)),
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs `concord ARGS` that is expected to be refused; returns its last stderr line.
     fn refused(&self, args: &[String]) -> anyhow::Result<String> {
-        println!("  $ {}", self.shown(args));
-        let out = Command::new(&self.exe)
-            .args(args)
-            .current_dir(&self.root)
-            .env_remove("CONCORD_PROFILE")
-            .output()
-            .context("running concord")?;
-        if out.status.success() {
-            bail!("`{}` should have been refused", self.shown(args));
+        match self.exec(args)? {
+            (true, ..) => bail!("`{}` should have been refused", self.shown(args)),
+            (false, _, stderr) => Ok(stderr.lines().last().unwrap_or_default().to_owned()),
         }
-        let err = String::from_utf8_lossy(&out.stderr);
-        Ok(err.lines().last().unwrap_or_default().to_owned())
     }
 
     fn path(&self, rel: &str) -> String {
