@@ -310,18 +310,27 @@ fn change(
     let grant = load(&tx, id)
         .map_err(&err)?
         .ok_or_else(|| GrantError::NotFound(id.to_owned()))?;
-    f(&tx, &grant).map_err(|e| match e {
-        ChangeError::Grant(g) => g,
-        ChangeError::Sqlite(e) => GrantError::Store(err(e)),
-    })?;
+    f(&tx, &grant).map_err(|e| e.label(&err))?;
     let after = load(&tx, id).map_err(&err)?;
     tx.commit().map_err(&err)?;
     after.ok_or_else(|| GrantError::NotFound(id.to_owned()))
 }
 
+/// A grant error, or an SQLite error not yet labelled with its database (work inside a borrowed
+/// transaction cannot reach the store to label it).
 enum ChangeError {
     Grant(GrantError),
     Sqlite(rusqlite::Error),
+}
+
+impl ChangeError {
+    /// The grant error, with SQLite errors labelled by `err` ([`Store::err_fn`]).
+    fn label(self, err: &impl Fn(rusqlite::Error) -> StoreError) -> GrantError {
+        match self {
+            ChangeError::Grant(g) => g,
+            ChangeError::Sqlite(e) => GrantError::Store(err(e)),
+        }
+    }
 }
 
 impl From<GrantError> for ChangeError {
@@ -458,15 +467,6 @@ fn dataset_of(conn: &rusqlite::Connection, req: &UseRequest) -> Result<Dataset, 
         })
 }
 
-/// Runs `f` and turns its SQLite errors into store errors labelled with the database.
-fn labelled<T>(store: &Store, f: impl FnOnce() -> Result<T, ChangeError>) -> Result<T, GrantError> {
-    let err = store.err_fn();
-    f().map_err(|e| match e {
-        ChangeError::Grant(g) => g,
-        ChangeError::Sqlite(e) => GrantError::Store(err(e)),
-    })
-}
-
 /// The grants a request may run under: the one it names, or (none named) every grant held by
 /// its grantee, by id.
 fn candidates(conn: &rusqlite::Connection, req: &UseRequest) -> Result<Vec<Grant>, ChangeError> {
@@ -546,10 +546,7 @@ pub fn admit(
     let found = (|| -> Result<(Dataset, Vec<Grant>), ChangeError> {
         Ok((dataset_of(&tx, req)?, candidates(&tx, req)?))
     })();
-    let (dataset, grants) = found.map_err(|e| match e {
-        ChangeError::Grant(g) => g,
-        ChangeError::Sqlite(e) => GrantError::Store(err(e)),
-    })?;
+    let (dataset, grants) = found.map_err(|e| e.label(&err))?;
     let (grant, ()) = first_allowed(req, grants, |grant| {
         policy::check(grant, rules, &dataset, req, now_ms)?;
         policy::check_set_sizes(grant, [("this node", own_set_size)])?;
@@ -607,6 +604,7 @@ pub fn recheck(
     smallest_group: Option<i64>,
     now_ms: i64,
 ) -> Result<Grant, GrantError> {
+    let err = store.err_fn();
     let conn: &rusqlite::Connection = store.conn();
     let found = (|| -> Result<(Dataset, Grant), ChangeError> {
         let dataset = dataset_of(conn, req)?;
@@ -636,7 +634,7 @@ pub fn recheck(
         })?;
         Ok((dataset, grant))
     })();
-    let (dataset, grant) = labelled(store, || found)?;
+    let (dataset, grant) = found.map_err(|e| e.label(&err))?;
     policy::check(&grant, rules, &dataset, req, now_ms)?;
     policy::check_set_sizes(&grant, parties.iter().copied())?;
     let min = grant.terms.limits.min_group_size;
