@@ -262,7 +262,7 @@ fn refused(node: &Node, at_release: bool, e: NodeError) -> Failure {
 
 /// Runs this node's policy check before its first message; reserves the job's budget.
 /// Audited by the check (`policy.admit`).
-pub(super) async fn admit(node: &Arc<Node>, row: &JobRow, _actor: &str) -> Result<(), Failure> {
+pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<(), Failure> {
     let req = request_here(node, row)?;
     let size = dataset(node, &row.spec.dataset)
         .await
@@ -280,7 +280,6 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow, _actor: &str) -> Resul
 pub(super) async fn recheck(
     node: &Arc<Node>,
     row: &JobRow,
-    _actor: &str,
     peer_sizes: Vec<u64>,
 ) -> Result<(), Failure> {
     let req = request_here(node, row)?;
@@ -441,9 +440,8 @@ async fn work(
     p: &mut Progress,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
-    let actor = row.submitted_by.clone();
     handle.report(State::Submitted, "authorizing", 0, 0, "");
-    admit(node, row, &actor).await?;
+    admit(node, row).await?;
     p.reserved = true;
     let (path, _) = dataset(node, &row.spec.dataset)
         .await
@@ -481,7 +479,7 @@ async fn run_query(
             .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
             .map_err(|e| Failure::at(&me, e))?;
     step(node, row, Some(handle), State::Running, "rechecking").await;
-    recheck(node, row, &row.submitted_by, Vec::new()).await?;
+    recheck(node, row, Vec::new()).await?;
     let result = pb::JobResult {
         job_id: row.id.clone(),
         kind: row.kind.as_str().into(),

@@ -151,7 +151,7 @@ pub(super) async fn run(
 
     // Recheck: own gate first, then the participant's (which commits its budget if it agrees).
     step(node, row, Some(handle), State::Running, "rechecking").await;
-    recheck(node, row, &row.submitted_by, vec![output.peer_items]).await?;
+    recheck(node, row, vec![output.peer_items]).await?;
     if !out
         .control(pb::job_control::Kind::Release(pb::ReleaseRequest {}))
         .await

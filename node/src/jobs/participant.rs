@@ -91,8 +91,7 @@ pub(crate) async fn propose(
     node.with_store(move |_, store| super::insert(store, &stored))
         .await?
         .map_err(|_| NodeError::Exists(format!("job {:?} is already known here", row.id)))?;
-    let actor = format!("{peer} for {}", row.submitted_by);
-    if let Err(failure) = admit(node, &row, &actor).await {
+    if let Err(failure) = admit(node, &row).await {
         fail(node, &row, false, &failure).await;
         let code = failure
             .reason
@@ -279,7 +278,7 @@ async fn participate(
         Inbound::Control(pb::job_control::Kind::Release(_)) => {}
         other => return Err(ended(other, &peer)),
     }
-    if let Err(failure) = recheck(node, row, &peer, vec![peer_items]).await {
+    if let Err(failure) = recheck(node, row, vec![peer_items]).await {
         let (code, reason) = failure.reason.split_once("): ").map_or(
             ("refused".to_owned(), failure.reason.clone()),
             |(c, r)| {
