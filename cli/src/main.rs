@@ -73,7 +73,8 @@ enum Command {
     /// Privacy budgets: caps per dataset and period, and what is left.
     #[command(subcommand)]
     Budget(governance::BudgetCommand),
-    /// Run a joint job: a private set intersection with a peer, or a DP query at your node.
+    /// Run a joint job: a private set intersection or a join-aggregate with a peer, or a DP
+    /// query at your node.
     #[command(subcommand)]
     Run(run::RunCommand),
     /// List, inspect and cancel jobs, and collect a job's result (its recipient only).

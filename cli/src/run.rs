@@ -1,4 +1,4 @@
-//! `concord run psi|query`: submit a joint job to your node, follow it, print its result.
+//! `concord run psi|join|query`: submit a joint job to your node, follow it, print its result.
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
@@ -29,6 +29,27 @@ pub(crate) enum RunCommand {
     ///     --recipient researcher.health.concord
     #[command(verbatim_doc_comment)]
     Psi(PsiArgs),
+    /// A DP count and sum of your values over the keys a peer also holds (join-aggregate).
+    ///
+    /// Your node holds the values (--values) and decrypts the result; the peer holds the keys
+    /// (--keys) and adds the noise under encryption before anything leaves it, so no exact
+    /// figure is ever decrypted and neither node learns which keys matched. The peer learns how
+    /// many distinct keys you have and the exact size of the overlap (not which keys); your node
+    /// learns how many distinct keys the peer has. Both nodes check their own policy, reserve ε,
+    /// and audit every step.
+    ///
+    /// What is released, per group (--group-by with its public --categories, else one group):
+    ///   count   your distinct keys the peer also holds; discrete Laplace noise, scale 2/ε
+    ///   sum     their values (rows of one key added, then clamped to [LO, HI]); noise scale
+    ///           2·max(|LO|, |HI|)/ε
+    /// each with its 95% interval. Every node spends ε (ε/2 for the counts, ε/2 for the sums).
+    ///
+    /// Example:
+    ///   concord run join --profile health/operator.toml
+    ///     --values health:patients:nin:cost:0:5000 --keys civil:insured:nin
+    ///     --group-by region --categories north,south --epsilon 1
+    #[command(verbatim_doc_comment)]
+    Join(Box<JoinArgs>),
     /// A differentially private statistic of one dataset at your node.
     ///
     /// Statistics (rows are taken as distinct individuals; integers only; nulls left out):
@@ -107,6 +128,33 @@ pub(crate) enum Protocol {
     Ot,
 }
 
+#[derive(Args)]
+pub(crate) struct JoinArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// Your side: NODE:DATASET:KEYCOLS:VALUECOL:LO:HI (key columns comma-separated; the
+    /// integer column summed, clamped per person to [LO, HI]), at your node.
+    #[arg(long, value_name = "NODE:DATASET:KEYCOLS:VALUECOL:LO:HI", value_parser = parse_values)]
+    values: (pb::DatasetUse, String, i64, i64),
+    /// The peer's side: NODE:DATASET:KEYCOLS.
+    #[arg(long, value_name = "NODE:DATASET:COLS", value_parser = parse_use)]
+    keys: pb::DatasetUse,
+    /// A column of your dataset to group by (needs --categories).
+    #[arg(long, value_name = "COL", requires = "categories")]
+    group_by: Option<String>,
+    /// The public categories of --group-by, comma-separated (a row outside them stops the job).
+    #[arg(long, value_delimiter = ',', requires = "group_by")]
+    categories: Vec<String>,
+    /// The grant to use at your node.
+    #[arg(long, value_name = "ID")]
+    grant_values: Option<String>,
+    /// The grant to use at the peer.
+    #[arg(long, value_name = "ID")]
+    grant_keys: Option<String>,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Statistic {
     Count,
@@ -168,6 +216,41 @@ fn parse_use(s: &str) -> Result<pb::DatasetUse, String> {
     }
 }
 
+fn parse_values(s: &str) -> Result<(pb::DatasetUse, String, i64, i64), String> {
+    let wrong = || {
+        format!(
+            "{s:?}: expected NODE:DATASET:KEYCOLS:VALUECOL:LO:HI, e.g. \
+             health:patients:nin:cost:0:5000"
+        )
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    let [node, dataset, cols, value, lo, hi] = parts.as_slice() else {
+        return Err(wrong());
+    };
+    if [node, dataset, cols, value].iter().any(|p| p.is_empty()) {
+        return Err(wrong());
+    }
+    let bound = |b: &str| {
+        b.parse::<i64>()
+            .map_err(|_| format!("{s:?}: bound {b:?} is not an integer"))
+    };
+    let (lo, hi) = (bound(lo)?, bound(hi)?);
+    if lo > hi {
+        return Err(format!("{s:?}: LO {lo} is above HI {hi}"));
+    }
+    Ok((
+        pb::DatasetUse {
+            node: (*node).to_owned(),
+            dataset: (*dataset).to_owned(),
+            columns: cols.split(',').map(str::to_owned).collect(),
+            grant: String::new(),
+        },
+        (*value).to_owned(),
+        lo,
+        hi,
+    ))
+}
+
 pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
     let (profile, spec, job) = match cmd {
         RunCommand::Psi(a) => {
@@ -200,6 +283,26 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
                     Some(Protocol::Ecdh) => "ecdh".into(),
                     Some(Protocol::Ot) => "ot".into(),
                 },
+            });
+            (a.profile, kind, a.job)
+        }
+        RunCommand::Join(a) => {
+            let a = *a;
+            if a.job.epsilon.is_none() {
+                bail!("a join is a DP release: give --epsilon");
+            }
+            let (mut values, value_column, lo, hi) = a.values;
+            values.grant = a.grant_values.unwrap_or_default();
+            let mut keys = a.keys;
+            keys.grant = a.grant_keys.unwrap_or_default();
+            let kind = pb::job_spec::Kind::Join(pb::JoinJob {
+                keys: Some(keys),
+                values: Some(values),
+                value_column,
+                lo,
+                hi,
+                group_by: a.group_by.unwrap_or_default(),
+                categories: a.categories,
             });
             (a.profile, kind, a.job)
         }

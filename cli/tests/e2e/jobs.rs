@@ -1,5 +1,6 @@
-//! Joint jobs between real node processes: PSI cardinality and intersection, a DP query, the
-//! result reaching only its recipient, refusals at each party, and a peer killed mid-job.
+//! Joint jobs between real node processes: PSI cardinality and intersection, a join-aggregate, a
+//! DP query, the result reaching only its recipient, refusals at each party, and a peer killed
+//! mid-job.
 
 use std::time::{Duration, Instant};
 
@@ -625,4 +626,175 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
         "ot",
     ]);
     assert!(err.contains("cannot give a cardinality alone"), "{err}");
+}
+
+/// Health's `visits` (`nin,cost,region`, keys 0..200, one row per key plus a second visit for
+/// keys divisible by 10 and one null cost), registered with a budget and a grant.
+fn visits(fed: &Fed) -> (Vec<i64>, Vec<i64>) {
+    let mut text = String::from("nin,cost,region\n");
+    // Exact figures over keys 100..200 (civil's overlap), by region: (count, sum).
+    let (mut count, mut sum) = (vec![0i64; 2], vec![0i64; 2]);
+    for i in 0..200u32 {
+        let region = usize::from(i % 2 == 1);
+        let name = ["north", "south"][region];
+        let cost = i64::from(i % 90);
+        text.push_str(&format!("N{i:07},{cost},{name}\n"));
+        let mut total = cost;
+        if i % 10 == 0 {
+            text.push_str(&format!("N{i:07},40,{name}\n"));
+            total += 40;
+        }
+        if i >= 100 {
+            count[region] += 1;
+            sum[region] += total.min(100);
+        }
+    }
+    text.push_str("N9999999,,north\n");
+    let path = fed.root.join("visits.csv");
+    std::fs::write(&path, text).unwrap();
+    ok(&[
+        "dataset",
+        "add",
+        "--profile",
+        &fed.path("health/manager.toml"),
+        "--id",
+        "visits",
+        "--file",
+        path.to_str().unwrap(),
+        "--key-columns",
+        "nin",
+        "--column",
+        "nin:text:internal",
+        "--column",
+        "cost:integer:sensitive:nullable",
+        "--column",
+        "region:text:internal",
+    ]);
+    set_budget(fed, "health", "visits", 20);
+    (count, sum)
+}
+
+#[test]
+fn a_join_releases_noised_counts_and_sums_by_group_to_its_recipient() {
+    let fed = Fed::init("health,civil");
+    let health = fed.start("health");
+    let civil = fed.start("civil");
+    let (count, sum) = visits(&fed);
+    let insured = write_people(&fed, "insured.csv", 100..300);
+    register(&fed, "civil", "insured", &insured);
+    set_budget(&fed, "civil", "insured", 20);
+    let operator = fed.path("health/operator.toml");
+    let join = |epsilon: &str, keys: &str| {
+        concord(&[
+            "run",
+            "join",
+            "--profile",
+            &operator,
+            "--values",
+            "health:visits:nin:cost:0:100",
+            "--keys",
+            keys,
+            "--group-by",
+            "region",
+            "--categories",
+            "north,south",
+            "--epsilon",
+            epsilon,
+            "--recipient",
+            "researcher.health.concord",
+        ])
+    };
+
+    let out = join("8", "civil:insured:nin");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let id = job_id(&stderr);
+    let result: serde_json::Value = serde_json::from_str(&ok(&[
+        "job",
+        "result",
+        "--profile",
+        &fed.path("health/researcher.toml"),
+        &id,
+        "--json",
+    ]))
+    .unwrap();
+    let values = result["values"].as_array().unwrap();
+    let labels: Vec<&str> = values
+        .iter()
+        .map(|v| v["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "count (north)",
+            "sum (north)",
+            "count (south)",
+            "sum (south)"
+        ]
+    );
+    let exact = [count[0], sum[0], count[1], sum[1]];
+    for (v, exact) in values.iter().zip(exact) {
+        let (value, lower, upper) = (
+            v["value"].as_f64().unwrap(),
+            v["lower"].as_f64().unwrap(),
+            v["upper"].as_f64().unwrap(),
+        );
+        assert!(lower < value && value < upper, "{v}");
+        // ε = 8: count scale 0.25, sum scale 25; ±12 scales fails with p < 1e-5.
+        let scale = if v["label"].as_str().unwrap().starts_with("count") {
+            0.25
+        } else {
+            25.0
+        };
+        assert!(
+            (value - exact as f64).abs() <= 12.0 * scale,
+            "{v} vs {exact}"
+        );
+    }
+    assert_eq!(result["epsilon"], 8.0);
+    assert_eq!(result["parties"], serde_json::json!(["health", "civil"]));
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("visits".into(), "committed".into())]
+    );
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "committed".into())]
+    );
+
+    // Civil refuses a restricted key column: failed at both, health's budget returned.
+    let out = join("1", "civil:insured:diagnosis");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let refused = job_id(&stderr);
+    assert!(
+        stderr.contains("failed at civil") && stderr.contains("tier-violation"),
+        "{stderr}"
+    );
+    assert_eq!(show(&fed, "civil", "auditor", &refused)["state"], "failed");
+    assert_eq!(
+        budget_of(&fed, "health", &refused),
+        [("visits".into(), "returned".into())]
+    );
+
+    health.stop();
+    civil.stop();
+    for node in ["health", "civil"] {
+        verify_offline(&fed, node);
+    }
+    let entries = audit_entries(&fed, "health");
+    let release = find(&entries, "job.release", "accepted", &[("subjects", &id)]);
+    assert_eq!(release["privacy_cost"], "ε=8");
+    find(
+        &entries,
+        "policy.admit",
+        "accepted",
+        &[
+            ("subjects", "visits.cost:dp-value"),
+            ("subjects", "visits.region:dp-group"),
+        ],
+    );
+    let entries = audit_entries(&fed, "civil");
+    let release = find(&entries, "job.release", "accepted", &[("subjects", &id)]);
+    assert_eq!(release["privacy_cost"], "ε=8");
 }

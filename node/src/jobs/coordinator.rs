@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 
 use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
 use super::gate::{FieldUse, UseRequest};
-use super::{Failure, Handle, JobRow, Kind, PeerUse, QueryParams, Spec, State, psi, query};
+use super::{
+    Failure, Handle, JobRow, JoinSpec, Kind, PeerUse, QueryParams, Spec, State, psi, query,
+};
 use crate::audit::{Outcome, Record};
 use crate::config::Role;
 use crate::service::governance::Phase;
@@ -54,7 +56,7 @@ pub(crate) async fn submit(
         Ok(())
     };
     let epsilon_ok = spec.epsilon.is_finite() && spec.epsilon > 0.0;
-    let (kind, own_use, peer, query, protocol) = match spec.kind {
+    let (kind, own_use, peer, query, protocol, join) = match spec.kind {
         Some(pb::job_spec::Kind::Psi(p)) => {
             let kind = match pb::PsiOutput::try_from(p.output) {
                 Ok(pb::PsiOutput::Cardinality) => Kind::PsiCardinality,
@@ -107,7 +109,7 @@ pub(crate) async fn submit(
                 columns: right.columns,
                 grant: right.grant,
             };
-            (kind, left, Some(peer), None, protocol)
+            (kind, left, Some(peer), None, protocol, None)
         }
         Some(pb::job_spec::Kind::Query(q)) => {
             let d = q.dataset.unwrap_or_default();
@@ -123,9 +125,77 @@ pub(crate) async fn submit(
                 categories: q.categories,
                 quantile: q.quantile,
             };
-            (Kind::Query, d, None, Some(params), String::new())
+            (Kind::Query, d, None, Some(params), String::new(), None)
         }
-        None => return Err(invalid("a job needs a kind (psi or query)".into())),
+        Some(pb::job_spec::Kind::Join(j)) => {
+            let values = j.values.unwrap_or_default();
+            let keys = j.keys.unwrap_or_default();
+            own(
+                &values,
+                "the values (--values; your node decrypts the result)",
+            )?;
+            if node.config.peer(&keys.node).is_none() {
+                return Err(invalid(format!(
+                    "the keys' node {:?} is not a peer of {me}",
+                    keys.node
+                )));
+            }
+            if values.columns.is_empty() || values.columns.len() != keys.columns.len() {
+                return Err(invalid(
+                    "both sides need the same number (at least one) of key columns".into(),
+                ));
+            }
+            if j.value_column.is_empty() {
+                return Err(invalid(
+                    "a join needs the column whose values it sums".into(),
+                ));
+            }
+            let bound = concord_mpc::psi::join::MAX_ABS_VALUE;
+            if j.lo > j.hi || j.lo.abs() > bound || j.hi.abs() > bound {
+                return Err(invalid(format!(
+                    "bounds [{}, {}]: lo must not exceed hi, both within ±2^40",
+                    j.lo, j.hi
+                )));
+            }
+            if j.group_by.is_empty() != j.categories.is_empty() {
+                return Err(invalid(
+                    "--group-by and --categories go together: the column and its public \
+                     categories"
+                        .into(),
+                ));
+            }
+            let distinct: std::collections::BTreeSet<_> = j.categories.iter().collect();
+            if distinct.len() != j.categories.len()
+                || j.categories.len() > usize::from(concord_mpc::psi::join::MAX_CATEGORIES)
+            {
+                return Err(invalid(
+                    "categories must be distinct, at most 256 of them".into(),
+                ));
+            }
+            super::join::NoisePlan::new(spec.epsilon, (j.lo, j.hi)).map_err(invalid)?;
+            let peer = PeerUse {
+                node: keys.node,
+                dataset: keys.dataset,
+                columns: keys.columns,
+                grant: keys.grant,
+            };
+            let terms = JoinSpec {
+                value_column: j.value_column,
+                lo: j.lo,
+                hi: j.hi,
+                group_by: j.group_by,
+                categories: j.categories,
+            };
+            (
+                Kind::Join,
+                values,
+                Some(peer),
+                None,
+                String::new(),
+                Some(terms),
+            )
+        }
+        None => return Err(invalid("a job needs a kind (psi, join or query)".into())),
     };
     let mut parties = vec![me.clone()];
     parties.extend(peer.iter().map(|p| p.node.clone()));
@@ -151,6 +221,7 @@ pub(crate) async fn submit(
             session: crate::hex::encode(&psi::session()),
             query,
             protocol,
+            join,
         },
         state: State::Submitted,
         phase: "submitted".into(),
@@ -179,7 +250,7 @@ pub(crate) async fn submit(
 /// The dataset use a job makes at this node, as the gate sees it.
 pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, String> {
     let how = match row.kind {
-        Kind::PsiCardinality => FieldUse::MatchKey,
+        Kind::PsiCardinality | Kind::Join => FieldUse::MatchKey,
         Kind::PsiIntersection => FieldUse::RevealKey,
         Kind::Query => match row.spec.query.as_ref().map(|q| q.statistic.as_str()) {
             Some("histogram") => FieldUse::DpGroup,
@@ -192,11 +263,32 @@ pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest
         grantee: row.submitted_by.clone(),
         grant: row.spec.grant.clone(),
         dataset: row.spec.dataset.clone(),
-        fields: row.spec.columns.iter().map(|c| (c.clone(), how)).collect(),
+        fields: row
+            .spec
+            .columns
+            .iter()
+            .map(|c| (c.clone(), how))
+            .chain(value_fields(row))
+            .collect(),
         peers,
         recipient: row.recipient.clone(),
         cost: row.cost()?,
     })
+}
+
+/// A join's value and grouping columns at the value holder (none elsewhere).
+fn value_fields(row: &JobRow) -> Vec<(String, FieldUse)> {
+    let Some(j) = row.spec.join.as_ref() else {
+        return Vec::new();
+    };
+    [
+        (&j.value_column, FieldUse::DpValue),
+        (&j.group_by, FieldUse::DpGroup),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !c.is_empty())
+    .map(|(c, how)| (c.clone(), how))
+    .collect()
 }
 
 /// An audit record about a job at this node.
@@ -212,6 +304,7 @@ pub(super) fn record(
         row.spec
             .columns
             .iter()
+            .chain(value_fields(row).iter().map(|(c, _)| c))
             .map(|c| format!("{}.{c}", row.spec.dataset)),
     );
     Record {
@@ -452,6 +545,7 @@ async fn work(
         Kind::PsiCardinality | Kind::PsiIntersection => {
             super::coordinator_psi::run(node, row, handle, path, &mut p.out).await
         }
+        Kind::Join => super::join::run(node, row, handle, path, &mut p.out).await,
     }?;
     p.released = true;
     Ok(())
@@ -552,7 +646,8 @@ pub(crate) const JOB_READERS: &[Role] = &[
     Role::Researcher,
 ];
 
-pub(super) fn psi_error_at<'a>(e: &psi::ProtoError, me: &'a str, peer: &'a str) -> &'a str {
+/// True when a PSI error comes from the peer's frames (else this node failed).
+pub(super) fn psi_error_is_peers(e: &psi::ProtoError) -> bool {
     let e = match e {
         psi::ProtoError::Psi(e) | psi::ProtoError::Ot(OtPsiError::Psi(e)) => e,
         // Decoding and parameter errors of the OT mode come from the peer's frames.
@@ -560,20 +655,20 @@ pub(super) fn psi_error_at<'a>(e: &psi::ProtoError, me: &'a str, peer: &'a str) 
             OtPsiError::Decode(_)
             | OtPsiError::BinsMismatch { .. }
             | OtPsiError::OutputWidthMismatch { .. },
-        ) => return peer,
-        psi::ProtoError::Ot(_) => return me,
+        ) => return true,
+        psi::ProtoError::Ot(_) => return false,
     };
-    match e {
+    matches!(
+        e,
         PsiError::Decode(_)
-        | PsiError::ParamsMismatch
-        | PsiError::Unexpected { .. }
-        | PsiError::TooManyItems { .. }
-        | PsiError::Incomplete { .. }
-        | PsiError::MatchOutOfRange { .. }
-        | PsiError::InconsistentOutcome { .. }
-        | PsiError::PeerGone => peer,
-        _ => me,
-    }
+            | PsiError::ParamsMismatch
+            | PsiError::Unexpected { .. }
+            | PsiError::TooManyItems { .. }
+            | PsiError::Incomplete { .. }
+            | PsiError::MatchOutOfRange { .. }
+            | PsiError::InconsistentOutcome { .. }
+            | PsiError::PeerGone
+    )
 }
 
 /// While the protocol runs: the first control message or the end of the stream. No timeout of

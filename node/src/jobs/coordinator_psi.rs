@@ -6,16 +6,19 @@ use std::sync::Arc;
 
 use concord_dp::release::{self, NoiseSpec};
 use concord_proto::v1 as pb;
+use concord_proto::v1::federation_client::FederationClient;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
+use tonic::transport::Channel;
 
 use super::coordinator::{
-    commit_release, during_protocol, federation_client, next_control, psi_error_at, recheck, step,
+    commit_release, during_protocol, federation_client, next_control, psi_error_is_peers, recheck,
+    step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
 use super::psi::{self, Link};
-use super::{Failure, Handle, JobRow, Kind, State, input, query};
+use super::{Failure, Handle, JobRow, Kind, PeerUse, State, input, query};
 use crate::service::Node;
 
 pub(super) async fn run(
@@ -31,7 +34,6 @@ pub(super) async fn run(
         .peer
         .clone()
         .ok_or_else(|| Failure::at(&me, "a PSI job needs a peer"))?;
-    let at_peer = |reason: String| Failure::at(&peer.node, reason);
 
     // Own keys first: a broken file fails here, before the peer is asked for anything.
     handle.report(State::Submitted, "reading", 0, 0, "");
@@ -45,131 +47,39 @@ pub(super) async fn run(
 
     // Propose: the participant runs its own gate and reserves its budget.
     handle.report(State::Submitted, "proposing", 0, 0, "");
-    let channel = node
-        .peer_channel(&peer.node)
-        .await
-        .map_err(|e| at_peer(format!("unreachable: {e}")))?;
-    let mut client = federation_client(channel);
-    let session = crate::hex::decode_16(&row.spec.session)
-        .ok_or_else(|| Failure::at(&me, "bad session id"))?;
-    let proposal = pb::JobProposal {
-        job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
-        submitted_by: row.submitted_by.clone(),
-        grant: peer.grant.clone(),
-        dataset: peer.dataset.clone(),
-        columns: peer.columns.clone(),
-        recipient: row.recipient.clone(),
-        epsilon: row.spec.epsilon,
-        session: session.to_vec(),
-        parties: row.parties.clone(),
-        protocol: row.spec.protocol.clone(),
-    };
-    let decision = client
-        .propose(proposal)
-        .await
-        .map_err(|s| at_peer(format!("proposal failed ({:?}): {}", s.code(), s.message())))?
-        .into_inner();
-    if !decision.accepted {
-        return Err(at_peer(format!(
-            "refused ({}): {}",
-            decision.code, decision.reason
-        )));
-    }
+    let mut client = propose(node, row, &peer, None).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
-    step(node, row, Some(handle), State::Running, "exchanging").await;
-    let (out, outbound) = Outbound::new(&row.id);
-    let out = Arc::new(out);
-    *out_slot = Some(Arc::clone(&out));
-    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
-    let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
+    let session = crate::hex::decode_16(&row.spec.session)
+        .ok_or_else(|| Failure::at(&me, "bad session id"))?;
     let params = psi::params(
         session,
         row.kind == Kind::PsiIntersection,
         u8::try_from(row.spec.columns.len()).unwrap_or(u8::MAX),
     );
-    let total = 2 * own_keys;
-    let role_out = Arc::clone(&out);
     let protocol = row.spec.protocol.clone();
-    let role_handle = Arc::clone(handle);
-    let mut role = tokio::task::spawn_blocking(move || {
-        let mut link = Link {
-            out: &role_out,
-            recv: Box::new(move || frames_rx.blocking_recv()),
-            progress: Box::new(|done| {
-                role_handle.report(State::Running, "exchanging", done, total, "");
-            }),
-            sent: Sha256::new(),
-            frames: 0,
-        };
-        psi::receiver(&protocol, params, keys, &mut link)
-    });
-    let response = client
-        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
-        .await
-        .map_err(|s| {
-            at_peer(format!(
-                "exchange refused ({:?}): {}",
-                s.code(),
-                s.message()
-            ))
-        })?;
-    tokio::spawn(exchange::read(
-        row.id.clone(),
-        peer.node.clone(),
-        None,
-        response.into_inner(),
-        FrameSink::Unbounded(frames_tx),
-        ctl_tx,
-    ));
-    let output = tokio::select! {
-        joined = &mut role => match joined {
-            Ok(Ok(output)) => output,
-            Ok(Err(e)) => {
-                // The input ended early: the reader knows why.
-                let why = match next_control(&mut ctl, &peer.node).await {
-                    Inbound::Closed(reason) => reason,
-                    Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
-                    Inbound::Control(_) => format!("PSI: {e}"),
-                };
-                let reason = if e.peer_gone() { why } else { format!("PSI: {e}") };
-                return Err(Failure::at(psi_error_at(&e, &me, &peer.node), reason));
-            }
-            Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
+    let (output, mut ex) = run_role(
+        node,
+        row,
+        handle,
+        &mut client,
+        out_slot,
+        2 * own_keys,
+        move |link| {
+            psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {
+                at_peer: psi_error_is_peers(&e),
+                peer_gone: e.peer_gone(),
+                message: format!("PSI: {e}"),
+            })
         },
-        inbound = during_protocol(&mut ctl, &peer.node) => {
-            let reason = match inbound {
-                Inbound::Closed(reason) => reason,
-                Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
-                Inbound::Control(_) => format!("peer {} sent a control message mid-protocol", peer.node),
-            };
-            return Err(at_peer(reason));
-        }
-    };
+    )
+    .await?;
 
     // Recheck: own gate first, then the participant's (which commits its budget if it agrees).
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, vec![output.peer_items]).await?;
-    if !out
-        .control(pb::job_control::Kind::Release(pb::ReleaseRequest {}))
-        .await
-    {
-        return Err(at_peer("the exchange closed before release".into()));
-    }
-    match next_control(&mut ctl, &peer.node).await {
-        Inbound::Control(pb::job_control::Kind::Verdict(v)) if v.accepted => {}
-        Inbound::Control(pb::job_control::Kind::Verdict(v)) => {
-            return Err(at_peer(format!(
-                "refused at release ({}): {}",
-                v.code, v.reason
-            )));
-        }
-        Inbound::Control(pb::job_control::Kind::Abort(a)) => return Err(at_peer(a.reason)),
-        Inbound::Control(_) => return Err(at_peer("unexpected control message".into())),
-        Inbound::Closed(reason) => return Err(at_peer(reason)),
-    }
+    release_handshake(&mut ex, &peer.node).await?;
 
     // Release: the DP-noised count, or the matching keys, for the recipient only.
     step(node, row, Some(handle), State::Running, "releasing").await;
@@ -241,4 +151,178 @@ pub(super) async fn run(
         output.peer_items
     );
     commit_release(node, row, Some(result), digest, detail).await
+}
+
+/// Why a protocol role stopped: at which side, and whether it only saw the peer go.
+pub(super) struct RoleError {
+    /// The peer's frames were at fault (else this node failed).
+    pub(super) at_peer: bool,
+    /// The role's input ended early: the exchange reader knows why.
+    pub(super) peer_gone: bool,
+    pub(super) message: String,
+}
+
+/// Proposes the job to the peer; returns the client once the peer accepted it (and reserved its
+/// budget), or the peer's refusal with its code.
+pub(super) async fn propose(
+    node: &Arc<Node>,
+    row: &JobRow,
+    peer: &PeerUse,
+    join: Option<pb::JoinTerms>,
+) -> Result<FederationClient<Channel>, Failure> {
+    let me = node.config.node.name.clone();
+    let at_peer = |reason: String| Failure::at(&peer.node, reason);
+    let channel = node
+        .peer_channel(&peer.node)
+        .await
+        .map_err(|e| at_peer(format!("unreachable: {e}")))?;
+    let mut client = federation_client(channel);
+    let session = crate::hex::decode_16(&row.spec.session)
+        .ok_or_else(|| Failure::at(&me, "bad session id"))?;
+    let proposal = pb::JobProposal {
+        job_id: row.id.clone(),
+        kind: row.kind.as_str().into(),
+        submitted_by: row.submitted_by.clone(),
+        grant: peer.grant.clone(),
+        dataset: peer.dataset.clone(),
+        columns: peer.columns.clone(),
+        recipient: row.recipient.clone(),
+        epsilon: row.spec.epsilon,
+        session: session.to_vec(),
+        parties: row.parties.clone(),
+        protocol: row.spec.protocol.clone(),
+        join,
+    };
+    let decision = client
+        .propose(proposal)
+        .await
+        .map_err(|s| at_peer(format!("proposal failed ({:?}): {}", s.code(), s.message())))?
+        .into_inner();
+    if !decision.accepted {
+        return Err(at_peer(format!(
+            "refused ({}): {}",
+            decision.code, decision.reason
+        )));
+    }
+    Ok(client)
+}
+
+/// A two-party exchange after its protocol: the writer and the peer's control messages.
+pub(super) struct Exchanged {
+    out: Arc<Outbound>,
+    ctl: mpsc::UnboundedReceiver<Inbound>,
+}
+
+/// Opens the exchange with the peer and runs `role` on a blocking thread over it, the reader
+/// feeding it the peer's frames. Progress reports count towards `total` items.
+pub(super) async fn run_role<T, F>(
+    node: &Arc<Node>,
+    row: &JobRow,
+    handle: &Arc<Handle>,
+    client: &mut FederationClient<Channel>,
+    out_slot: &mut Option<Arc<Outbound>>,
+    total: u64,
+    role: F,
+) -> Result<(T, Exchanged), Failure>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Link<'_>) -> Result<T, RoleError> + Send + 'static,
+{
+    let me = node.config.node.name.clone();
+    let peer = row
+        .parties
+        .iter()
+        .find(|p| **p != me)
+        .cloned()
+        .unwrap_or_default();
+    let at_peer = |reason: String| Failure::at(&peer, reason);
+    step(node, row, Some(handle), State::Running, "exchanging").await;
+    let (out, outbound) = Outbound::new(&row.id);
+    let out = Arc::new(out);
+    *out_slot = Some(Arc::clone(&out));
+    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
+    let role_out = Arc::clone(&out);
+    let role_handle = Arc::clone(handle);
+    let mut role = tokio::task::spawn_blocking(move || {
+        let mut link = Link {
+            out: &role_out,
+            recv: Box::new(move || frames_rx.blocking_recv()),
+            progress: Box::new(|done| {
+                role_handle.report(State::Running, "exchanging", done, total, "");
+            }),
+            sent: Sha256::new(),
+            frames: 0,
+        };
+        role(&mut link)
+    });
+    let response = client
+        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .map_err(|s| {
+            at_peer(format!(
+                "exchange refused ({:?}): {}",
+                s.code(),
+                s.message()
+            ))
+        })?;
+    tokio::spawn(exchange::read(
+        row.id.clone(),
+        peer.clone(),
+        None,
+        response.into_inner(),
+        FrameSink::Unbounded(frames_tx),
+        ctl_tx,
+    ));
+    let output = tokio::select! {
+        joined = &mut role => match joined {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => {
+                // The input ended early: the reader knows why.
+                let reason = if e.peer_gone {
+                    match next_control(&mut ctl, &peer).await {
+                        Inbound::Closed(reason) => reason,
+                        Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
+                        Inbound::Control(_) => e.message,
+                    }
+                } else {
+                    e.message
+                };
+                let at = if e.at_peer || e.peer_gone { &peer } else { &me };
+                return Err(Failure::at(at, reason));
+            }
+            Err(e) => return Err(Failure::at(&me, format!("protocol task failed: {e}"))),
+        },
+        inbound = during_protocol(&mut ctl, &peer) => {
+            let reason = match inbound {
+                Inbound::Closed(reason) => reason,
+                Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
+                Inbound::Control(_) => format!("peer {peer} sent a control message mid-protocol"),
+            };
+            return Err(at_peer(reason));
+        }
+    };
+    Ok((output, Exchanged { out, ctl }))
+}
+
+/// Asks the peer to recheck its policy and commit its budget; Ok once it did.
+pub(super) async fn release_handshake(ex: &mut Exchanged, peer: &str) -> Result<(), Failure> {
+    let at_peer = |reason: String| Failure::at(peer, reason);
+    if !ex
+        .out
+        .control(pb::job_control::Kind::Release(pb::ReleaseRequest {}))
+        .await
+    {
+        return Err(at_peer("the exchange closed before release".into()));
+    }
+    match next_control(&mut ex.ctl, peer).await {
+        Inbound::Control(pb::job_control::Kind::Verdict(v)) if v.accepted => Ok(()),
+        Inbound::Control(pb::job_control::Kind::Verdict(v)) => Err(at_peer(format!(
+            "refused at release ({}): {}",
+            v.code, v.reason
+        ))),
+        Inbound::Control(pb::job_control::Kind::Abort(a)) => Err(at_peer(a.reason)),
+        Inbound::Control(_) => Err(at_peer("unexpected control message".into())),
+        Inbound::Closed(reason) => Err(at_peer(reason)),
+    }
 }

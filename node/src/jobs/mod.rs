@@ -6,7 +6,7 @@
 //! for its recipient and every party committed its budget), or `failed` / `cancelled` at any
 //! point before release (every party returns its reservation; nothing partial is released).
 //!
-//! An operator submits to their own node, the **coordinator**; the other node of a PSI job is a
+//! An operator submits to their own node, the **coordinator**; the other node of a PSI or join job is a
 //! **participant** that learns of the job through `Federation.Propose`, decides with its own
 //! gate, and keeps its own row for it. Each node's row says how the job ended *there*, with the
 //! reason and the node that refused or failed.
@@ -22,6 +22,7 @@
 //! - `coordinator`: submitting, authorizing, running and releasing at the coordinator;
 //!   `coordinator_psi`: its side of a PSI job.
 //! - `participant`: proposals and exchanges at a participant.
+//! - `join`: the join-aggregate roles and their noise; the coordinator holds the values.
 //! - `query`: single-node DP statistics.
 
 pub(crate) mod coordinator;
@@ -29,6 +30,7 @@ mod coordinator_psi;
 mod exchange;
 pub mod gate;
 mod input;
+mod join;
 pub(crate) mod participant;
 mod psi;
 mod query;
@@ -50,6 +52,7 @@ use crate::store::{Store, StoreError};
 pub(crate) enum Kind {
     PsiCardinality,
     PsiIntersection,
+    Join,
     Query,
 }
 
@@ -58,6 +61,7 @@ impl Kind {
         match self {
             Kind::PsiCardinality => "psi-cardinality",
             Kind::PsiIntersection => "psi-intersection",
+            Kind::Join => "join",
             Kind::Query => "query",
         }
     }
@@ -66,6 +70,7 @@ impl Kind {
         match s {
             "psi-cardinality" => Some(Kind::PsiCardinality),
             "psi-intersection" => Some(Kind::PsiIntersection),
+            "join" => Some(Kind::Join),
             "query" => Some(Kind::Query),
             _ => None,
         }
@@ -75,6 +80,7 @@ impl Kind {
         match self {
             Kind::PsiCardinality => gate::JobKind::PsiCardinality,
             Kind::PsiIntersection => gate::JobKind::PsiIntersection,
+            Kind::Join => gate::JobKind::Join,
             Kind::Query => gate::JobKind::Query,
         }
     }
@@ -139,6 +145,18 @@ pub(crate) struct QueryParams {
     pub(crate) quantile: f64,
 }
 
+/// The public terms of a join-aggregate. At the key holder (the participant) only the bounds
+/// and the categories are known; the value column and the grouping column are the value
+/// holder's.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct JoinSpec {
+    pub(crate) value_column: String,
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
+    pub(crate) group_by: String,
+    pub(crate) categories: Vec<String>,
+}
+
 /// What a job does at this node: its own dataset use, and the peer's (coordinator only).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Spec {
@@ -153,6 +171,9 @@ pub(crate) struct Spec {
     /// The PSI protocol, `ecdh` or `ot` (jobs stored before the OT mode read as `ecdh`).
     #[serde(default)]
     pub(crate) protocol: String,
+    /// A join's terms.
+    #[serde(default)]
+    pub(crate) join: Option<JoinSpec>,
 }
 
 /// One row of the job table.
@@ -509,6 +530,7 @@ mod tests {
                 session: "00".into(),
                 query: None,
                 protocol: String::new(),
+                join: None,
             },
             state,
             phase: "submitted".into(),

@@ -16,7 +16,7 @@ use super::coordinator::{
 };
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
 use super::psi::{self, Link};
-use super::{Failure, JobRow, Kind, Spec, State, input};
+use super::{Failure, JobRow, JoinSpec, Kind, Spec, State, input};
 use crate::service::{Node, NodeError};
 
 /// The envelopes a participant streams back to the coordinator.
@@ -31,11 +31,26 @@ pub(crate) async fn propose(
 ) -> Result<(pb::ProposalDecision, String), NodeError> {
     let me = node.config.node.name.clone();
     let kind = match Kind::parse(&p.kind) {
-        Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection)) => k,
+        Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join)) => k,
         _ => return Err(NodeError::Invalid(format!("unknown job kind {:?}", p.kind))),
     };
+    let join = match (kind, p.join) {
+        (Kind::Join, Some(t)) => Some(JoinSpec {
+            value_column: String::new(),
+            lo: t.lo,
+            hi: t.hi,
+            group_by: String::new(),
+            categories: t.categories,
+        }),
+        (Kind::Join, None) => {
+            return Err(NodeError::Invalid("a join proposal needs its terms".into()));
+        }
+        (_, _) => None,
+    };
     match (p.protocol.as_str(), kind) {
-        ("" | "ecdh", _) | ("ot", Kind::PsiIntersection) => {}
+        ("", _)
+        | ("ecdh", Kind::PsiCardinality | Kind::PsiIntersection)
+        | ("ot", Kind::PsiIntersection) => {}
         (other, _) => {
             return Err(NodeError::Invalid(format!(
                 "protocol {other:?} for a {}: use ecdh, or ot for an intersection",
@@ -79,6 +94,7 @@ pub(crate) async fn propose(
             session: crate::hex::encode(&session),
             query: None,
             protocol: p.protocol.clone(),
+            join,
         },
         state: State::Submitted,
         phase: "proposed".into(),
@@ -234,11 +250,9 @@ async fn participate(
         row.kind == Kind::PsiIntersection,
         u8::try_from(row.spec.columns.len()).unwrap_or(u8::MAX),
     );
-    let columns = row.spec.columns.clone();
-    let protocol = row.spec.protocol.clone();
+    let role_row = row.clone();
     let role_out = Arc::clone(out);
     let mut role = tokio::task::spawn_blocking(move || {
-        let keys = input::key_set(&path, &columns).map_err(|e| (false, e))?;
         let mut link = Link {
             out: &role_out,
             recv: Box::new(move || frames_rx.blocking_recv()),
@@ -246,8 +260,13 @@ async fn participate(
             sent: Sha256::new(),
             frames: 0,
         };
-        let peer_items =
-            psi::sender(&protocol, params, keys, &mut link).map_err(|e| (true, e.to_string()))?;
+        let peer_items = if role_row.kind == Kind::Join {
+            super::join::participate(&role_row, &path, &mut link)?
+        } else {
+            let keys = input::key_set(&path, &role_row.spec.columns).map_err(|e| (false, e))?;
+            psi::sender(&role_row.spec.protocol, params, keys, &mut link)
+                .map_err(|e| (true, e.to_string()))?
+        };
         let digest: [u8; 32] = link.sent.finalize().into();
         Ok::<_, (bool, String)>((peer_items, digest, link.frames))
     });

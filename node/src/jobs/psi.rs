@@ -98,10 +98,20 @@ pub(super) struct Link<'a> {
 }
 
 impl Link<'_> {
-    fn send(&mut self, frame: concord_mpc::Frame) -> Result<(), PsiError> {
+    /// Sends one protocol frame; false if the exchange is gone.
+    pub(super) fn send_frame(&mut self, frame: concord_mpc::Frame) -> bool {
         self.sent.update(frame.as_bytes());
         self.frames += 1;
-        if self.out.blocking_send(PSI, frame.0) {
+        self.out.blocking_send(PSI, frame.0)
+    }
+
+    /// The next protocol frame; `None` once the peer's frames have ended.
+    pub(super) fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        (self.recv)()
+    }
+
+    fn send(&mut self, frame: concord_mpc::Frame) -> Result<(), PsiError> {
+        if self.send_frame(frame) {
             Ok(())
         } else {
             Err(PsiError::PeerGone)
