@@ -18,6 +18,9 @@ fn the_demo_runs_end_to_end_and_cleans_up() {
         "cardinality ",
         "matching resident IDs delivered",
         "mean ",
+        "count (north)",
+        "sum (hills)",
+        "true values (count / sum): north",
         "refused: error: job-",
         "failed at stats: refused (tier-violation)",
     ] {

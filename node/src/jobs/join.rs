@@ -33,7 +33,7 @@ use std::sync::Arc;
 use concord_dp::sample::{Ratio, discrete_laplace};
 use concord_mpc::psi::join::{
     JoinError, JoinMessage, JoinNoise, JoinOutput, JoinParams, KeyHolderBlinding, KeyHolderOutput,
-    MAX_NOISE_BOUND, ValueHolderAwaitQuery, ValueSet,
+    MAX_NOISE_BOUND, ValueHolderAwaitQuery,
 };
 use concord_mpc::psi::{KeySet, KeySpec, SessionId};
 use concord_proto::v1 as pb;
@@ -170,14 +170,13 @@ fn recv(link: &mut Link<'_>) -> Result<JoinMessage, JoinError> {
     JoinMessage::decode(&frame)
 }
 
-/// The value holder's rounds (`concord_mpc::psi::join::local`, over the exchange).
+/// The value holder's rounds after its start (`concord_mpc::psi::join::local`, over the
+/// exchange): sends its offer, evaluates the key holder's batches, decrypts the result.
 fn value_holder(
-    params: JoinParams,
-    values: ValueSet,
+    waiting: ValueHolderAwaitQuery,
+    offer: concord_mpc::Frame,
     link: &mut Link<'_>,
 ) -> Result<JoinOutput, JoinError> {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
-    let (waiting, offer) = ValueHolderAwaitQuery::start(params, values, &mut rng)?;
     send(link, offer)?;
     let mut evaluating = waiting.handle(recv(link)?)?;
     let mut frames = 0u64;
@@ -279,25 +278,30 @@ pub(super) async fn run(
         .ok_or_else(|| Failure::at(&me, "a join needs a peer"))?;
     let (terms, plan, params) = params(row).map_err(|e| Failure::at(&me, e))?;
 
-    // Own values first: a broken file fails here, before the peer is asked for anything.
-    handle.report(State::Submitted, "reading", 0, 0, "");
-    let (columns, t) = (row.spec.columns.clone(), terms.clone());
-    let values = tokio::task::spawn_blocking(move || {
-        input::value_set(&path, &columns, &t.value_column, &t.group_by, &t.categories)
+    // Own values first, clamped and encrypted (the value holder's heavy part): a broken file
+    // fails here, before the peer is asked for anything, and the peer never waits on it.
+    handle.report(State::Submitted, "reading and encrypting", 0, 0, "");
+    let t = terms.clone();
+    let columns = row.spec.columns.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        let values =
+            input::value_set(&path, &columns, &t.value_column, &t.group_by, &t.categories)?;
+        let own_keys = values.set.len() as u64;
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let (waiting, offer) = ValueHolderAwaitQuery::start(params, values.set, &mut rng)
+            .map_err(|e| format!("join: {e}"))?;
+        Ok::<_, String>((waiting, offer, own_keys, values.null_values))
     })
     .await
-    .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?
-    .map_err(|e| Failure::at(&me, e))?;
-    let null_values = values.null_values;
-    let own_keys = values.set.len() as u64;
+    .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?;
+    let (waiting, offer, own_keys, null_values) = started.map_err(|e| Failure::at(&me, e))?;
 
     handle.report(State::Submitted, "proposing", 0, 0, "");
     let mut client = propose(node, row, &peer, Some(self::terms(&terms))).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
-    let set = values.set;
     let (output, mut ex) = run_role(node, row, handle, &mut client, out_slot, 0, move |link| {
-        value_holder(params, set, link).map_err(role_error)
+        value_holder(waiting, offer, link).map_err(role_error)
     })
     .await?;
 
