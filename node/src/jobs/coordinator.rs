@@ -483,7 +483,16 @@ pub(super) async fn commit_release(
 struct Progress {
     reserved: bool,
     released: bool,
-    out: Option<Arc<Outbound>>,
+    peer: PeerLink,
+}
+
+/// How far a two-party job got with its peer.
+#[derive(Default)]
+pub(super) struct PeerLink {
+    /// The job was proposed to the peer (it may have accepted and reserved its budget).
+    pub(super) proposed: bool,
+    /// The open exchange, once there is one.
+    pub(super) out: Option<Arc<Outbound>>,
 }
 
 async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
@@ -500,17 +509,24 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
     match outcome {
         Ok(()) => handle.report(State::Released, "released", 0, 0, "released"),
         Err(failure) => {
-            if let Some(out) = p.out.take() {
-                let abort = pb::Abort {
-                    reason: format!("{me}: {}", failure.reason),
-                    cancelled: failure.cancelled,
-                };
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    out.control(pb::job_control::Kind::Abort(abort)),
-                )
-                .await;
-            }
+            let abort = pb::Abort {
+                reason: format!("{me}: {}", failure.reason),
+                cancelled: failure.cancelled,
+            };
+            let told = async {
+                match p.peer.out.take() {
+                    Some(out) => {
+                        out.control(pb::job_control::Kind::Abort(abort)).await;
+                    }
+                    // Proposed but no exchange yet: the peer may hold a reservation for the job,
+                    // so open an exchange only to end it (a peer that never accepted refuses it).
+                    None if p.peer.proposed && failure.at != peer_of(&row, &me) => {
+                        abort_unopened(&node, &row, abort).await;
+                    }
+                    None => {}
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), told).await;
             if !p.released {
                 fail(&node, &row, p.reserved, &failure).await;
             }
@@ -524,6 +540,38 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
         }
     }
     node.jobs.remove(&row.id);
+}
+
+/// The other party of a two-party job (empty for a single-node job).
+fn peer_of<'a>(row: &'a JobRow, me: &str) -> &'a str {
+    row.parties
+        .iter()
+        .find(|p| *p != me)
+        .map_or("", String::as_str)
+}
+
+/// Ends the job at a peer that accepted it before any exchange opened: an exchange whose one
+/// envelope is the abort. Best effort: a peer that cannot be reached ends the job itself after
+/// its silence timeout.
+async fn abort_unopened(node: &Arc<Node>, row: &JobRow, abort: pb::Abort) {
+    let me = node.config.node.name.clone();
+    let Ok(channel) = node.peer_channel(peer_of(row, &me)).await else {
+        return;
+    };
+    let mut client = federation_client(channel);
+    let (out, outbound) = Outbound::new(&row.id);
+    if !out.control(pb::job_control::Kind::Abort(abort)).await {
+        return;
+    }
+    drop(out);
+    if let Ok(response) = client
+        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+    {
+        // Drain until the peer closes its side: it has then recorded the end of the job.
+        let mut stream = response.into_inner();
+        while let Ok(Some(_)) = stream.message().await {}
+    }
 }
 
 async fn work(
@@ -543,9 +591,9 @@ async fn work(
     match row.kind {
         Kind::Query => run_query(node, row, handle, path).await,
         Kind::PsiCardinality | Kind::PsiIntersection => {
-            super::coordinator_psi::run(node, row, handle, path, &mut p.out).await
+            super::coordinator_psi::run(node, row, handle, path, &mut p.peer).await
         }
-        Kind::Join => super::join::run(node, row, handle, path, &mut p.out).await,
+        Kind::Join => super::join::run(node, row, handle, path, &mut p.peer).await,
     }?;
     p.released = true;
     Ok(())

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::coordinator::{
-    commit_release, during_protocol, federation_client, next_control, psi_error_is_peers, recheck,
-    step,
+    PeerLink, commit_release, during_protocol, federation_client, next_control, psi_error_is_peers,
+    recheck, step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
 use super::psi::{self, Link};
@@ -26,7 +26,7 @@ pub(super) async fn run(
     row: &JobRow,
     handle: &Arc<Handle>,
     path: PathBuf,
-    out_slot: &mut Option<Arc<Outbound>>,
+    link: &mut PeerLink,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = row
@@ -47,7 +47,7 @@ pub(super) async fn run(
 
     // Propose: the participant runs its own gate and reserves its budget.
     handle.report(State::Submitted, "proposing", 0, 0, "");
-    let mut client = propose(node, row, &peer, None).await?;
+    let mut client = propose(node, row, &peer, None, link).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
@@ -64,7 +64,7 @@ pub(super) async fn run(
         row,
         handle,
         &mut client,
-        out_slot,
+        link,
         2 * own_keys,
         move |link| {
             psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {
@@ -169,6 +169,7 @@ pub(super) async fn propose(
     row: &JobRow,
     peer: &PeerUse,
     join: Option<pb::JoinTerms>,
+    link: &mut PeerLink,
 ) -> Result<FederationClient<Channel>, Failure> {
     let me = node.config.node.name.clone();
     let at_peer = |reason: String| Failure::at(&peer.node, reason);
@@ -193,6 +194,7 @@ pub(super) async fn propose(
         protocol: row.spec.protocol.clone(),
         join,
     };
+    link.proposed = true;
     let decision = client
         .propose(proposal)
         .await
@@ -220,7 +222,7 @@ pub(super) async fn run_role<T, F>(
     row: &JobRow,
     handle: &Arc<Handle>,
     client: &mut FederationClient<Channel>,
-    out_slot: &mut Option<Arc<Outbound>>,
+    link: &mut PeerLink,
     total: u64,
     role: F,
 ) -> Result<(T, Exchanged), Failure>
@@ -239,7 +241,7 @@ where
     step(node, row, Some(handle), State::Running, "exchanging").await;
     let (out, outbound) = Outbound::new(&row.id);
     let out = Arc::new(out);
-    *out_slot = Some(Arc::clone(&out));
+    link.out = Some(Arc::clone(&out));
     let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
     let role_out = Arc::clone(&out);

@@ -42,9 +42,8 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
-use super::coordinator::{commit_release, recheck, step};
+use super::coordinator::{PeerLink, commit_release, recheck, step};
 use super::coordinator_psi::{RoleError, propose, release_handshake, run_role};
-use super::exchange::Outbound;
 use super::psi::Link;
 use super::{Failure, Handle, JobRow, JoinSpec, State, input};
 use crate::service::Node;
@@ -268,7 +267,7 @@ pub(super) async fn run(
     row: &JobRow,
     handle: &Arc<Handle>,
     path: PathBuf,
-    out_slot: &mut Option<Arc<Outbound>>,
+    link: &mut PeerLink,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = row
@@ -297,10 +296,10 @@ pub(super) async fn run(
     let (waiting, offer, own_keys, null_values) = started.map_err(|e| Failure::at(&me, e))?;
 
     handle.report(State::Submitted, "proposing", 0, 0, "");
-    let mut client = propose(node, row, &peer, Some(self::terms(&terms))).await?;
+    let mut client = propose(node, row, &peer, Some(self::terms(&terms)), link).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
-    let (output, mut ex) = run_role(node, row, handle, &mut client, out_slot, 0, move |link| {
+    let (output, mut ex) = run_role(node, row, handle, &mut client, link, 0, move |link| {
         value_holder(waiting, offer, link).map_err(role_error)
     })
     .await?;
