@@ -42,7 +42,9 @@ pub(crate) enum RunCommand {
     ///   count   your distinct keys the peer also holds; discrete Laplace noise, scale 2/ε
     ///   sum     their values (rows of one key added, then clamped to [LO, HI]); noise scale
     ///           2·max(|LO|, |HI|)/ε
-    /// each with its 95% interval. Every node spends ε (ε/2 for the counts, ε/2 for the sums).
+    ///   mean    sum / count, post-processing of the two (no interval)
+    /// count and sum with their 95% intervals. Every node spends ε (ε/2 for the counts, ε/2 for
+    /// the sums).
     ///
     /// Example:
     ///   concord run join --profile health/operator.toml

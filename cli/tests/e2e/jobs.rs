@@ -718,20 +718,30 @@ fn a_join_releases_noised_counts_and_sums_by_group_to_its_recipient() {
         "--json",
     ]))
     .unwrap();
-    let values = result["values"].as_array().unwrap();
-    let labels: Vec<&str> = values
-        .iter()
-        .map(|v| v["label"].as_str().unwrap())
-        .collect();
+    let all = result["values"].as_array().unwrap();
+    let labels: Vec<&str> = all.iter().map(|v| v["label"].as_str().unwrap()).collect();
     assert_eq!(
         labels,
         [
             "count (north)",
             "sum (north)",
+            "mean (north)",
             "count (south)",
-            "sum (south)"
+            "sum (south)",
+            "mean (south)"
         ]
     );
+    // The mean is the ratio of the two noised figures, without an interval.
+    for m in [2, 5] {
+        let ratio = all[m - 1]["value"].as_f64().unwrap() / all[m - 2]["value"].as_f64().unwrap();
+        assert!(
+            (all[m]["value"].as_f64().unwrap() - ratio).abs() < 1e-9,
+            "{}",
+            all[m]
+        );
+        assert!(all[m].get("lower").is_none_or(serde_json::Value::is_null));
+    }
+    let values: Vec<&serde_json::Value> = [0, 1, 3, 4].iter().map(|&i| &all[i]).collect();
     let exact = [count[0], sum[0], count[1], sum[1]];
     for (v, exact) in values.iter().zip(exact) {
         let (value, lower, upper) = (

@@ -319,7 +319,9 @@ pub(super) async fn run(
         epsilon: row.spec.epsilon,
         delta: 0.0,
         values: figures(&output, &terms.categories, count_hw, sum_hw),
-        accuracy: "95% interval (ε/2 for the counts, ε/2 for the sums)".into(),
+        accuracy: "95% interval (ε/2 for the counts, ε/2 for the sums; a mean is their ratio, \
+                   without an interval)"
+            .into(),
         keys: Vec::new(),
         released_ms: node.clock.now_ms(),
     };
@@ -333,7 +335,8 @@ pub(super) async fn run(
     commit_release(node, row, Some(result), digest, detail).await
 }
 
-/// Each category's noised count and sum, with their 95% intervals.
+/// Each category's noised count and sum, with their 95% intervals, and their ratio (the mean)
+/// when the noised count is positive.
 fn figures(
     output: &JoinOutput,
     categories: &[String],
@@ -351,11 +354,25 @@ fn figures(
         .iter()
         .enumerate()
         .flat_map(|(c, r)| {
-            let (count, sum) = match categories.get(c) {
-                Some(name) => (format!("count ({name})"), format!("sum ({name})")),
-                None => ("count".to_owned(), "sum".to_owned()),
+            let label = |what: &str| match categories.get(c) {
+                Some(name) => format!("{what} ({name})"),
+                None => what.to_owned(),
             };
-            [value(count, r.count, count_hw), value(sum, r.sum, sum_hw)]
+            // The mean is post-processing of the two noised figures; its error has no simple
+            // 95% bound (a ratio), so it carries none.
+            let mean = r.mean().map(|m| pb::ResultValue {
+                label: label("mean"),
+                value: m,
+                lower: None,
+                upper: None,
+            });
+            [
+                Some(value(label("count"), r.count, count_hw)),
+                Some(value(label("sum"), r.sum, sum_hw)),
+                mean,
+            ]
+            .into_iter()
+            .flatten()
         })
         .collect()
 }

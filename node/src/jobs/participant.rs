@@ -316,7 +316,7 @@ async fn participate(
         return Err(failure);
     }
     let detail = format!(
-        "released {} to {peer} for {}: {frames} PSI frames sent, {peer_items} peer keys",
+        "released {} to {peer} for {}: {frames} protocol frames sent, {peer_items} peer keys",
         row.kind.as_str(),
         row.recipient
     );
