@@ -240,6 +240,18 @@ impl Runner {
     }
 }
 
+/// Shows a job's output, then its result as the researcher (its recipient) reads it.
+fn for_researcher(r: &Runner, out: &str, researcher: &str) -> anyhow::Result<()> {
+    r.show(out);
+    let job = out
+        .split_whitespace()
+        .find(|w| w.starts_with("job-"))
+        .context("no job id in the output")?;
+    let result = r.run(&args(&["job", "result", job, "--profile", researcher]))?;
+    r.show(&result);
+    Ok(())
+}
+
 /// Every job kind the node runs today, each with its true value beside the noised one, and a
 /// request that a peer's policy refuses.
 fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
@@ -265,14 +277,7 @@ fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
         "--recipient",
         "researcher.health.concord",
     ]))?;
-    r.show(&out);
-    let job = out
-        .split_whitespace()
-        .find(|w| w.starts_with("job-"))
-        .context("no job id in the output")?
-        .to_owned();
-    let result = r.run(&args(&["job", "result", &job, "--profile", &researcher]))?;
-    r.show(&result);
+    for_researcher(r, &out, &researcher)?;
     println!("    true value: {}", truth.insured_and_subsidized);
 
     println!("  -- Which of health's insured are subsidized? (exact keys, to the operator only)");
@@ -345,14 +350,7 @@ fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
         "--recipient",
         "researcher.health.concord",
     ]))?;
-    r.show(&out);
-    let job = out
-        .split_whitespace()
-        .find(|w| w.starts_with("job-"))
-        .context("no job id in the output")?
-        .to_owned();
-    let result = r.run(&args(&["job", "result", &job, "--profile", &researcher]))?;
-    r.show(&result);
+    for_researcher(r, &out, &researcher)?;
     let truths: Vec<String> = districts
         .iter()
         .map(|d| {

@@ -29,11 +29,7 @@ pub(super) async fn run(
     link: &mut PeerLink,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
-    let peer = row
-        .spec
-        .peer
-        .clone()
-        .ok_or_else(|| Failure::at(&me, "a PSI job needs a peer"))?;
+    let peer = peer_use(row, &me)?;
 
     // Own keys first: a broken file fails here, before the peer is asked for anything.
     handle.report(State::Submitted, "reading", 0, 0, "");
@@ -51,13 +47,7 @@ pub(super) async fn run(
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
-    let session = crate::hex::decode_16(&row.spec.session)
-        .ok_or_else(|| Failure::at(&me, "bad session id"))?;
-    let params = psi::params(
-        session,
-        row.kind == Kind::PsiIntersection,
-        u8::try_from(row.spec.columns.len()).unwrap_or(u8::MAX),
-    );
+    let params = psi::params_of(row).map_err(|e| Failure::at(&me, e))?;
     let protocol = row.spec.protocol.clone();
     let (output, mut ex) = run_role(
         node,
@@ -151,6 +141,14 @@ pub(super) async fn run(
         output.peer_items
     );
     commit_release(node, row, Some(result), digest, detail).await
+}
+
+/// The other party's dataset use, which a two-party job records at its coordinator.
+pub(super) fn peer_use(row: &JobRow, me: &str) -> Result<PeerUse, Failure> {
+    row.spec
+        .peer
+        .clone()
+        .ok_or_else(|| Failure::at(me, format!("a {} job needs a peer", row.kind.as_str())))
 }
 
 /// Why a protocol role stopped: at which side, and whether it only saw the peer go.

@@ -43,7 +43,7 @@ use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
 use super::coordinator::{PeerLink, commit_release, recheck, step};
-use super::coordinator_psi::{RoleError, propose, release_handshake, run_role};
+use super::coordinator_psi::{RoleError, peer_use, propose, release_handshake, run_role};
 use super::psi::Link;
 use super::{Failure, Handle, JobRow, JoinSpec, State, input};
 use crate::service::Node;
@@ -270,11 +270,7 @@ pub(super) async fn run(
     link: &mut PeerLink,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
-    let peer = row
-        .spec
-        .peer
-        .clone()
-        .ok_or_else(|| Failure::at(&me, "a join needs a peer"))?;
+    let peer = peer_use(row, &me)?;
     let (terms, plan, params) = params(row).map_err(|e| Failure::at(&me, e))?;
 
     // Own values first, clamped and encrypted (the value holder's heavy part): a broken file

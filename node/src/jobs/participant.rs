@@ -243,13 +243,7 @@ async fn participate(
         .await
         .map_err(|e| Failure::at(&me, e.to_string()))?
         .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
-    let session = crate::hex::decode_16(&row.spec.session)
-        .ok_or_else(|| Failure::at(&me, "bad session id"))?;
-    let params = psi::params(
-        session,
-        row.kind == Kind::PsiIntersection,
-        u8::try_from(row.spec.columns.len()).unwrap_or(u8::MAX),
-    );
+    let params = psi::params_of(row).map_err(|e| Failure::at(&me, e))?;
     let role_row = row.clone();
     let role_out = Arc::clone(out);
     let mut role = tokio::task::spawn_blocking(move || {

@@ -66,7 +66,16 @@ impl From<OtPsiError> for ProtoError {
 }
 
 /// The session parameters both parties derive from the job.
-pub(super) fn params(session: [u8; 16], intersection: bool, key_columns: u8) -> PsiParams {
+pub(super) fn params_of(row: &super::JobRow) -> Result<PsiParams, String> {
+    let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
+    Ok(params(
+        session,
+        row.kind == super::Kind::PsiIntersection,
+        u8::try_from(row.spec.columns.len()).map_err(|_| "too many key columns")?,
+    ))
+}
+
+fn params(session: [u8; 16], intersection: bool, key_columns: u8) -> PsiParams {
     let output = if intersection {
         OutputKind::Intersection
     } else {
