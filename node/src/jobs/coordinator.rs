@@ -449,6 +449,16 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
         .await;
 }
 
+/// Marks the start of the release at the coordinator: a cancel that came first stops the job
+/// here, and one that comes later is refused (the parties are committing their budget).
+pub(super) fn begin_release(node: &Node, handle: &Handle) -> Result<(), Failure> {
+    handle.begin_release().map_err(|by| Failure {
+        cancelled: true,
+        at: node.config.node.name.clone(),
+        reason: format!("cancelled by {by}"),
+    })
+}
+
 /// Stores the release and commits the budget in one database call; audits the release with its
 /// cost and the digest of what leaves the node.
 pub(super) async fn commit_release(
@@ -622,6 +632,7 @@ async fn run_query(
             .map_err(|e| Failure::at(&me, e))?;
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, Vec::new()).await?;
+    begin_release(node, handle)?;
     let result = pb::JobResult {
         job_id: row.id.clone(),
         kind: row.kind.as_str().into(),

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::coordinator::{
-    PeerLink, commit_release, during_protocol, federation_client, next_control, psi_error_is_peers,
-    recheck, step,
+    PeerLink, begin_release, commit_release, during_protocol, federation_client, next_control,
+    psi_error_is_peers, recheck, step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
 use super::psi::{self, Link};
@@ -69,7 +69,7 @@ pub(super) async fn run(
     // Recheck: own gate first, then the participant's (which commits its budget if it agrees).
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, vec![output.peer_items]).await?;
-    release_handshake(&mut ex, &peer.node).await?;
+    release_handshake(node, handle, &mut ex, &peer.node).await?;
 
     // Release: the DP-noised count, or the matching keys, for the recipient only.
     step(node, row, Some(handle), State::Running, "releasing").await;
@@ -305,8 +305,15 @@ where
     Ok((output, Exchanged { out, ctl }))
 }
 
-/// Asks the peer to recheck its policy and commit its budget; Ok once it did.
-pub(super) async fn release_handshake(ex: &mut Exchanged, peer: &str) -> Result<(), Failure> {
+/// Asks the peer to recheck its policy and commit its budget; Ok once it did. From here on the
+/// job can no longer be cancelled.
+pub(super) async fn release_handshake(
+    node: &Node,
+    handle: &Handle,
+    ex: &mut Exchanged,
+    peer: &str,
+) -> Result<(), Failure> {
+    begin_release(node, handle)?;
     let at_peer = |reason: String| Failure::at(peer, reason);
     if !ex
         .out

@@ -302,7 +302,7 @@ pub(super) async fn run(
 
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, vec![output.peer_items]).await?;
-    release_handshake(&mut ex, &peer.node).await?;
+    release_handshake(node, handle, &mut ex, &peer.node).await?;
 
     step(node, row, Some(handle), State::Running, "releasing").await;
     let (count_hw, sum_hw) = plan.half_widths().map_err(|e| Failure::at(&me, e))?;

@@ -413,6 +413,20 @@ pub(crate) struct Handle {
     events: watch::Sender<pb::JobEvent>,
     /// Who cancelled the job, once someone has.
     cancel: watch::Sender<Option<String>>,
+    /// The job has begun its release (a peer may commit its budget): too late to cancel. Taken
+    /// together with `cancel`, so a job is either cancelled or releasing, never both.
+    releasing: Mutex<bool>,
+}
+
+/// What a cancel request did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CancelOutcome {
+    /// The job stops.
+    Requested,
+    /// The job is not running at this node as its coordinator.
+    NotHere,
+    /// The job is releasing: its parties are committing their budget.
+    TooLate,
 }
 
 impl Handle {
@@ -425,6 +439,20 @@ impl Handle {
             e.total = total;
             e.message = message.into();
         });
+    }
+
+    /// Marks the start of the release, after which a cancel is refused; fails with who
+    /// cancelled the job if someone already has.
+    pub(crate) fn begin_release(&self) -> Result<(), String> {
+        let mut releasing = self
+            .releasing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(by) = self.cancel.borrow().clone() {
+            return Err(by);
+        }
+        *releasing = true;
+        Ok(())
     }
 
     /// Completes when the job is cancelled, with who cancelled it.
@@ -463,7 +491,11 @@ impl Live {
             ..Default::default()
         });
         let (cancel, _) = watch::channel(None);
-        let handle = Arc::new(Handle { events, cancel });
+        let handle = Arc::new(Handle {
+            events,
+            cancel,
+            releasing: Mutex::new(false),
+        });
         self.map().insert(id.to_owned(), Arc::clone(&handle));
         handle
     }
@@ -472,15 +504,17 @@ impl Live {
         self.map().get(id).map(|h| h.events.subscribe())
     }
 
-    /// Asks a live job to stop on behalf of `by`; false if it is not running here.
-    pub(crate) fn cancel(&self, id: &str, by: &str) -> bool {
-        match self.map().get(id) {
-            Some(h) => {
-                h.cancel.send_replace(Some(by.to_owned()));
-                true
-            }
-            None => false,
+    /// Asks a live job to stop on behalf of `by`, unless it is already releasing.
+    pub(crate) fn cancel(&self, id: &str, by: &str) -> CancelOutcome {
+        let Some(h) = self.map().get(id).cloned() else {
+            return CancelOutcome::NotHere;
+        };
+        let releasing = h.releasing.lock().unwrap_or_else(PoisonError::into_inner);
+        if *releasing {
+            return CancelOutcome::TooLate;
         }
+        h.cancel.send_replace(Some(by.to_owned()));
+        CancelOutcome::Requested
     }
 
     pub(crate) fn remove(&self, id: &str) {
@@ -567,6 +601,18 @@ mod tests {
         assert_eq!(b.failed_at, "health");
         assert!(b.reason.contains("restarted"), "{}", b.reason);
         assert_eq!(list(&mut store, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_job_is_either_cancelled_or_releasing_never_both() {
+        let live = Live::default();
+        assert_eq!(live.cancel("job-x", "op"), CancelOutcome::NotHere);
+        let releasing = live.register("job-a");
+        releasing.begin_release().unwrap();
+        assert_eq!(live.cancel("job-a", "op"), CancelOutcome::TooLate);
+        let cancelled = live.register("job-b");
+        assert_eq!(live.cancel("job-b", "op"), CancelOutcome::Requested);
+        assert_eq!(cancelled.begin_release().unwrap_err(), "op");
     }
 
     fn result_of(store: &mut Store, id: &str) -> pb::JobResult {

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{Admit, Node, NodeError};
 use crate::config::Role;
 use crate::jobs;
+use crate::jobs::CancelOutcome;
 use crate::jobs::coordinator::{self, JOB_READERS};
 
 pub(crate) struct JobsService(pub(crate) Arc<Node>);
@@ -157,11 +158,20 @@ impl Jobs for JobsService {
                     row.state.as_str()
                 )));
             }
-            if !node.jobs.cancel(&id, &caller.audit_name()) {
-                return Err(NodeError::Invalid(format!(
-                    "job {id} is not coordinated by this node; cancel it at {}",
-                    row.coordinator
-                )));
+            match node.jobs.cancel(&id, &caller.audit_name()) {
+                CancelOutcome::Requested => {}
+                CancelOutcome::NotHere => {
+                    return Err(NodeError::Invalid(format!(
+                        "job {id} is not coordinated by this node; cancel it at {}",
+                        row.coordinator
+                    )));
+                }
+                CancelOutcome::TooLate => {
+                    return Err(NodeError::Invalid(format!(
+                        "job {id} is releasing (its parties are committing their budget): too \
+                         late to cancel"
+                    )));
+                }
             }
             // Wait briefly for the job to wind down, so the answer shows its final state.
             for _ in 0..50 {
