@@ -62,6 +62,7 @@
 pub mod base;
 pub mod cuckoo;
 pub mod local;
+mod lookup;
 pub mod prims;
 mod receiver;
 mod sender;
@@ -115,11 +116,26 @@ pub enum OtPsiError {
         /// Received.
         found: usize,
     },
-    /// No hash seed placed every item (see [`cuckoo`]).
-    #[error("cuckoo hashing failed with {attempts} hash seeds")]
+    /// No hash seed placed every item (see [`cuckoo`]; at the sizes of [`cuckoo::bins_for`] this
+    /// has probability ≤ 2^-160).
+    #[error("cuckoo hashing of {items} items into {bins} bins failed with {attempts} hash seeds")]
     CuckooFailed {
+        /// Distinct receiver items.
+        items: u64,
+        /// Bins in the table.
+        bins: u64,
         /// Seeds tried.
         attempts: u32,
+    },
+    /// The cuckoo table for this many items would not fit the 32-bit bin indices.
+    #[error("{items} items need {bins} cuckoo bins, more than the {limit} supported")]
+    TableTooLarge {
+        /// Distinct receiver items.
+        items: u64,
+        /// Bins they would need.
+        bins: u64,
+        /// [`cuckoo::MAX_BINS`].
+        limit: u64,
     },
 }
 
