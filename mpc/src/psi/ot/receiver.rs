@@ -10,8 +10,8 @@ use super::base::{self, OtScalar};
 use super::cuckoo::{self, CuckooTable, MAX_ATTEMPTS};
 use super::lookup::OwnTable;
 use super::prims::{
-    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, ItemDigest, Row,
-    columns_to_rows, item_digest, rows_to_columns,
+    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, ItemDigest, Row, columns_to_rows,
+    item_digest, rows_to_columns,
 };
 use super::wire::{self, DEFAULT_BATCH_ROWS, OtMessage};
 use super::{OtPsiError, OtPsiParams, output_len};
