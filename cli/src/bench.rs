@@ -173,7 +173,7 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
     };
     let progress = Progress::default();
     let start = Instant::now();
-    let run = std::thread::scope(|scope| {
+    let (run, wall) = std::thread::scope(|scope| {
         let ticker = scope.spawn(|| {
             while !bar.is_finished() {
                 bar.set_position(progress.done());
@@ -201,11 +201,13 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
                 )?,
             })
         })();
+        // Stopped before the ticker is joined: it sleeps in 100 ms steps, which would round
+        // every wall time up to the next tenth of a second.
+        let wall = start.elapsed();
         bar.finish_and_clear();
         let _ = ticker.join();
-        run
+        run.map(|run| (run, wall))
     })?;
-    let wall = start.elapsed();
     drop((receiver_keys, sender_keys));
 
     let floor_bar = progress_bar(0, "measuring the 4·size multiplication floor");

@@ -45,6 +45,9 @@ pub(crate) fn check_peer_count(items: u64) -> Result<(), PsiError> {
 /// Rows normalized in parallel per step when building a key set.
 const ROWS_PER_STEP: usize = 1 << 16;
 
+/// Most rows for which the key index is allocated before the rows are seen.
+const MAX_PRESIZE_ROWS: usize = 1 << 24;
+
 /// How keys are normalized. Both parties must use the same spec; it is part of the session
 /// parameters, whose digest the peers compare before any key is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,10 +123,13 @@ impl KeySet {
         if spec.columns == 0 {
             return Err(PsiError::NoKeyColumns);
         }
-        let mut index: HashMap<Box<[u8]>, u32> = HashMap::new();
-        let mut row_key = Vec::new();
-        let mut report = InputReport::default();
         let mut rows = rows.into_iter();
+        // Sized up front from what the caller says it holds (bounded, as the hint is not
+        // trusted): growing the map rehashes every key already in it, about as costly again.
+        let expected = rows.size_hint().0.min(MAX_PRESIZE_ROWS);
+        let mut index: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(expected);
+        let mut row_key = Vec::with_capacity(expected);
+        let mut report = InputReport::default();
         loop {
             let step: Vec<R> = rows.by_ref().take(ROWS_PER_STEP).collect();
             if step.is_empty() {

@@ -8,9 +8,10 @@ use zeroize::Zeroize as _;
 
 use super::base::{self, OtScalar};
 use super::cuckoo::{self, CuckooTable, MAX_ATTEMPTS};
+use super::lookup::OwnTable;
 use super::prims::{
-    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, HASHES, ItemDigest, Row,
-    columns_to_rows, item_digest, rows_to_columns,
+    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, ItemDigest, Row, columns_to_rows,
+    item_digest, rows_to_columns,
 };
 use super::wire::{self, DEFAULT_BATCH_ROWS, OtMessage};
 use super::{OtPsiError, OtPsiParams, output_len};
@@ -25,6 +26,13 @@ pub(crate) fn build_table<R: CryptoRng + ?Sized>(
     bins: u64,
     rng: &mut R,
 ) -> Result<([u8; 16], CuckooTable), OtPsiError> {
+    if bins > cuckoo::MAX_BINS {
+        return Err(OtPsiError::TableTooLarge {
+            items: digests.len() as u64,
+            bins,
+            limit: cuckoo::MAX_BINS,
+        });
+    }
     for _ in 0..MAX_ATTEMPTS {
         let mut seed = [0u8; 16];
         rng.fill_bytes(&mut seed);
@@ -34,6 +42,8 @@ pub(crate) fn build_table<R: CryptoRng + ?Sized>(
         }
     }
     Err(OtPsiError::CuckooFailed {
+        items: digests.len() as u64,
+        bins,
         attempts: MAX_ATTEMPTS,
     })
 }
@@ -139,7 +149,7 @@ impl OtReceiverAwaitSetup {
             width,
             peer_items: items,
             next: 0,
-            own: Vec::with_capacity(self.keys.len()),
+            own: OwnTable::with_capacity(self.keys.len()),
             params: self.params,
             keys: self.keys,
             digests: self.digests,
@@ -163,8 +173,8 @@ pub struct OtReceiverExtending {
     width: usize,
     peer_items: u64,
     next: usize,
-    /// `(hash index << 120 | truncated H(i, t_i), item)` for every occupied bin.
-    own: Vec<(u128, u32)>,
+    /// `hash index << 120 | truncated H(i, t_i)` → item, for every occupied bin.
+    own: OwnTable,
 }
 
 impl std::fmt::Debug for OtReceiverExtending {
@@ -241,7 +251,11 @@ impl OtReceiverExtending {
             })
             .collect();
         t_rows.zeroize();
-        self.own.extend(own);
+        for (key, item) in own {
+            // Sized for every item, and each item occupies exactly one bin.
+            let inserted = self.own.insert(key, item);
+            debug_assert!(inserted);
+        }
         self.next = first + rows;
         Some(wire::columns(rows, &u))
     }
@@ -261,11 +275,9 @@ impl OtReceiverExtending {
             }
             .into());
         }
-        let mut own = self.own;
-        own.par_sort_unstable();
         Ok(OtReceiverComparing {
             matched: vec![false; self.keys.len()],
-            own,
+            own: self.own,
             width: self.width,
             peer_items: self.peer_items,
             received: 0,
@@ -277,7 +289,7 @@ impl OtReceiverExtending {
 /// Round 3: the receiver compares the sender's outputs with its own.
 pub struct OtReceiverComparing {
     keys: KeySet,
-    own: Vec<(u128, u32)>,
+    own: OwnTable,
     matched: Vec<bool>,
     width: usize,
     peer_items: u64,
@@ -323,12 +335,11 @@ impl OtReceiverComparing {
         let hits: Vec<u32> = values
             .par_iter()
             .flat_map_iter(|triple| {
-                (0..HASHES).filter_map(move |j| {
-                    let key = lookup_key(j, triple[j]);
-                    own.binary_search_by(|(k, _)| k.cmp(&key))
-                        .ok()
-                        .map(|i| own[i].1)
-                })
+                let mut hits = Vec::new();
+                for (j, &value) in triple.iter().enumerate() {
+                    own.for_each_match(lookup_key(j, value), |item| hits.push(item));
+                }
+                hits
             })
             .collect();
         for item in hits {

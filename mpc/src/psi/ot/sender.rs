@@ -111,6 +111,13 @@ impl OtSenderAwaitHello {
                 expected,
             });
         }
+        if bins > cuckoo::MAX_BINS {
+            return Err(OtPsiError::TableTooLarge {
+                items,
+                bins,
+                limit: cuckoo::MAX_BINS,
+            });
+        }
         let (points, keys) =
             base::receiver_choose(self.params.session(), &point, &self.choices, rng);
         let setup = wire::setup(

@@ -196,6 +196,8 @@ fn cuckoo_failure_is_a_typed_error() {
         matches!(
             err,
             OtPsiError::CuckooFailed {
+                items: 1000,
+                bins: 768,
                 attempts: cuckoo::MAX_ATTEMPTS
             }
         ),
