@@ -23,7 +23,7 @@ pub(super) async fn run(
     row: &JobRow,
     handle: &Arc<Handle>,
     path: PathBuf,
-    out_slot: &mut Option<Arc<Outbound>>,
+    outs: &mut Vec<Arc<Outbound>>,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = row
@@ -64,6 +64,7 @@ pub(super) async fn run(
         session: session.to_vec(),
         parties: row.parties.clone(),
         protocol: row.spec.protocol.clone(),
+        aggregate: None,
     };
     let decision = client
         .propose(proposal)
@@ -82,7 +83,7 @@ pub(super) async fn run(
     step(node, row, Some(handle), State::Running, "exchanging").await;
     let (out, outbound) = Outbound::new(&row.id);
     let out = Arc::new(out);
-    *out_slot = Some(Arc::clone(&out));
+    outs.push(Arc::clone(&out));
     let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
     let params = psi::params(
@@ -224,6 +225,7 @@ pub(super) async fn run(
         accuracy: accuracy.into(),
         keys,
         released_ms: node.clock.now_ms(),
+        contributors: Vec::new(),
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let detail = format!(

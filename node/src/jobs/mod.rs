@@ -6,9 +6,9 @@
 //! for its recipient and every party committed its budget), or `failed` / `cancelled` at any
 //! point before release (every party returns its reservation; nothing partial is released).
 //!
-//! An operator submits to their own node, the **coordinator**; the other node of a PSI job is a
-//! **participant** that learns of the job through `Federation.Propose`, decides with its own
-//! gate, and keeps its own row for it. Each node's row says how the job ended *there*, with the
+//! An operator submits to their own node, the **coordinator**; the other node of a PSI job (or
+//! every other contributor of an aggregate) is a **participant** that learns of the job through
+//! `Federation.Propose`, decides with its own gate, and keeps its own row for it. Each node's row says how the job ended *there*, with the
 //! reason and the node that refused or failed.
 //!
 //! Jobs do not survive a restart: at start, [`fail_interrupted`] marks every job that had not
@@ -23,15 +23,22 @@
 //!   `coordinator_psi`: its side of a PSI job.
 //! - `participant`: proposals and exchanges at a participant.
 //! - `query`: single-node DP statistics.
+//! - `aggregate`: an aggregate's vectors, noise shares and intervals (pure, tested);
+//!   `secagg`: its secure-aggregation roles driven over channels; `coordinator_agg` and
+//!   `participant_agg`: its two sides.
 
+mod aggregate;
 pub(crate) mod coordinator;
+mod coordinator_agg;
 mod coordinator_psi;
 mod exchange;
 pub mod gate;
 mod input;
 pub(crate) mod participant;
+mod participant_agg;
 mod psi;
 mod query;
+mod secagg;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +58,7 @@ pub(crate) enum Kind {
     PsiCardinality,
     PsiIntersection,
     Query,
+    Aggregate,
 }
 
 impl Kind {
@@ -59,6 +67,7 @@ impl Kind {
             Kind::PsiCardinality => "psi-cardinality",
             Kind::PsiIntersection => "psi-intersection",
             Kind::Query => "query",
+            Kind::Aggregate => "aggregate",
         }
     }
 
@@ -67,6 +76,7 @@ impl Kind {
             "psi-cardinality" => Some(Kind::PsiCardinality),
             "psi-intersection" => Some(Kind::PsiIntersection),
             "query" => Some(Kind::Query),
+            "aggregate" => Some(Kind::Aggregate),
             _ => None,
         }
     }
@@ -76,6 +86,7 @@ impl Kind {
             Kind::PsiCardinality => gate::JobKind::PsiCardinality,
             Kind::PsiIntersection => gate::JobKind::PsiIntersection,
             Kind::Query => gate::JobKind::Query,
+            Kind::Aggregate => gate::JobKind::Aggregate,
         }
     }
 }
@@ -139,6 +150,17 @@ pub(crate) struct QueryParams {
     pub(crate) quantile: f64,
 }
 
+/// An aggregate's session, as every party keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AggregateParams {
+    /// The statistic, bounds, bins or categories (`quantile` unused).
+    pub(crate) query: QueryParams,
+    /// The secure-aggregation threshold t.
+    pub(crate) threshold: u16,
+    /// Every contributor's use, in party-index order (at a participant: names only).
+    pub(crate) contributors: Vec<PeerUse>,
+}
+
 /// What a job does at this node: its own dataset use, and the peer's (coordinator only).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Spec {
@@ -153,6 +175,10 @@ pub(crate) struct Spec {
     /// The PSI protocol, `ecdh` or `ot` (jobs stored before the OT mode read as `ecdh`).
     #[serde(default)]
     pub(crate) protocol: String,
+    /// An aggregate's session (its own use is `dataset`/`columns`, empty when this node only
+    /// coordinates).
+    #[serde(default)]
+    pub(crate) aggregate: Option<AggregateParams>,
 }
 
 /// One row of the job table.
@@ -509,6 +535,7 @@ mod tests {
                 session: "00".into(),
                 query: None,
                 protocol: String::new(),
+                aggregate: None,
             },
             state,
             phase: "submitted".into(),
