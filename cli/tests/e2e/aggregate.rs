@@ -347,3 +347,107 @@ fn a_contributor_killed_mid_job_fails_the_aggregate_and_every_reservation_return
         &[("subjects", &id), ("detail", "reserved budget returned")],
     );
 }
+
+#[test]
+fn a_contributor_that_dies_after_advertising_is_left_out_and_the_rest_release() {
+    let fed = Fed::init("health,civil,stats");
+    let health = fed.start("health");
+    let civil = fed.start("civil");
+    let stats = fed.start("stats");
+    three_datasets(&fed, None);
+    let operator = fed.path("health/operator.toml");
+    let phase = |node: &str, id: &str| {
+        let job = concord(&[
+            "job",
+            "show",
+            "--profile",
+            &fed.path(&format!("{node}/auditor.toml")),
+            id,
+            "--json",
+        ]);
+        if !job.status.success() {
+            return String::new();
+        }
+        let job: serde_json::Value = serde_json::from_slice(&job.stdout).unwrap();
+        job["phase"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // Stats hangs on its proposal while civil accepts and advertises its keys; then civil
+    // freezes, stats resumes, and civil dies before it has sent its shares.
+    stats.signal("STOP");
+    let id = ok(&[
+        "run",
+        "aggregate",
+        "--profile",
+        &operator,
+        "--statistic",
+        "count",
+        "--dataset",
+        "health:patients",
+        "--dataset",
+        "civil:insured",
+        "--dataset",
+        "stats:census",
+        "--epsilon",
+        "2",
+        "--detach",
+    ])
+    .trim()
+    .to_owned();
+    wait_for("civil advertising", || phase("civil", &id) == "advertising");
+    std::thread::sleep(Duration::from_millis(500));
+    civil.signal("STOP");
+    stats.signal("CONT");
+    wait_for("sharing at health", || phase("health", &id) == "sharing");
+    civil.kill();
+
+    wait_for("released at health", || {
+        show(&fed, "health", "operator", &id)["state"] != "running"
+    });
+    let job = show(&fed, "health", "operator", &id);
+    assert_eq!(job["state"], "released", "{job}");
+    let result: serde_json::Value = serde_json::from_str(&ok(&[
+        "job",
+        "result",
+        "--profile",
+        &operator,
+        &id,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        result["contributors"],
+        serde_json::json!(["health", "stats"])
+    );
+    let v = &result["values"][0];
+    let (lower, upper) = (v["lower"].as_f64().unwrap(), v["upper"].as_f64().unwrap());
+    // 200 + 100 rows; civil's 300 are not in the sum. Scale 1/2: 10 beyond is 20 scales.
+    assert!(lower - 10.0 <= 300.0 && 300.0 <= upper + 10.0, "{result}");
+    assert_eq!(
+        budget_of(&fed, "stats", &id),
+        [("census".into(), "committed".into())]
+    );
+    // Civil comes back: it had only reserved, so its budget returns.
+    let civil = fed.start("civil");
+    let at_civil = show(&fed, "civil", "auditor", &id);
+    assert_eq!(at_civil["state"], "failed", "{at_civil}");
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("insured".into(), "returned".into())]
+    );
+    civil.stop();
+    stats.stop();
+    health.stop();
+    for node in ["health", "civil", "stats"] {
+        verify_offline(&fed, node);
+    }
+    let entries = audit_entries(&fed, "health");
+    let release = find(&entries, "job.release", "accepted", &[("subjects", &id)]);
+    assert!(
+        release["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dropped out: civil"),
+        "{release}"
+    );
+}
