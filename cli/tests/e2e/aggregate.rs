@@ -324,6 +324,14 @@ fn a_contributor_killed_mid_job_fails_the_aggregate_and_every_reservation_return
     );
     // Civil never got to read the proposal.
     let civil = fed.start("civil");
+    let unknown = concord(&[
+        "job",
+        "show",
+        "--profile",
+        &fed.path("civil/auditor.toml"),
+        &id,
+    ]);
+    assert!(!unknown.status.success());
     assert!(budget_of(&fed, "civil", &id).is_empty());
 
     civil.stop();
