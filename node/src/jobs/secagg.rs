@@ -355,3 +355,109 @@ pub(super) fn server(
         .collect();
     Ok(Outcome { aggregate, dropped })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use concord_mpc::SessionId;
+
+    use super::*;
+
+    /// Runs a session of `n` parties with threshold `t` over channels, the server on this
+    /// thread; party `dies` (if any) advertises its keys and then its link closes. Party `i`
+    /// contributes `[i + 1, 10]`. Returns the outcome and how many parties committed.
+    fn session(n: usize, t: u16, dies: Option<u16>) -> (Result<Outcome, ServerFailure>, usize) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let keys: Vec<IdentityKey> = (0..n).map(|_| IdentityKey::random(&mut rng)).collect();
+        let publics = keys.iter().map(IdentityKey::public).collect();
+        let params = SecAggParams::new(SessionId([7; 16]), publics, t, 2).unwrap();
+        let names: Vec<String> = (0..n).map(|i| format!("node{i}")).collect();
+        let commits = Arc::new(AtomicUsize::new(0));
+        let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+        let mut downs = Vec::new();
+        let mut threads = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let index = i as u16;
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            downs.push(tx);
+            let (up, params, commits) = (up_tx.clone(), params.clone(), Arc::clone(&commits));
+            threads.push(std::thread::spawn(move || {
+                if dies == Some(index) {
+                    let mut rng = StdRng::seed_from_u64(u64::from(index));
+                    let (_, frame) =
+                        PartyAwaitRoster::start(params, index, &key, &mut rng).unwrap();
+                    up.send(Up::Frame(index, frame.0)).unwrap();
+                    up.send(Up::Gone(index, "connection lost".into())).unwrap();
+                    return;
+                }
+                let frames_up = up.clone();
+                let mut link = PartyLink {
+                    send: Box::new(move |f| frames_up.send(Up::Frame(index, f)).is_ok()),
+                    recv: Box::new(move || rx.blocking_recv()),
+                };
+                let mut commit = || {
+                    commits.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                };
+                let input = [i64::from(index) + 1, 10];
+                if let Err(e) = party(params, index, &key, &input, &mut link, &|_| {}, &mut commit)
+                {
+                    let _ = up.send(Up::Abort(index, e.to_string()));
+                }
+            }));
+        }
+        drop(up_tx);
+        let mut down = |p: u16, frame: Vec<u8>| downs[usize::from(p)].send(frame).is_ok();
+        let outcome = server(params, &names, &mut up_rx, &mut down, &|_| {});
+        drop(downs);
+        for t in threads {
+            t.join().unwrap();
+        }
+        (outcome, commits.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn every_party_present_gives_the_exact_sum() {
+        let (outcome, commits) = session(3, 2, None);
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.aggregate.sum, [6, 30]);
+        assert_eq!(outcome.aggregate.contributors, [0, 1, 2]);
+        assert!(outcome.dropped.is_empty());
+        assert_eq!(commits, 3);
+    }
+
+    #[test]
+    fn a_party_gone_after_advertising_is_left_out_while_t_remain() {
+        let (outcome, commits) = session(3, 2, Some(1));
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.aggregate.sum, [1 + 3, 20]);
+        assert_eq!(outcome.aggregate.contributors, [0, 2]);
+        assert_eq!(outcome.dropped, [(1, "connection lost".to_owned())]);
+        // The dropped party never reached its commit point.
+        assert_eq!(commits, 2);
+    }
+
+    #[test]
+    fn below_the_threshold_the_session_fails_naming_the_dropout() {
+        let (outcome, commits) = session(3, 3, Some(2));
+        let failure = outcome.err().unwrap();
+        assert_eq!(failure.party, Some(2));
+        assert!(
+            failure.reason.contains("below the threshold"),
+            "{}",
+            failure.reason
+        );
+        assert!(
+            failure
+                .reason
+                .contains("dropped out: node2 (connection lost)"),
+            "{}",
+            failure.reason
+        );
+        // Nobody committed: the round of shares never closed.
+        assert_eq!(commits, 0);
+    }
+}
