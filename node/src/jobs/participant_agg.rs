@@ -174,31 +174,27 @@ pub(super) async fn participate(
         drop(link);
         Ok::<[u8; 32], (bool, String)>(sent.finalize().into())
     });
+    // The coordinator may say `Released` before this side has seen its own thread finish.
+    let mut released = None;
     let digest = tokio::select! {
-        joined = &mut role => match joined {
-            Ok(Ok(digest)) => digest,
-            Ok(Err((true, reason))) => return Err(Failure::at(&me, reason)),
-            Ok(Err((false, reason))) => {
-                // The coordinator ended the session, or broke it: the control channel says why.
-                return Err(match next_control(ctl, &coordinator).await {
-                    Inbound::Control(pb::job_control::Kind::Abort(a)) => {
-                        aborted(Inbound::Control(pb::job_control::Kind::Abort(a)), row)
-                    }
-                    Inbound::Closed(why) if reason.contains("closed the session") => {
-                        Failure::at(&coordinator, why)
-                    }
-                    _ => Failure::at(&coordinator, reason),
-                });
+        biased;
+        joined = &mut role => own_part(joined, ctl, row, &me).await?,
+        inbound = during_protocol(ctl, &coordinator) => match inbound {
+            Inbound::Control(pb::job_control::Kind::Released(r)) => {
+                released = Some(r.contributors);
+                own_part((&mut role).await, ctl, row, &me).await?
             }
-            Err(e) => return Err(mine(format!("secure aggregation task failed: {e}"))),
+            other => return Err(aborted(other, row)),
         },
-        inbound = during_protocol(ctl, &coordinator) => return Err(aborted(inbound, row)),
     };
 
     step(node, row, None, State::Running, "releasing").await;
-    let contributors = match next_control(ctl, &coordinator).await {
-        Inbound::Control(pb::job_control::Kind::Released(r)) => r.contributors,
-        other => return Err(aborted(other, row)),
+    let contributors = match released {
+        Some(c) => c,
+        None => match next_control(ctl, &coordinator).await {
+            Inbound::Control(pb::job_control::Kind::Released(r)) => r.contributors,
+            other => return Err(aborted(other, row)),
+        },
     };
     let detail = format!(
         "the coordinator {coordinator} released aggregate {} of contributors {} to {}",
@@ -210,4 +206,30 @@ pub(super) async fn participate(
         row.recipient
     );
     settle_release(node, row, None, digest, detail, false).await
+}
+
+/// How this node's party thread ended: the digest of what it sent, or the failure (its own, or
+/// the coordinator's, which the control channel explains).
+async fn own_part(
+    joined: Result<Result<[u8; 32], (bool, String)>, tokio::task::JoinError>,
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+    row: &JobRow,
+    me: &str,
+) -> Result<[u8; 32], Failure> {
+    let coordinator = &row.coordinator;
+    match joined {
+        Ok(Ok(digest)) => Ok(digest),
+        Ok(Err((true, reason))) => Err(Failure::at(me, reason)),
+        Ok(Err((false, reason))) => Err(match next_control(ctl, coordinator).await {
+            inbound @ Inbound::Control(pb::job_control::Kind::Abort(_)) => aborted(inbound, row),
+            Inbound::Closed(why) if reason.contains("closed the session") => {
+                Failure::at(coordinator, why)
+            }
+            _ => Failure::at(coordinator, reason),
+        }),
+        Err(e) => Err(Failure::at(
+            me,
+            format!("secure aggregation task failed: {e}"),
+        )),
+    }
 }
