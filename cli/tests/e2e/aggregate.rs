@@ -459,3 +459,35 @@ fn a_contributor_that_dies_after_advertising_is_left_out_and_the_rest_release() 
         "{release}"
     );
 }
+
+#[test]
+fn a_peer_without_an_identity_key_in_the_config_is_a_clear_error() {
+    let fed = Fed::init("health,civil");
+    let config = fed.root.join("health/node.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("secagg_key"))
+        .collect();
+    std::fs::write(&config, kept.join("\n")).unwrap();
+    let _health = fed.start("health");
+    let out = aggregate(
+        &fed.path("health/operator.toml"),
+        &[
+            "--statistic",
+            "count",
+            "--dataset",
+            "health:patients",
+            "--dataset",
+            "civil:insured",
+            "--epsilon",
+            "1",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("no secure-aggregation key for peer civil"),
+        "{err}"
+    );
+}
