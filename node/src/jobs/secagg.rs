@@ -435,7 +435,9 @@ mod tests {
         let outcome = outcome.unwrap();
         assert_eq!(outcome.aggregate.sum, [1 + 3, 20]);
         assert_eq!(outcome.aggregate.contributors, [0, 2]);
-        assert_eq!(outcome.dropped, [(1, "connection lost".to_owned())]);
+        // Its own report, or the server's failed send to it, whichever came first.
+        let dropped: Vec<u16> = outcome.dropped.iter().map(|(p, _)| *p).collect();
+        assert_eq!(dropped, [1]);
         // The dropped party never reached its commit point.
         assert_eq!(commits, 2);
     }
@@ -451,9 +453,7 @@ mod tests {
             failure.reason
         );
         assert!(
-            failure
-                .reason
-                .contains("dropped out: node2 (connection lost)"),
+            failure.reason.contains("dropped out: node2 ("),
             "{}",
             failure.reason
         );
