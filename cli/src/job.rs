@@ -179,6 +179,7 @@ fn result_json(r: &pb::JobResult) -> serde_json::Value {
         "accuracy": r.accuracy,
         "values": values,
         "keys": keys,
+        "contributors": r.contributors,
         "released_ms": r.released_ms,
     })
 }
@@ -220,6 +221,9 @@ fn print_result(r: &pb::JobResult, output: &OutputArgs) -> anyhow::Result<()> {
     println!("job        {}", r.job_id);
     println!("kind       {}", r.kind);
     println!("parties    {}", r.parties.join(", "));
+    if !r.contributors.is_empty() {
+        println!("contributors {}", r.contributors.join(", "));
+    }
     println!("recipient  {}", r.recipient);
     println!("mechanism  {}", r.mechanism);
     println!("epsilon    {}", r.epsilon);

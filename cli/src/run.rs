@@ -1,4 +1,5 @@
-//! `concord run psi|join|query`: submit a joint job to your node, follow it, print its result.
+//! `concord run psi|join|query|aggregate`: submit a joint job to your node, follow it, print its
+//! result.
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
@@ -69,6 +70,33 @@ pub(crate) enum RunCommand {
     ///     --statistic mean --column age --lo 0 --hi 120 --epsilon 0.5
     #[command(verbatim_doc_comment)]
     Query(QueryArgs),
+    /// A differentially private count, sum or histogram across datasets at several nodes,
+    /// summed by secure aggregation: no node, not even yours, sees another node's numbers.
+    ///
+    /// Name one dataset per contributing node (at least two; your node may be one of them or
+    /// only coordinate). Each contributor checks its own policy and reserves ε when asked,
+    /// reads its own file, adds its own share of the noise, and sends its vector masked so
+    /// that only the sum of all of them can be unmasked, by your node. Each commits its ε just
+    /// before its masked vector leaves it.
+    ///
+    /// Statistics (rows are distinct individuals; integers only; nulls left out):
+    ///   count       rows of each dataset (no column)
+    ///   sum         of each dataset's column, each value clamped to [--lo, --hi]
+    ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text column
+    ///
+    /// What is released, to the recipient only: the summed values plus discrete Laplace noise
+    /// (scale Δ/ε, Δ = 1 for count and histogram, max(|lo|, |hi|) for sum) with their 95%
+    /// intervals, ε, and the contributors. A refusal anywhere fails the job everywhere and
+    /// reserved budget returns. A contributor that dies is left out when at least --threshold
+    /// contributors remain (the noise is still the full amount, and the result names who
+    /// contributed); with fewer, the job fails everywhere.
+    ///
+    /// Example:
+    ///   concord run aggregate --profile health/operator.toml --statistic sum --lo 0 --hi 120
+    ///     --dataset health:patients:age --dataset civil:insured:age --dataset stats:census:age
+    ///     --epsilon 1 --recipient researcher.health.concord
+    #[command(verbatim_doc_comment)]
+    Aggregate(AggregateArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -199,6 +227,71 @@ pub(crate) struct QueryArgs {
     grant: Option<String>,
     #[command(flatten)]
     job: JobArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum AggStatistic {
+    Count,
+    Sum,
+    Histogram,
+}
+
+#[derive(Args)]
+pub(crate) struct AggregateArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// A contributing node's dataset: NODE:DATASET for a count, NODE:DATASET:COLUMN for a sum
+    /// or histogram. Repeat for every contributor (at least two).
+    #[arg(long = "dataset", value_name = "NODE:DATASET[:COLUMN]", required = true, value_parser = parse_contribution)]
+    datasets: Vec<pb::DatasetUse>,
+    /// What to release.
+    #[arg(long, value_enum)]
+    statistic: AggStatistic,
+    /// Lower clamping bound (sum), or the first bin's lower edge.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    lo: i64,
+    /// Upper clamping bound (sum), or the last bin's upper edge.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    hi: i64,
+    /// Equal-width bins over [--lo, --hi] (histogram); default 10.
+    #[arg(long, default_value_t = 0)]
+    bins: u32,
+    /// Public categories of a text column (histogram), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    categories: Vec<String>,
+    /// The grant to use at a node: NODE:GRANT (repeat per node; default: the first grant there
+    /// that allows the job).
+    #[arg(long = "grant", value_name = "NODE:GRANT")]
+    grants: Vec<String>,
+    /// The fewest contributors the job may release with; a strict majority at least (the
+    /// default). Any dropout below it fails the job.
+    #[arg(long)]
+    threshold: Option<u32>,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+fn parse_contribution(s: &str) -> Result<pb::DatasetUse, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [node, dataset, rest @ ..]
+            if !node.is_empty() && !dataset.is_empty() && rest.len() <= 1 =>
+        {
+            Ok(pb::DatasetUse {
+                node: (*node).to_owned(),
+                dataset: (*dataset).to_owned(),
+                columns: rest
+                    .iter()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| (*c).to_owned())
+                    .collect(),
+                grant: String::new(),
+            })
+        }
+        _ => Err(format!(
+            "{s:?}: expected NODE:DATASET or NODE:DATASET:COLUMN, e.g. civil:insured:age"
+        )),
+    }
 }
 
 fn parse_use(s: &str) -> Result<pb::DatasetUse, String> {
@@ -335,6 +428,36 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
                 bins: a.bins,
                 categories: a.categories,
                 quantile: a.quantile,
+            });
+            (a.profile, kind, a.job)
+        }
+        RunCommand::Aggregate(a) => {
+            if a.job.epsilon.is_none() {
+                bail!("an aggregate is a DP release: give --epsilon");
+            }
+            let mut datasets = a.datasets;
+            for g in &a.grants {
+                let Some((node, grant)) = g.split_once(':') else {
+                    bail!("--grant {g:?}: expected NODE:GRANT");
+                };
+                let Some(d) = datasets.iter_mut().find(|d| d.node == node) else {
+                    bail!("--grant {g:?}: no --dataset at node {node}");
+                };
+                d.grant = grant.to_owned();
+            }
+            let statistic = match a.statistic {
+                AggStatistic::Count => "count",
+                AggStatistic::Sum => "sum",
+                AggStatistic::Histogram => "histogram",
+            };
+            let kind = pb::job_spec::Kind::Aggregate(pb::AggregateJob {
+                datasets,
+                statistic: statistic.into(),
+                lo: a.lo,
+                hi: a.hi,
+                bins: a.bins,
+                categories: a.categories,
+                threshold: a.threshold.unwrap_or(0),
             });
             (a.profile, kind, a.job)
         }

@@ -152,6 +152,9 @@ pub struct NodeConfig {
     pub tls: TlsSection,
     /// The audit log's signing key.
     pub audit: AuditSection,
+    /// The secure-aggregation identity key (needed to contribute to `run aggregate`).
+    #[serde(default)]
+    pub secagg: Option<SecAggSection>,
     /// Peer nodes it talks to and answers.
     #[serde(default)]
     pub peers: Vec<Peer>,
@@ -207,6 +210,18 @@ pub struct AuditSection {
     pub signing_key: SecretSource,
 }
 
+/// `[secagg]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecAggSection {
+    /// This node's long-term X25519 identity key for secure aggregation: 32 bytes, hex-encoded.
+    /// Its public half is listed as `secagg_key` in every peer's `[[peers]]` entry for this node:
+    /// the envelopes two contributors exchange through the coordinator are keyed by their two
+    /// identity keys, so the coordinator (which relays them) cannot open them. This is why the
+    /// keys come from each node's own configuration and never from the coordinator.
+    pub identity_key: SecretSource,
+}
+
 /// `[policy]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +257,10 @@ pub struct Peer {
     pub address: String,
     /// The identity its certificate must carry, e.g. `node.civil.concord`.
     pub identity: String,
+    /// The public half of the peer's secure-aggregation identity key (32 bytes, hex); needed to
+    /// run an aggregate with it.
+    #[serde(default)]
+    pub secagg_key: Option<String>,
 }
 
 /// `[[people]]`: a person who may reach this node.
@@ -314,6 +333,9 @@ impl NodeConfig {
         config.tls.cert = base.join(&config.tls.cert);
         config.tls.key.resolve(&base);
         config.audit.signing_key.resolve(&base);
+        if let Some(s) = config.secagg.as_mut() {
+            s.identity_key.resolve(&base);
+        }
         config.check()?;
         Ok(config)
     }
@@ -360,6 +382,14 @@ impl NodeConfig {
             check_identity(&peer.identity, format!("peer {}", peer.name))?;
             if peer.address.trim().is_empty() {
                 return Err(invalid(format!("peer {}: empty address", peer.name)));
+            }
+            if let Some(key) = &peer.secagg_key
+                && crate::hex::decode_32(key).is_none()
+            {
+                return Err(invalid(format!(
+                    "peer {}: secagg_key must be 32 bytes in hex (64 digits)",
+                    peer.name
+                )));
             }
         }
         for person in &self.people {

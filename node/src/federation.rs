@@ -13,6 +13,8 @@
 //! DIR/<node>/node.toml       the node's config (peers = every other node)
 //! DIR/<node>/node.pem|.key   its TLS identity `node.<node>.concord`
 //! DIR/<node>/audit.key|.pub  its audit-log signing key (hex Ed25519 seed) and public key
+//! DIR/<node>/secagg.key|.pub its secure-aggregation identity key (hex X25519), whose public
+//!                            half every other node's config lists under its `[[peers]]` entry
 //! DIR/<node>/<role>.toml     a CLI profile (`--profile`) for manager, operator, auditor, researcher
 //! DIR/<node>/<role>.pem|.key the person's identity `<role>.<node>.concord`
 //! ```
@@ -197,6 +199,14 @@ pub fn init<R: CryptoRng + ?Sized>(
     )?;
 
     let addr = |i: usize| SocketAddr::new(host, base_port + i as u16);
+    // Secure-aggregation identity keys first: every config lists every peer's public key.
+    let mut secagg = Vec::with_capacity(nodes.len());
+    for _ in nodes {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        let public = concord_mpc::secagg::IdentityKey::from_bytes(*seed).public();
+        secagg.push((seed, hex(&public.to_bytes())));
+    }
     let mut written = Vec::new();
     for (i, name) in nodes.iter().enumerate() {
         let dir = out.join(name);
@@ -219,22 +229,37 @@ pub fn init<R: CryptoRng + ?Sized>(
             false,
         )?;
 
+        let (secagg_seed, secagg_public) = &secagg[i];
+        write(
+            &dir.join("secagg.key"),
+            format!("{}\n", hex(secagg_seed.as_ref())).as_bytes(),
+            true,
+        )?;
+        write(
+            &dir.join("secagg.pub"),
+            format!("{secagg_public}\n").as_bytes(),
+            false,
+        )?;
+
         let mut config = format!(
             "# Concord node {name:?}: TRIAL configuration written by `concord federation init`.\n\
              # Documented in docs/node.sample.toml. Start it: concord node start --config node.toml\n\n\
              [node]\nname = \"{name}\"\nlisten = \"{}\"\ndata_dir = \"data\"\n\n\
              [tls]\nca_cert = \"../ca.pem\"\ncert = \"node.pem\"\nkey = {{ file = \"node.key\" }}\n\
              identity = \"{identity}\"\n\n\
-             [audit]\nsigning_key = {{ file = \"audit.key\" }}\n",
+             [audit]\nsigning_key = {{ file = \"audit.key\" }}\n\n\
+             [secagg]\nidentity_key = {{ file = \"secagg.key\" }}\n",
             addr(i)
         );
         for (j, peer) in nodes.iter().enumerate() {
             if j != i {
                 let _ = write!(
                     config,
-                    "\n[[peers]]\nname = \"{peer}\"\naddress = \"{}\"\nidentity = \"{}\"\n",
+                    "\n[[peers]]\nname = \"{peer}\"\naddress = \"{}\"\nidentity = \"{}\"\n\
+                     secagg_key = \"{}\"\n",
                     addr(j),
-                    node_identity(peer)
+                    node_identity(peer),
+                    secagg[j].1
                 );
             }
         }

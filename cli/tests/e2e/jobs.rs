@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Fed, audit_entries, concord, fails, find, ok};
 
 /// Writes a CSV of `nin,age,diagnosis` rows for keys `range`.
-fn write_people(fed: &Fed, file: &str, range: std::ops::Range<u32>) -> String {
+pub(crate) fn write_people(fed: &Fed, file: &str, range: std::ops::Range<u32>) -> String {
     let mut text = String::from("nin,age,diagnosis\n");
     for i in range {
         text.push_str(&format!("N{i:07},{},D{}\n", 20 + i % 60, i % 7));
@@ -17,7 +17,7 @@ fn write_people(fed: &Fed, file: &str, range: std::ops::Range<u32>) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-fn register(fed: &Fed, node: &str, id: &str, file: &str) {
+pub(crate) fn register(fed: &Fed, node: &str, id: &str, file: &str) {
     ok(&[
         "dataset",
         "add",
@@ -40,7 +40,7 @@ fn register(fed: &Fed, node: &str, id: &str, file: &str) {
 
 /// A yearly ε cap on `dataset` for everyone, and a grant to the health operator, set by the
 /// node's data manager through the CLI.
-fn set_budget(fed: &Fed, node: &str, dataset: &str, epsilon: u32) {
+pub(crate) fn set_budget(fed: &Fed, node: &str, dataset: &str, epsilon: u32) {
     let manager = fed.path(&format!("{node}/manager.toml"));
     let epsilon = epsilon.to_string();
     ok(&[
@@ -61,7 +61,7 @@ fn set_budget(fed: &Fed, node: &str, dataset: &str, epsilon: u32) {
 
 /// An overall grant on `dataset` to the health operator, results to health's researcher or
 /// operator, for 20 runs a day.
-fn grant(fed: &Fed, node: &str, dataset: &str) {
+pub(crate) fn grant(fed: &Fed, node: &str, dataset: &str) {
     ok(&[
         "grant",
         "propose",
@@ -127,7 +127,7 @@ fn submit_cardinality(operator: &str) -> String {
 }
 
 /// Budget rows of a job at a node: (dataset, state).
-fn budget_of(fed: &Fed, node: &str, job: &str) -> Vec<(String, String)> {
+pub(crate) fn budget_of(fed: &Fed, node: &str, job: &str) -> Vec<(String, String)> {
     let db = rusqlite::Connection::open(fed.path(&format!("{node}/data/node.sqlite"))).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut stmt = db
@@ -139,7 +139,7 @@ fn budget_of(fed: &Fed, node: &str, job: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn job_id(stderr: &str) -> String {
+pub(crate) fn job_id(stderr: &str) -> String {
     stderr
         .split_whitespace()
         .find(|w| w.starts_with("job-"))
@@ -147,7 +147,7 @@ fn job_id(stderr: &str) -> String {
         .to_owned()
 }
 
-fn show(fed: &Fed, node: &str, who: &str, id: &str) -> serde_json::Value {
+pub(crate) fn show(fed: &Fed, node: &str, who: &str, id: &str) -> serde_json::Value {
     let out = ok(&[
         "job",
         "show",
@@ -159,7 +159,7 @@ fn show(fed: &Fed, node: &str, who: &str, id: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn verify_offline(fed: &Fed, node: &str) {
+pub(crate) fn verify_offline(fed: &Fed, node: &str) {
     let out = ok(&[
         "audit",
         "verify",

@@ -149,6 +149,16 @@ impl NodeProc {
 }
 
 impl NodeProc {
+    /// Sends `signal` (e.g. `STOP`) to the node.
+    pub(crate) fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// SIGKILL: the node dies without any chance to clean up.
     pub(crate) fn kill(mut self) {
         if let Some(mut child) = self.child.take() {

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
 use super::gate::{FieldUse, UseRequest};
 use super::{
-    Failure, Handle, JobRow, JoinSpec, Kind, PeerUse, QueryParams, Spec, State, psi, query,
+    AggregateParams, Failure, Handle, JobRow, JoinSpec, Kind, PeerUse, QueryParams, Spec, State,
+    aggregate, psi, query,
 };
 use crate::audit::{Outcome, Record};
 use crate::config::Role;
@@ -56,6 +57,7 @@ pub(crate) async fn submit(
         Ok(())
     };
     let epsilon_ok = spec.epsilon.is_finite() && spec.epsilon > 0.0;
+    let mut aggregate = None;
     let (kind, own_use, peer, query, protocol, join) = match spec.kind {
         Some(pb::job_spec::Kind::Psi(p)) => {
             let kind = match pb::PsiOutput::try_from(p.output) {
@@ -195,10 +197,30 @@ pub(crate) async fn submit(
                 Some(terms),
             )
         }
-        None => return Err(invalid("a job needs a kind (psi, join or query)".into())),
+        Some(pb::job_spec::Kind::Aggregate(a)) => {
+            if !epsilon_ok {
+                return Err(invalid("an aggregate needs --epsilon > 0".into()));
+            }
+            let (own_use, params) = aggregate_spec(node, a)?;
+            aggregate = Some(params);
+            (Kind::Aggregate, own_use, None, None, String::new(), None)
+        }
+        None => {
+            return Err(invalid(
+                "a job needs a kind (psi, join, query or aggregate)".into(),
+            ));
+        }
     };
     let mut parties = vec![me.clone()];
     parties.extend(peer.iter().map(|p| p.node.clone()));
+    if let Some(a) = &aggregate {
+        parties.extend(
+            a.contributors
+                .iter()
+                .filter(|c| c.node != me)
+                .map(|c| c.node.clone()),
+        );
+    }
     let now = node.clock.now_ms();
     let row = JobRow {
         id: super::new_id(),
@@ -222,6 +244,7 @@ pub(crate) async fn submit(
             query,
             protocol,
             join,
+            aggregate,
         },
         state: State::Submitted,
         phase: "submitted".into(),
@@ -247,12 +270,112 @@ pub(crate) async fn submit(
     Ok((job, detail))
 }
 
+/// Checks an aggregate's request: two or more distinct contributing nodes (this one or its
+/// peers, each with an identity key), a count, sum or histogram with a column where one is
+/// needed, and a threshold that is a strict majority at least. Returns this node's own use
+/// (empty when it only coordinates) and the session.
+fn aggregate_spec(
+    node: &Node,
+    a: pb::AggregateJob,
+) -> Result<(pb::DatasetUse, AggregateParams), NodeError> {
+    let me = &node.config.node.name;
+    let invalid = |m: String| NodeError::Invalid(m);
+    let query = QueryParams {
+        statistic: a.statistic,
+        lo: a.lo,
+        hi: a.hi,
+        bins: a.bins,
+        categories: a.categories,
+        quantile: 0.0,
+    };
+    aggregate::labels(&query).map_err(invalid)?;
+    if a.datasets.len() < 2 {
+        return Err(invalid(
+            "an aggregate needs datasets at two or more nodes (--dataset NODE:DATASET[:COLUMN])"
+                .into(),
+        ));
+    }
+    let mut own = pb::DatasetUse::default();
+    let mut contributors = Vec::new();
+    for d in a.datasets {
+        if d.node != *me && node.config.peer(&d.node).is_none() {
+            return Err(invalid(format!(
+                "{:?} is neither your node {me} nor one of its peers",
+                d.node
+            )));
+        }
+        if contributors.iter().any(|c: &PeerUse| c.node == d.node) {
+            return Err(invalid(format!(
+                "node {} is named twice: one dataset per node",
+                d.node
+            )));
+        }
+        if d.dataset.is_empty() {
+            return Err(invalid(format!("node {}: a dataset is needed", d.node)));
+        }
+        match (aggregate::needs_column(&query), d.columns.len()) {
+            (true, 1) | (false, 0) => {}
+            (true, _) => {
+                return Err(invalid(format!(
+                    "a {} needs one column at every node: {}:{}:COLUMN",
+                    query.statistic, d.node, d.dataset
+                )));
+            }
+            (false, _) => {
+                return Err(invalid(format!(
+                    "a count takes no column ({}:{})",
+                    d.node, d.dataset
+                )));
+            }
+        }
+        if d.node == *me {
+            own = d.clone();
+        }
+        contributors.push(PeerUse {
+            node: d.node,
+            dataset: d.dataset,
+            columns: d.columns,
+            grant: d.grant,
+        });
+    }
+    let n = contributors.len();
+    let threshold = match a.threshold {
+        0 => concord_mpc::secagg::SecAggParams::majority(n),
+        t if (t as usize) > n / 2 && (t as usize) <= n => t as u16,
+        t => {
+            return Err(invalid(format!(
+                "--threshold {t} for {n} contributors: it must be a strict majority ({} to {n})",
+                n / 2 + 1
+            )));
+        }
+    };
+    let names: Vec<String> = contributors.iter().map(|c| c.node.clone()).collect();
+    super::secagg::identities(node, &names).map_err(invalid)?;
+    Ok((
+        own,
+        AggregateParams {
+            query,
+            threshold,
+            contributors,
+        },
+    ))
+}
+
 /// The dataset use a job makes at this node, as the gate sees it.
 pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, String> {
     let how = match row.kind {
         Kind::PsiCardinality | Kind::Join => FieldUse::MatchKey,
         Kind::PsiIntersection => FieldUse::RevealKey,
         Kind::Query => match row.spec.query.as_ref().map(|q| q.statistic.as_str()) {
+            Some("histogram") => FieldUse::DpGroup,
+            _ => FieldUse::DpValue,
+        },
+        Kind::Aggregate => match row
+            .spec
+            .aggregate
+            .as_ref()
+            .map(|a| a.query.statistic.as_str())
+        {
             Some("histogram") => FieldUse::DpGroup,
             _ => FieldUse::DpValue,
         },
@@ -468,11 +591,52 @@ pub(super) async fn commit_release(
     digest: [u8; 32],
     detail: String,
 ) -> Result<(), Failure> {
+    settle_release(node, row, result, digest, detail, true).await
+}
+
+/// Rechecks this node's policy and commits its budget before its input may leave it for good
+/// (an aggregate's masked vector): from then on the budget stays spent whatever happens.
+/// Audited as `job.commit` with the cost.
+pub(super) async fn commit_budget(node: &Arc<Node>, row: &JobRow) -> Result<(), Failure> {
+    recheck(node, row, Vec::new()).await?;
+    let me = node.config.node.name.clone();
+    let (id, now) = (row.id.clone(), node.clock.now_ms());
+    node.with_store(move |_, store| crate::ledger::commit(store, &id, now))
+        .await
+        .map_err(|e| Failure::at(&me, e.to_string()))?
+        .map_err(|e| Failure::at(&me, format!("could not commit the budget: {e}")))?;
+    let mut entry = record(
+        row,
+        &me,
+        "job.commit",
+        Outcome::Accepted,
+        format!(
+            "committed the budget of {} before sending its masked input (once sent, it may              enter the released sum)",
+            row.id
+        ),
+    );
+    entry.privacy_cost = Some(cost_text(row));
+    let _ = node.audit(entry).await;
+    Ok(())
+}
+
+/// Stores the release (committing the budget in the same database call when `commit`); audits
+/// the release with its cost and the digest of what leaves the node.
+pub(super) async fn settle_release(
+    node: &Arc<Node>,
+    row: &JobRow,
+    result: Option<pb::JobResult>,
+    digest: [u8; 32],
+    detail: String,
+    commit: bool,
+) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let (id, now) = (row.id.clone(), node.clock.now_ms());
     let stored = node
         .with_store(move |_, store| {
-            crate::ledger::commit(store, &id, now).map_err(|e| e.to_string())?;
+            if commit {
+                crate::ledger::commit(store, &id, now).map_err(|e| e.to_string())?;
+            }
             super::release(store, &id, result.as_ref(), now).map_err(|e| e.to_string())
         })
         .await
@@ -482,7 +646,11 @@ pub(super) async fn commit_release(
         return Err(Failure::at(&me, "the job ended before release"));
     }
     let mut entry = record(row, &me, "job.release", Outcome::Accepted, detail);
-    entry.privacy_cost = Some(cost_text(row));
+    entry.privacy_cost = Some(if row.spec.dataset.is_empty() {
+        "none at this node (no dataset)".into()
+    } else {
+        cost_text(row)
+    });
     entry.output_digest = Some(digest);
     let _ = node.audit(entry).await;
     Ok(())
@@ -496,13 +664,13 @@ struct Progress {
     peer: PeerLink,
 }
 
-/// How far a two-party job got with its peer.
+/// How far a job got with its peers.
 #[derive(Default)]
 pub(super) struct PeerLink {
-    /// The job was proposed to the peer (it may have accepted and reserved its budget).
+    /// A two-party job was proposed to its peer (which may have accepted and reserved).
     pub(super) proposed: bool,
-    /// The open exchange, once there is one.
-    pub(super) out: Option<Arc<Outbound>>,
+    /// The exchanges this job opened, to abort on failure.
+    pub(super) outs: Vec<Arc<Outbound>>,
 }
 
 async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
@@ -520,20 +688,19 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
         Ok(()) => handle.report(State::Released, "released", 0, 0, "released"),
         Err(failure) => {
             let abort = pb::Abort {
-                reason: format!("{me}: {}", failure.reason),
+                reason: format!("{}: {}", failure.at, failure.reason),
                 cancelled: failure.cancelled,
             };
             let told = async {
-                match p.peer.out.take() {
-                    Some(out) => {
-                        out.control(pb::job_control::Kind::Abort(abort)).await;
-                    }
-                    // Proposed but no exchange yet: the peer may hold a reservation for the job,
-                    // so open an exchange only to end it (a peer that never accepted refuses it).
-                    None if p.peer.proposed && failure.at != peer_of(&row, &me) => {
-                        abort_unopened(&node, &row, abort).await;
-                    }
-                    None => {}
+                let outs = std::mem::take(&mut p.peer.outs);
+                // Proposed but no exchange yet: the peer may hold a reservation for the job, so
+                // open an exchange only to end it (a peer that never accepted refuses it).
+                if outs.is_empty() && p.peer.proposed && failure.at != peer_of(&row, &me) {
+                    abort_unopened(&node, &row, abort.clone()).await;
+                }
+                for out in outs {
+                    out.control(pb::job_control::Kind::Abort(abort.clone()))
+                        .await;
                 }
             };
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), told).await;
@@ -591,19 +758,31 @@ async fn work(
     p: &mut Progress,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
-    handle.report(State::Submitted, "authorizing", 0, 0, "");
-    admit(node, row).await?;
-    p.reserved = true;
-    let (path, _) = dataset(node, &row.spec.dataset)
-        .await
-        .map_err(|e| Failure::at(&me, e.to_string()))?
-        .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
+    // An aggregate's coordinator may only aggregate, without a dataset of its own.
+    let path = if row.spec.dataset.is_empty() {
+        None
+    } else {
+        handle.report(State::Submitted, "authorizing", 0, 0, "");
+        admit(node, row).await?;
+        p.reserved = true;
+        let (path, _) = dataset(node, &row.spec.dataset)
+            .await
+            .map_err(|e| Failure::at(&me, e.to_string()))?
+            .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
+        Some(path)
+    };
+    if row.kind == Kind::Aggregate {
+        super::coordinator_agg::run(node, row, handle, path, &mut p.peer.outs).await?;
+        p.released = true;
+        return Ok(());
+    }
+    let path = path.ok_or_else(|| Failure::at(&me, "no dataset"))?;
     match row.kind {
-        Kind::Query => run_query(node, row, handle, path).await,
         Kind::PsiCardinality | Kind::PsiIntersection => {
             super::coordinator_psi::run(node, row, handle, path, &mut p.peer).await
         }
         Kind::Join => super::join::run(node, row, handle, path, &mut p.peer).await,
+        _ => run_query(node, row, handle, path).await,
     }?;
     p.released = true;
     Ok(())
@@ -645,6 +824,7 @@ async fn run_query(
         accuracy: out.accuracy,
         keys: Vec::new(),
         released_ms: node.clock.now_ms(),
+        contributors: Vec::new(),
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let detail = format!(

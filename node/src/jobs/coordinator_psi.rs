@@ -124,6 +124,7 @@ pub(super) async fn run(
         accuracy: accuracy.into(),
         keys,
         released_ms: node.clock.now_ms(),
+        contributors: Vec::new(),
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let detail = format!(
@@ -191,6 +192,7 @@ pub(super) async fn propose(
         parties: row.parties.clone(),
         protocol: row.spec.protocol.clone(),
         join,
+        aggregate: None,
     };
     link.proposed = true;
     let decision = client
@@ -239,7 +241,7 @@ where
     step(node, row, Some(handle), State::Running, "exchanging").await;
     let (out, outbound) = Outbound::new(&row.id);
     let out = Arc::new(out);
-    link.out = Some(Arc::clone(&out));
+    link.outs.push(Arc::clone(&out));
     let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
     let role_out = Arc::clone(&out);

@@ -20,6 +20,8 @@ use tokio_stream::StreamExt as _;
 
 /// The protocol name of PSI frames.
 pub(super) const PSI: &str = "psi-ecdh";
+/// The protocol name of secure-aggregation frames.
+pub(super) const SECAGG: &str = "secagg";
 /// The protocol name of job control messages.
 pub(super) const CONTROL: &str = "job";
 
@@ -153,7 +155,7 @@ pub(super) async fn read<S>(
         }
         seq += 1;
         match envelope.protocol.as_str() {
-            PSI => {
+            PSI | SECAGG => {
                 for frame in envelope.frames {
                     let delivered = match &frames {
                         Some(sink) => sink.send(frame).await,
@@ -172,6 +174,8 @@ pub(super) async fn read<S>(
                     .and_then(|f| pb::JobControl::decode(f.as_slice()).ok())
                     .and_then(|c| c.kind);
                 match kind {
+                    // The opening of an aggregate's exchange: nothing to hand on.
+                    Some(pb::job_control::Kind::Start(_)) => {}
                     Some(kind) => {
                         // Control ends the protocol phase: the protocol thread sees its input end.
                         frames = None;

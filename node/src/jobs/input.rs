@@ -214,3 +214,27 @@ pub(super) fn value_set(
     })?;
     Ok(Values { set, null_values })
 }
+
+/// Calls `f` with every non-empty value of `column` (nulls left out) and its 1-based data row,
+/// streamed.
+pub(super) fn for_each_value(
+    path: &Path,
+    column: &str,
+    mut f: impl FnMut(u64, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut rdr = reader(path)?;
+    let at = positions(path, &mut rdr, &[column.to_owned()])?[0];
+    let mut record = csv::StringRecord::new();
+    let mut row = 0u64;
+    while rdr
+        .read_record(&mut record)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        row += 1;
+        match record.get(at) {
+            Some(v) if !v.is_empty() => f(row, v)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}

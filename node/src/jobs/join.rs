@@ -320,6 +320,7 @@ pub(super) async fn run(
             .into(),
         keys: Vec::new(),
         released_ms: node.clock.now_ms(),
+        contributors: Vec::new(),
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let clamped = output.input.clamped_low + output.input.clamped_high;

@@ -6,9 +6,10 @@
 //! for its recipient and every party committed its budget), or `failed` / `cancelled` at any
 //! point before release (every party returns its reservation; nothing partial is released).
 //!
-//! An operator submits to their own node, the **coordinator**; the other node of a PSI or join job is a
-//! **participant** that learns of the job through `Federation.Propose`, decides with its own
-//! gate, and keeps its own row for it. Each node's row says how the job ended *there*, with the
+//! An operator submits to their own node, the **coordinator**; the other node of a PSI or join
+//! job (or every other contributor of an aggregate) is a **participant** that learns of the job
+//! through `Federation.Propose`, decides with its own gate, and keeps its own row for it. Each
+//! node's row says how the job ended *there*, with the
 //! reason and the node that refused or failed.
 //!
 //! Jobs do not survive a restart: at start, [`fail_interrupted`] marks every job that had not
@@ -24,16 +25,23 @@
 //! - `participant`: proposals and exchanges at a participant.
 //! - `join`: the join-aggregate roles and their noise; the coordinator holds the values.
 //! - `query`: single-node DP statistics.
+//! - `aggregate`: an aggregate's vectors, noise shares and intervals (pure, tested);
+//!   `secagg`: its secure-aggregation roles driven over channels; `coordinator_agg` and
+//!   `participant_agg`: its two sides.
 
+mod aggregate;
 pub(crate) mod coordinator;
+mod coordinator_agg;
 mod coordinator_psi;
 mod exchange;
 pub mod gate;
 mod input;
 mod join;
 pub(crate) mod participant;
+mod participant_agg;
 mod psi;
 mod query;
+mod secagg;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -54,6 +62,7 @@ pub(crate) enum Kind {
     PsiIntersection,
     Join,
     Query,
+    Aggregate,
 }
 
 impl Kind {
@@ -63,6 +72,7 @@ impl Kind {
             Kind::PsiIntersection => "psi-intersection",
             Kind::Join => "join",
             Kind::Query => "query",
+            Kind::Aggregate => "aggregate",
         }
     }
 
@@ -72,6 +82,7 @@ impl Kind {
             "psi-intersection" => Some(Kind::PsiIntersection),
             "join" => Some(Kind::Join),
             "query" => Some(Kind::Query),
+            "aggregate" => Some(Kind::Aggregate),
             _ => None,
         }
     }
@@ -82,6 +93,7 @@ impl Kind {
             Kind::PsiIntersection => gate::JobKind::PsiIntersection,
             Kind::Join => gate::JobKind::Join,
             Kind::Query => gate::JobKind::Query,
+            Kind::Aggregate => gate::JobKind::Aggregate,
         }
     }
 }
@@ -157,6 +169,17 @@ pub(crate) struct JoinSpec {
     pub(crate) categories: Vec<String>,
 }
 
+/// An aggregate's session, as every party keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AggregateParams {
+    /// The statistic, bounds, bins or categories (`quantile` unused).
+    pub(crate) query: QueryParams,
+    /// The secure-aggregation threshold t.
+    pub(crate) threshold: u16,
+    /// Every contributor's use, in party-index order (at a participant: names only).
+    pub(crate) contributors: Vec<PeerUse>,
+}
+
 /// What a job does at this node: its own dataset use, and the peer's (coordinator only).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Spec {
@@ -174,6 +197,10 @@ pub(crate) struct Spec {
     /// A join's terms.
     #[serde(default)]
     pub(crate) join: Option<JoinSpec>,
+    /// An aggregate's session (its own use is `dataset`/`columns`, empty when this node only
+    /// coordinates).
+    #[serde(default)]
+    pub(crate) aggregate: Option<AggregateParams>,
 }
 
 /// One row of the job table.
@@ -565,6 +592,7 @@ mod tests {
                 query: None,
                 protocol: String::new(),
                 join: None,
+                aggregate: None,
             },
             state,
             phase: "submitted".into(),

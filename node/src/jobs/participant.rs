@@ -27,14 +27,16 @@ pub(crate) type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<pb::Envelope, 
 pub(crate) async fn propose(
     node: &Arc<Node>,
     peer: &str,
-    p: pb::JobProposal,
+    mut p: pb::JobProposal,
 ) -> Result<(pb::ProposalDecision, String), NodeError> {
     let me = node.config.node.name.clone();
     let kind = match Kind::parse(&p.kind) {
-        Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join)) => k,
+        Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join | Kind::Aggregate)) => {
+            k
+        }
         _ => return Err(NodeError::Invalid(format!("unknown job kind {:?}", p.kind))),
     };
-    let join = match (kind, p.join) {
+    let join = match (kind, p.join.take()) {
         (Kind::Join, Some(t)) => Some(JoinSpec {
             value_column: String::new(),
             lo: t.lo,
@@ -48,8 +50,8 @@ pub(crate) async fn propose(
         (_, _) => None,
     };
     match (p.protocol.as_str(), kind) {
-        ("", _)
-        | ("ecdh", Kind::PsiCardinality | Kind::PsiIntersection)
+        ("", Kind::Aggregate | Kind::Join)
+        | ("" | "ecdh", Kind::PsiCardinality | Kind::PsiIntersection)
         | ("ot", Kind::PsiIntersection) => {}
         (other, _) => {
             return Err(NodeError::Invalid(format!(
@@ -65,9 +67,24 @@ pub(crate) async fn propose(
             && s.len() <= concord_proto::envelope::MAX_NAME_BYTES
             && s.bytes().all(|b| b.is_ascii_graphic())
     };
-    if !name_ok(&p.job_id) || p.columns.is_empty() || p.columns.len() > 16 {
+    let aggregate = match (kind, p.aggregate.take()) {
+        (Kind::Aggregate, Some(a)) => Some(super::participant_agg::check(node, peer, &p, a)?),
+        (Kind::Aggregate, None) => {
+            return Err(NodeError::Invalid(
+                "an aggregate proposal needs its session".into(),
+            ));
+        }
+        _ => None,
+    };
+    let columns_ok = match kind {
+        Kind::Aggregate => p.columns.len() <= 1,
+        _ => !p.columns.is_empty() && p.columns.len() <= 16,
+    };
+    if !name_ok(&p.job_id) || !columns_ok {
         return Err(NodeError::Invalid(
-            "a proposal needs a printable job id and 1 to 16 key columns".into(),
+            "a proposal needs a printable job id and 1 to 16 key columns (an aggregate: at \
+             most one column)"
+                .into(),
         ));
     }
     if !p.parties.iter().any(|n| n == &me) || !p.parties.iter().any(|n| n == peer) {
@@ -95,6 +112,7 @@ pub(crate) async fn propose(
             query: None,
             protocol: p.protocol.clone(),
             join,
+            aggregate,
         },
         state: State::Submitted,
         phase: "proposed".into(),
@@ -211,7 +229,11 @@ async fn run(
         FrameSink::Bounded(frames_tx),
         ctl_tx,
     ));
-    let outcome = participate(&node, &row, &out, frames_rx, &mut ctl).await;
+    let outcome = if row.kind == Kind::Aggregate {
+        super::participant_agg::participate(&node, &row, &out, frames_rx, &mut ctl).await
+    } else {
+        participate(&node, &row, &out, frames_rx, &mut ctl).await
+    };
     if let Err(failure) = outcome {
         let me = node.config.node.name.clone();
         // Tell the coordinator, unless it is the one who ended the job.
@@ -324,7 +346,7 @@ async fn participate(
     Ok(())
 }
 
-fn ended(inbound: Inbound, peer: &str) -> Failure {
+pub(super) fn ended(inbound: Inbound, peer: &str) -> Failure {
     match inbound {
         Inbound::Closed(reason) => Failure::at(peer, reason),
         Inbound::Control(pb::job_control::Kind::Abort(a)) => Failure {

@@ -191,25 +191,37 @@ fn check_range(q: &QueryParams) -> Result<u32, String> {
     Ok(if q.bins == 0 { 10 } else { q.bins.min(10_000) })
 }
 
-/// Equal-width bins over [lo, hi]: labels `[a, b)` (the last closed) and each value's label;
-/// values outside the range are left out (the bins are public, so this leaks nothing).
-fn bins(values: &[i64], q: &QueryParams) -> Result<(Vec<String>, Vec<String>), String> {
+/// The labels of `bins` equal-width bins over [lo, hi]: `[a, b)`, the last closed. Public: they
+/// depend on the query only.
+pub(super) fn bin_labels(q: &QueryParams) -> Result<Vec<String>, String> {
     let n = check_range(q)?;
     let width = (q.hi as f64 - q.lo as f64) / f64::from(n);
     let edge = |i: u32| q.lo as f64 + width * f64::from(i);
-    let labels: Vec<String> = (0..n)
+    Ok((0..n)
         .map(|i| {
             let close = if i + 1 == n { ']' } else { ')' };
             format!("[{}, {}{close}", edge(i), edge(i + 1))
         })
-        .collect();
+        .collect())
+}
+
+/// The bin of `v` among `n` equal-width bins over [lo, hi]; none outside the range.
+pub(super) fn bin_of(v: i64, q: &QueryParams, n: usize) -> Option<usize> {
+    if v < q.lo || v > q.hi || n == 0 {
+        return None;
+    }
+    let width = (q.hi as f64 - q.lo as f64) / n as f64;
+    Some((((v as f64 - q.lo as f64) / width) as usize).min(n - 1))
+}
+
+/// Equal-width bins over [lo, hi]: labels `[a, b)` (the last closed) and each value's label;
+/// values outside the range are left out (the bins are public, so this leaks nothing).
+fn bins(values: &[i64], q: &QueryParams) -> Result<(Vec<String>, Vec<String>), String> {
+    let labels = bin_labels(q)?;
     let data = values
         .iter()
-        .filter(|&&v| v >= q.lo && v <= q.hi)
-        .map(|&v| {
-            let i = (((v as f64 - q.lo as f64) / width) as u32).min(n - 1);
-            labels[i as usize].clone()
-        })
+        .filter_map(|&v| bin_of(v, q, labels.len()))
+        .map(|i| labels[i].clone())
         .collect();
     Ok((labels, data))
 }

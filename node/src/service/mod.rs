@@ -70,6 +70,12 @@ pub enum ServiceError {
         /// The config file naming it.
         file: String,
     },
+    /// The secure-aggregation identity key is not a 64-digit hex key.
+    #[error("{file}: the secagg identity key must be 32 bytes written as 64 hex digits")]
+    SecAggKey {
+        /// The config file naming it.
+        file: String,
+    },
     /// The data directory or the listening socket failed.
     #[error("{what}: {source}")]
     Io {
@@ -98,6 +104,8 @@ pub(crate) struct Node {
     peer_tls: ClientTlsConfig,
     /// The live side (progress, cancellation) of the jobs this node coordinates.
     pub(crate) jobs: crate::jobs::Live,
+    /// This node's secure-aggregation identity key, when its configuration has one.
+    pub(crate) secagg: Option<concord_mpc::secagg::IdentityKey>,
 }
 
 /// Which callers an RPC admits.
@@ -304,6 +312,16 @@ fn prepare(
         file: file.display().to_string(),
     })?;
     let audit_key = NodeKey::from_seed(&seed);
+    let secagg = match &config.secagg {
+        Some(section) => {
+            let key = section.identity_key.load(&file, "secagg.identity_key")?;
+            let bytes = parse_audit_seed(key.expose()).ok_or_else(|| ServiceError::SecAggKey {
+                file: file.display().to_string(),
+            })?;
+            Some(concord_mpc::secagg::IdentityKey::from_bytes(*bytes))
+        }
+        None => None,
+    };
 
     let peer_tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
@@ -339,6 +357,7 @@ fn prepare(
             started: Instant::now(),
             peer_tls,
             jobs: crate::jobs::Live::default(),
+            secagg,
         },
         TlsAcceptor::from(Arc::new(server)),
         (returned, interrupted),

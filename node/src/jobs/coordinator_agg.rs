@@ -1,0 +1,346 @@
+//! The coordinator's side of an aggregate: propose the job to every other contributor, open an
+//! exchange with each, run the secure-aggregation server (and, when this node contributes a
+//! dataset, its own party through channels), release the noised sum for the recipient.
+//!
+//! # Budget and dropouts
+//! Every contributor reserves its budget when it accepts the proposal, and commits it (after
+//! rechecking its policy) just before its masked vector leaves it: from then on its input may
+//! enter the released sum, so the budget must be spent whatever happens next, and is never
+//! overspent. A contributor that fails or refuses before that point returns its reservation.
+//!
+//! - A refusal anywhere (at a proposal, or at a contributor's recheck), an unreadable file, or a
+//!   protocol error fails the job at every party with the reason; nothing is released.
+//! - A contributor whose link closes (its node died, the connection broke) is a *dropout*.
+//!   Secure aggregation leaves it out of the sum if its masked vector was not complete, and the
+//!   job still releases when at least `t` contributors remain, naming the contributors in the
+//!   result; the noise is still at least the target, because every share was drawn so that any
+//!   `t` of them give it. With fewer than `t` left, the job fails everywhere. The dropped node
+//!   returns its reservation when it restarts (no job survives a restart) unless it had
+//!   already committed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use concord_mpc::SessionId;
+use concord_mpc::secagg::SecAggParams;
+use concord_proto::v1 as pb;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::coordinator::{commit_budget, federation_client, settle_release, step};
+use super::exchange::{self, FrameSink, Inbound, Outbound, SECAGG};
+use super::secagg::{self, PartyLink, Up};
+use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
+use crate::service::Node;
+
+/// Where the server sends a party's frames.
+enum Down {
+    Remote(Arc<Outbound>),
+    Local(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// Tells the server thread to stop when the job ends early (cancelled, or failed elsewhere).
+struct StopOnDrop(mpsc::UnboundedSender<Up>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(Up::Stop);
+    }
+}
+
+pub(super) async fn run(
+    node: &Arc<Node>,
+    row: &JobRow,
+    handle: &Arc<Handle>,
+    path: Option<PathBuf>,
+    outs: &mut Vec<Arc<Outbound>>,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let mine = |e: String| Failure::at(&me, e);
+    let agg = row
+        .spec
+        .aggregate
+        .clone()
+        .ok_or_else(|| mine("an aggregate needs its session".into()))?;
+    let names: Vec<String> = agg.contributors.iter().map(|c| c.node.clone()).collect();
+    let labels = aggregate::labels(&agg.query).map_err(mine)?;
+    let identities = secagg::identities(node, &names).map_err(mine)?;
+    let session =
+        crate::hex::decode_16(&row.spec.session).ok_or_else(|| mine("bad session id".into()))?;
+    let params = SecAggParams::new(SessionId(session), identities, agg.threshold, labels.len())
+        .map_err(|e| mine(e.to_string()))?;
+    let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
+        .map_err(mine)?;
+
+    // Propose to every other contributor, and open its exchange once it accepts.
+    step(node, row, Some(handle), State::Submitted, "proposing").await;
+    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+    let _stop = StopOnDrop(up_tx.clone());
+    let mut downs = Vec::with_capacity(names.len());
+    let mut own = None;
+    for (i, c) in agg.contributors.iter().enumerate() {
+        let index = i as u16;
+        if c.node == me {
+            let (tx, rx) = mpsc::unbounded_channel();
+            downs.push(Down::Local(tx));
+            own = Some((index, rx));
+            continue;
+        }
+        let out = open(node, row, &agg, c, session, index, up_tx.clone()).await;
+        let out = out?;
+        outs.push(Arc::clone(&out));
+        downs.push(Down::Remote(out));
+    }
+    step(node, row, Some(handle), State::Authorized, "authorized").await;
+    step(node, row, Some(handle), State::Running, "advertising").await;
+
+    // This node's own party, when it contributes.
+    let rt = tokio::runtime::Handle::current();
+    let own_party = match (own, path) {
+        (Some((index, mut rx)), Some(path)) => {
+            let (node, row, up, rt) = (Arc::clone(node), row.clone(), up_tx.clone(), rt.clone());
+            let (params, plan, column) = (params.clone(), plan, row.spec.columns.first().cloned());
+            let q = agg.query.clone();
+            Some(tokio::task::spawn_blocking(move || {
+                let ran = (|| {
+                    let exact = aggregate::exact_vector(&path, column.as_deref(), &q)?;
+                    let input = aggregate::noised(&exact, &plan)?;
+                    let identity = node
+                        .secagg
+                        .as_ref()
+                        .ok_or_else(|| "no secure-aggregation identity key".to_owned())?;
+                    let frames_up = up.clone();
+                    let mut link = PartyLink {
+                        send: Box::new(move |f| frames_up.send(Up::Frame(index, f)).is_ok()),
+                        recv: Box::new(move || rx.blocking_recv()),
+                    };
+                    let mut commit = || {
+                        rt.block_on(commit_budget(&node, &row))
+                            .map_err(|f| f.reason)
+                    };
+                    secagg::party(
+                        params,
+                        index,
+                        identity,
+                        &input,
+                        &mut link,
+                        &|_| {},
+                        &mut commit,
+                    )
+                    .map_err(|e| e.to_string())
+                })();
+                if let Err(reason) = &ran {
+                    let _ = up.send(Up::Abort(index, reason.clone()));
+                }
+                ran
+            }))
+        }
+        (Some(_), None) => return Err(mine("no dataset of this node for the aggregate".into())),
+        _ => None,
+    };
+    drop(up_tx);
+
+    // The server.
+    let server = {
+        let (node, row, handle, names) = (
+            Arc::clone(node),
+            row.clone(),
+            Arc::clone(handle),
+            names.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut down = |p: u16, frame: Vec<u8>| match downs.get(usize::from(p)) {
+                Some(Down::Remote(out)) => out.blocking_send(SECAGG, frame),
+                Some(Down::Local(tx)) => tx.send(frame).is_ok(),
+                None => false,
+            };
+            let phase = |phase: &str| {
+                rt.block_on(step(&node, &row, Some(&handle), State::Running, phase));
+            };
+            secagg::server(params, &names, &mut up_rx, &mut down, &phase)
+        })
+    };
+    let outcome = server
+        .await
+        .map_err(|e| mine(format!("secure aggregation task failed: {e}")))?;
+    let outcome = outcome.map_err(|f| {
+        let at = f
+            .party
+            .and_then(|p| names.get(usize::from(p)))
+            .unwrap_or(&me);
+        Failure::at(at, f.reason)
+    })?;
+    if let Some(party) = own_party {
+        party
+            .await
+            .map_err(|e| mine(format!("own party task failed: {e}")))?
+            .map_err(mine)?;
+    }
+
+    // Release: the noised sums with their intervals, for the recipient only.
+    step(node, row, Some(handle), State::Running, "releasing").await;
+    let contributors: Vec<String> = outcome
+        .aggregate
+        .contributors
+        .iter()
+        .filter_map(|&p| names.get(usize::from(p)).cloned())
+        .collect();
+    let values = aggregate::values(
+        &labels,
+        &outcome.aggregate.sum,
+        &plan,
+        outcome.aggregate.contributors.len(),
+    );
+    let result = pb::JobResult {
+        job_id: row.id.clone(),
+        kind: row.kind.as_str().into(),
+        parties: row.parties.clone(),
+        recipient: row.recipient.clone(),
+        mechanism: "discrete-laplace (distributed Pólya shares)".into(),
+        epsilon: row.spec.epsilon,
+        delta: 0.0,
+        values,
+        accuracy: if labels.len() > 1 {
+            "95% interval per bin".into()
+        } else {
+            "95% interval".into()
+        },
+        keys: Vec::new(),
+        released_ms: node.clock.now_ms(),
+        contributors: contributors.clone(),
+    };
+    let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
+    let dropped: Vec<String> = outcome
+        .dropped
+        .iter()
+        .filter_map(|(p, why)| Some(format!("{} ({why})", names.get(usize::from(*p))?)))
+        .collect();
+    let detail = format!(
+        "released aggregate {} with contributors {} to {}{}",
+        agg.query.statistic,
+        contributors.join(", "),
+        row.recipient,
+        if dropped.is_empty() {
+            String::new()
+        } else {
+            format!("; dropped out: {}", dropped.join(", "))
+        }
+    );
+    settle_release(node, row, Some(result), digest, detail, false).await?;
+    for out in std::mem::take(outs) {
+        let released = pb::Released {
+            contributors: contributors.clone(),
+        };
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            out.control(pb::job_control::Kind::Released(released)),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Proposes the job to contributor `c` (party `index`); once it accepts, opens the exchange and
+/// forwards its frames, and then its fate, to the server.
+async fn open(
+    node: &Arc<Node>,
+    row: &JobRow,
+    agg: &AggregateParams,
+    c: &PeerUse,
+    session: [u8; 16],
+    index: u16,
+    up: mpsc::UnboundedSender<Up>,
+) -> Result<Arc<Outbound>, Failure> {
+    let at_peer = |reason: String| Failure::at(&c.node, reason);
+    let channel = node
+        .peer_channel(&c.node)
+        .await
+        .map_err(|e| at_peer(format!("unreachable: {e}")))?;
+    let mut client = federation_client(channel);
+    let q = &agg.query;
+    let proposal = pb::JobProposal {
+        job_id: row.id.clone(),
+        kind: row.kind.as_str().into(),
+        submitted_by: row.submitted_by.clone(),
+        grant: c.grant.clone(),
+        dataset: c.dataset.clone(),
+        columns: c.columns.clone(),
+        recipient: row.recipient.clone(),
+        epsilon: row.spec.epsilon,
+        session: session.to_vec(),
+        parties: row.parties.clone(),
+        protocol: String::new(),
+        join: None,
+        aggregate: Some(pb::AggregateProposal {
+            statistic: q.statistic.clone(),
+            lo: q.lo,
+            hi: q.hi,
+            bins: q.bins,
+            categories: q.categories.clone(),
+            threshold: u32::from(agg.threshold),
+            contributors: agg.contributors.iter().map(|c| c.node.clone()).collect(),
+        }),
+    };
+    let decision = client
+        .propose(proposal)
+        .await
+        .map_err(|s| at_peer(format!("proposal failed ({:?}): {}", s.code(), s.message())))?
+        .into_inner();
+    if !decision.accepted {
+        return Err(at_peer(format!(
+            "refused ({}): {}",
+            decision.code, decision.reason
+        )));
+    }
+    let (out, outbound) = Outbound::new(&row.id);
+    let out = Arc::new(out);
+    // The participant answers the exchange once it has read a first envelope.
+    if !out
+        .control(pb::job_control::Kind::Start(pb::Start {}))
+        .await
+    {
+        return Err(at_peer("the exchange closed before it started".into()));
+    }
+    let response = client
+        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .map_err(|s| {
+            at_peer(format!(
+                "exchange refused ({:?}): {}",
+                s.code(),
+                s.message()
+            ))
+        })?;
+    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    tokio::spawn(exchange::read(
+        row.id.clone(),
+        c.node.clone(),
+        None,
+        response.into_inner(),
+        FrameSink::Unbounded(frames_tx),
+        ctl_tx,
+    ));
+    let peer = c.node.clone();
+    tokio::spawn(async move {
+        // Frames first, in order; the channel closes when the stream ends or a control
+        // message arrives, which then says why.
+        while let Some(frame) = frames_rx.recv().await {
+            if up.send(Up::Frame(index, frame)).is_err() {
+                return;
+            }
+        }
+        let fate = match ctl_rx.recv().await {
+            Some(Inbound::Control(pb::job_control::Kind::Abort(a))) => Up::Abort(index, a.reason),
+            Some(Inbound::Control(_)) => Up::Abort(
+                index,
+                format!("peer {peer} sent an unexpected control message"),
+            ),
+            Some(Inbound::Closed(reason)) => Up::Gone(index, reason),
+            None => Up::Gone(index, format!("peer {peer} closed the exchange")),
+        };
+        let _ = up.send(fate);
+    });
+    Ok(out)
+}

@@ -1,0 +1,235 @@
+//! A contributor's side of an aggregate, at a participant: check the proposal, then over the
+//! exchange the coordinator opens, read its own CSV, add its own noise share, and run its
+//! secure-aggregation party. It rechecks its policy and commits its budget just before its
+//! masked vector leaves (see `coordinator_agg` for the budget and dropout rules), and marks the
+//! job released when the coordinator says the sum was released.
+
+use std::sync::Arc;
+
+use concord_mpc::SessionId;
+use concord_mpc::secagg::SecAggParams;
+use concord_proto::v1 as pb;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::coordinator::{
+    commit_budget, dataset, during_protocol, next_control, settle_release, step,
+};
+use super::exchange::{Inbound, Outbound, SECAGG};
+use super::participant::ended;
+use super::secagg::{self, PartyLink};
+use super::{AggregateParams, Failure, JobRow, PeerUse, QueryParams, State, aggregate};
+use crate::service::{Node, NodeError};
+
+/// Checks an aggregate proposal from `peer` and returns the session to keep with the job.
+pub(super) fn check(
+    node: &Node,
+    peer: &str,
+    p: &pb::JobProposal,
+    a: pb::AggregateProposal,
+) -> Result<AggregateParams, NodeError> {
+    let me = &node.config.node.name;
+    let invalid = |m: String| NodeError::Invalid(m);
+    let query = QueryParams {
+        statistic: a.statistic,
+        lo: a.lo,
+        hi: a.hi,
+        bins: a.bins,
+        categories: a.categories,
+        quantile: 0.0,
+    };
+    aggregate::labels(&query).map_err(invalid)?;
+    if aggregate::needs_column(&query) != (p.columns.len() == 1) {
+        return Err(invalid(format!(
+            "a {} takes {} column",
+            query.statistic,
+            if aggregate::needs_column(&query) {
+                "one"
+            } else {
+                "no"
+            }
+        )));
+    }
+    let n = a.contributors.len();
+    let mut seen = std::collections::BTreeSet::new();
+    if !a.contributors.iter().all(|c| seen.insert(c)) || !seen.contains(me) {
+        return Err(invalid(format!(
+            "the contributors {:?} must be distinct and name {me}",
+            a.contributors
+        )));
+    }
+    if !a.contributors.iter().all(|c| p.parties.contains(c)) || !p.parties.iter().any(|x| x == peer)
+    {
+        return Err(invalid(format!(
+            "the parties {:?} must name {peer} and every contributor",
+            p.parties
+        )));
+    }
+    let threshold = u16::try_from(a.threshold)
+        .ok()
+        .filter(|&t| usize::from(t) > n / 2 && usize::from(t) <= n)
+        .ok_or_else(|| invalid(format!("threshold {} for {n} contributors", a.threshold)))?;
+    // Every contributor's identity key from this node's own configuration.
+    secagg::identities(node, &a.contributors).map_err(invalid)?;
+    Ok(AggregateParams {
+        query,
+        threshold,
+        contributors: a
+            .contributors
+            .into_iter()
+            .map(|node| PeerUse {
+                node,
+                dataset: String::new(),
+                columns: Vec::new(),
+                grant: String::new(),
+            })
+            .collect(),
+    })
+}
+
+/// The coordinator's abort names the node where the job failed (`node: reason`): keep it.
+fn aborted(inbound: Inbound, row: &JobRow) -> Failure {
+    let mut failure = ended(inbound, &row.coordinator);
+    if let Some((at, reason)) = failure.reason.split_once(": ")
+        && row.parties.iter().any(|p| p == at)
+    {
+        failure = Failure {
+            cancelled: failure.cancelled,
+            at: at.to_owned(),
+            reason: reason.to_owned(),
+        };
+    }
+    failure
+}
+
+pub(super) async fn participate(
+    node: &Arc<Node>,
+    row: &JobRow,
+    out: &Arc<Outbound>,
+    frames_rx: mpsc::Receiver<Vec<u8>>,
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    let coordinator = row.coordinator.clone();
+    let mine = |e: String| Failure::at(&me, e);
+    let agg = row
+        .spec
+        .aggregate
+        .clone()
+        .ok_or_else(|| mine("no aggregate session".into()))?;
+    let names: Vec<String> = agg.contributors.iter().map(|c| c.node.clone()).collect();
+    let index = names
+        .iter()
+        .position(|n| *n == me)
+        .ok_or_else(|| mine("not a contributor".into()))? as u16;
+    let labels = aggregate::labels(&agg.query).map_err(mine)?;
+    let identities = secagg::identities(node, &names).map_err(mine)?;
+    let session =
+        crate::hex::decode_16(&row.spec.session).ok_or_else(|| mine("bad session id".into()))?;
+    let params = SecAggParams::new(SessionId(session), identities, agg.threshold, labels.len())
+        .map_err(|e| mine(e.to_string()))?;
+    let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
+        .map_err(mine)?;
+    let (path, _) = dataset(node, &row.spec.dataset)
+        .await
+        .map_err(|e| mine(e.to_string()))?
+        .ok_or_else(|| mine(format!("no dataset {:?}", row.spec.dataset)))?;
+
+    let rt = tokio::runtime::Handle::current();
+    let (node2, row2, out2) = (Arc::clone(node), row.clone(), Arc::clone(out));
+    let column = row.spec.columns.first().cloned();
+    let mut role = tokio::task::spawn_blocking(move || {
+        let phase = |phase: &str| rt.block_on(step(&node2, &row2, None, State::Running, phase));
+        phase("reading");
+        let exact =
+            aggregate::exact_vector(&path, column.as_deref(), &agg.query).map_err(|e| (true, e))?;
+        let input = aggregate::noised(&exact, &plan).map_err(|e| (true, e))?;
+        let identity = node2
+            .secagg
+            .as_ref()
+            .ok_or_else(|| (true, "no secure-aggregation identity key".to_owned()))?;
+        let mut frames_rx = frames_rx;
+        let mut sent = Sha256::new();
+        let mut link = PartyLink {
+            send: Box::new(|f| {
+                sent.update(&f);
+                out2.blocking_send(SECAGG, f)
+            }),
+            recv: Box::new(move || frames_rx.blocking_recv()),
+        };
+        let mut commit = || {
+            rt.block_on(commit_budget(&node2, &row2))
+                .map_err(|f| f.reason)
+        };
+        secagg::party(
+            params,
+            index,
+            identity,
+            &input,
+            &mut link,
+            &phase,
+            &mut commit,
+        )
+        .map_err(|e| (e.is_own(), e.to_string()))?;
+        drop(link);
+        Ok::<[u8; 32], (bool, String)>(sent.finalize().into())
+    });
+    // The coordinator may say `Released` before this side has seen its own thread finish.
+    let mut released = None;
+    let digest = tokio::select! {
+        biased;
+        joined = &mut role => own_part(joined, ctl, row, &me).await?,
+        inbound = during_protocol(ctl, &coordinator) => match inbound {
+            Inbound::Control(pb::job_control::Kind::Released(r)) => {
+                released = Some(r.contributors);
+                own_part((&mut role).await, ctl, row, &me).await?
+            }
+            other => return Err(aborted(other, row)),
+        },
+    };
+
+    step(node, row, None, State::Running, "releasing").await;
+    let contributors = match released {
+        Some(c) => c,
+        None => match next_control(ctl, &coordinator).await {
+            Inbound::Control(pb::job_control::Kind::Released(r)) => r.contributors,
+            other => return Err(aborted(other, row)),
+        },
+    };
+    let detail = format!(
+        "the coordinator {coordinator} released aggregate {} of contributors {} to {}",
+        row.spec
+            .aggregate
+            .as_ref()
+            .map_or("", |a| a.query.statistic.as_str()),
+        contributors.join(", "),
+        row.recipient
+    );
+    settle_release(node, row, None, digest, detail, false).await
+}
+
+/// How this node's party thread ended: the digest of what it sent, or the failure (its own, or
+/// the coordinator's, which the control channel explains).
+async fn own_part(
+    joined: Result<Result<[u8; 32], (bool, String)>, tokio::task::JoinError>,
+    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
+    row: &JobRow,
+    me: &str,
+) -> Result<[u8; 32], Failure> {
+    let coordinator = &row.coordinator;
+    match joined {
+        Ok(Ok(digest)) => Ok(digest),
+        Ok(Err((true, reason))) => Err(Failure::at(me, reason)),
+        Ok(Err((false, reason))) => Err(match next_control(ctl, coordinator).await {
+            inbound @ Inbound::Control(pb::job_control::Kind::Abort(_)) => aborted(inbound, row),
+            Inbound::Closed(why) if reason.contains("closed the session") => {
+                Failure::at(coordinator, why)
+            }
+            _ => Failure::at(coordinator, reason),
+        }),
+        Err(e) => Err(Failure::at(
+            me,
+            format!("secure aggregation task failed: {e}"),
+        )),
+    }
+}
