@@ -3,9 +3,8 @@
 //!
 //! The demo spawns this very executable for every step: `federation init`, three `node start`
 //! processes, `dataset add`, `budget set`, `grant propose`, `run psi`, `run join`, `run query`,
-//! `job result`, and the offline `audit verify` of every node's log after a graceful stop.
-//! Nothing is simulated in process. Secure aggregation is not a job yet, so the demo does not run it (it
-//! says so).
+//! `run aggregate`, `job result`, and the offline `audit verify` of every node's log after a
+//! graceful stop. Nothing is simulated in process.
 
 mod data;
 
@@ -365,6 +364,44 @@ fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
     println!("    true values (count / sum): {}", truths.join(", "));
 
     println!(
+        "  -- Registrations per district across all three registers (secure aggregation: each \
+         department adds its own noise share; health sees only the noised total)"
+    );
+    let out = r.run(&args(&[
+        "run",
+        "aggregate",
+        "--profile",
+        &operator,
+        "--statistic",
+        "histogram",
+        "--dataset",
+        "health:insured:district",
+        "--dataset",
+        "civil:subsidy:district",
+        "--dataset",
+        "stats:census:district",
+        "--categories",
+        &districts.join(","),
+        "--epsilon",
+        "1",
+        "--recipient",
+        "researcher.health.concord",
+    ]))?;
+    for_researcher(r, &out, &researcher)?;
+    let truths: Vec<String> = districts
+        .iter()
+        .map(|d| {
+            let n = truth
+                .registered_by_district
+                .get(d)
+                .copied()
+                .unwrap_or_default();
+            format!("{d} {n}")
+        })
+        .collect();
+    println!("    true values: {}", truths.join(", "));
+
+    println!(
         "  -- Out of scope: matching on the census's income field (sensitive: DP aggregates only)"
     );
     let refusal = r.refused(&args(&[
@@ -382,10 +419,6 @@ fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
         "1",
     ]))?;
     println!("    refused: {refusal}");
-    println!(
-        "  (secure aggregation does not run as a job yet: its protocol runs in `concord bench \
-         secagg`)"
-    );
     Ok(())
 }
 

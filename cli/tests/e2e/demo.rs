@@ -21,6 +21,8 @@ fn the_demo_runs_end_to_end_and_cleans_up() {
         "count (north)",
         "sum (hills)",
         "true values (count / sum): north",
+        "contributors",
+        "true values: north",
         "refused: error: job-",
         "failed at stats: refused (tier-violation)",
     ] {
