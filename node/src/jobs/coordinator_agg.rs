@@ -28,7 +28,8 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::coordinator::{commit_budget, federation_client, settle_release, step};
+use super::coordinator::{commit_budget, settle_release, step};
+use super::coordinator_psi::{Terms, propose};
 use super::exchange::{self, FrameSink, Inbound, Outbound, SECAGG};
 use super::secagg::{self, PartyLink, Up};
 use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
@@ -87,7 +88,7 @@ pub(super) async fn run(
             own = Some((index, rx));
             continue;
         }
-        let out = open(node, row, &agg, c, session, index, up_tx.clone()).await;
+        let out = open(node, row, &agg, c, index, up_tx.clone()).await;
         let out = out?;
         outs.push(Arc::clone(&out));
         downs.push(Down::Remote(out));
@@ -248,29 +249,12 @@ async fn open(
     row: &JobRow,
     agg: &AggregateParams,
     c: &PeerUse,
-    session: [u8; 16],
     index: u16,
     up: mpsc::UnboundedSender<Up>,
 ) -> Result<Arc<Outbound>, Failure> {
     let at_peer = |reason: String| Failure::at(&c.node, reason);
-    let channel = node
-        .peer_channel(&c.node)
-        .await
-        .map_err(|e| at_peer(format!("unreachable: {e}")))?;
-    let mut client = federation_client(channel);
     let q = &agg.query;
-    let proposal = pb::JobProposal {
-        job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
-        submitted_by: row.submitted_by.clone(),
-        grant: c.grant.clone(),
-        dataset: c.dataset.clone(),
-        columns: c.columns.clone(),
-        recipient: row.recipient.clone(),
-        epsilon: row.spec.epsilon,
-        session: session.to_vec(),
-        parties: row.parties.clone(),
-        protocol: String::new(),
+    let terms = Terms {
         join: None,
         aggregate: Some(pb::AggregateProposal {
             statistic: q.statistic.clone(),
@@ -282,17 +266,7 @@ async fn open(
             contributors: agg.contributors.iter().map(|c| c.node.clone()).collect(),
         }),
     };
-    let decision = client
-        .propose(proposal)
-        .await
-        .map_err(|s| at_peer(format!("proposal failed ({:?}): {}", s.code(), s.message())))?
-        .into_inner();
-    if !decision.accepted {
-        return Err(at_peer(format!(
-            "refused ({}): {}",
-            decision.code, decision.reason
-        )));
-    }
+    let mut client = propose(node, row, c, terms, &mut false).await?;
     let (out, outbound) = Outbound::new(&row.id);
     let out = Arc::new(out);
     // The participant answers the exchange once it has read a first envelope.

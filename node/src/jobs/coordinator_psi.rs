@@ -43,7 +43,7 @@ pub(super) async fn run(
 
     // Propose: the participant runs its own gate and reserves its budget.
     handle.report(State::Submitted, "proposing", 0, 0, "");
-    let mut client = propose(node, row, &peer, None, link).await?;
+    let mut client = propose(node, row, &peer, Terms::default(), &mut link.proposed).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
@@ -161,14 +161,21 @@ pub(super) struct RoleError {
     pub(super) message: String,
 }
 
+/// The kind-specific terms of a proposal.
+#[derive(Default)]
+pub(super) struct Terms {
+    pub(super) join: Option<pb::JoinTerms>,
+    pub(super) aggregate: Option<pb::AggregateProposal>,
+}
+
 /// Proposes the job to the peer; returns the client once the peer accepted it (and reserved its
 /// budget), or the peer's refusal with its code.
 pub(super) async fn propose(
     node: &Arc<Node>,
     row: &JobRow,
     peer: &PeerUse,
-    join: Option<pb::JoinTerms>,
-    link: &mut PeerLink,
+    terms: Terms,
+    proposed: &mut bool,
 ) -> Result<FederationClient<Channel>, Failure> {
     let me = node.config.node.name.clone();
     let at_peer = |reason: String| Failure::at(&peer.node, reason);
@@ -191,10 +198,10 @@ pub(super) async fn propose(
         session: session.to_vec(),
         parties: row.parties.clone(),
         protocol: row.spec.protocol.clone(),
-        join,
-        aggregate: None,
+        join: terms.join,
+        aggregate: terms.aggregate,
     };
-    link.proposed = true;
+    *proposed = true;
     let decision = client
         .propose(proposal)
         .await

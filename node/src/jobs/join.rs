@@ -43,7 +43,7 @@ use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
 use super::coordinator::{PeerLink, commit_release, recheck, step};
-use super::coordinator_psi::{RoleError, peer_use, propose, release_handshake, run_role};
+use super::coordinator_psi::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
 use super::psi::Link;
 use super::{Failure, Handle, JobRow, JoinSpec, State, input};
 use crate::service::Node;
@@ -292,7 +292,11 @@ pub(super) async fn run(
     let (waiting, offer, own_keys, null_values) = started.map_err(|e| Failure::at(&me, e))?;
 
     handle.report(State::Submitted, "proposing", 0, 0, "");
-    let mut client = propose(node, row, &peer, Some(self::terms(&terms)), link).await?;
+    let proposal = Terms {
+        join: Some(self::terms(&terms)),
+        aggregate: None,
+    };
+    let mut client = propose(node, row, &peer, proposal, &mut link.proposed).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     let (output, mut ex) = run_role(node, row, handle, &mut client, link, 0, move |link| {
