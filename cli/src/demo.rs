@@ -239,9 +239,13 @@ impl Runner {
     }
 }
 
-/// Shows a job's output, then its result as the researcher (its recipient) reads it.
-fn for_researcher(r: &Runner, out: &str, researcher: &str) -> anyhow::Result<()> {
-    r.show(out);
+/// Runs a job for health's researcher and shows its output, then its result as the researcher
+/// reads it.
+fn for_researcher(r: &Runner, words: &[&str], researcher: &str) -> anyhow::Result<()> {
+    let mut job = args(words);
+    job.extend(args(&["--recipient", "researcher.health.concord"]));
+    let out = r.run(&job)?;
+    r.show(&out);
     let job = out
         .split_whitespace()
         .find(|w| w.starts_with("job-"))
@@ -249,6 +253,15 @@ fn for_researcher(r: &Runner, out: &str, researcher: &str) -> anyhow::Result<()>
     let result = r.run(&args(&["job", "result", job, "--profile", researcher]))?;
     r.show(&result);
     Ok(())
+}
+
+/// `district value` for every district, in order.
+fn per_district(districts: &[&str], value: impl Fn(&str) -> String) -> String {
+    districts
+        .iter()
+        .map(|d| format!("{d} {}", value(d)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every job kind the node runs today, each with its true value beside the noised one, and a
@@ -260,23 +273,24 @@ fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
     println!(
         "  -- How many insured residents also receive a living allowance? (to the researcher)"
     );
-    let out = r.run(&args(&[
-        "run",
-        "psi",
-        "--profile",
-        &operator,
-        "--kind",
-        "cardinality",
-        "--left",
-        "health:insured:nin",
-        "--right",
-        "civil:subsidy:nin",
-        "--epsilon",
-        "1",
-        "--recipient",
-        "researcher.health.concord",
-    ]))?;
-    for_researcher(r, &out, &researcher)?;
+    for_researcher(
+        r,
+        &[
+            "run",
+            "psi",
+            "--profile",
+            &operator,
+            "--kind",
+            "cardinality",
+            "--left",
+            "health:insured:nin",
+            "--right",
+            "civil:subsidy:nin",
+            "--epsilon",
+            "1",
+        ],
+        &researcher,
+    )?;
     println!("    true value: {}", truth.insured_and_subsidized);
 
     println!("  -- Which of health's insured are subsidized? (exact keys, to the operator only)");
@@ -331,75 +345,71 @@ fn jobs(r: &Runner, truth: &data::Truth) -> anyhow::Result<()> {
          (join-aggregate; civil adds the noise, nobody sees which residents matched)"
     );
     let districts: Vec<&str> = data::DISTRICTS.iter().map(|d| d.0).collect();
-    let out = r.run(&args(&[
-        "run",
-        "join",
-        "--profile",
-        &operator,
-        "--values",
-        &format!("health:insured:nin:claims:0:{}", data::CLAIMS_MAX),
-        "--keys",
-        "civil:subsidy:nin",
-        "--group-by",
-        "district",
-        "--categories",
-        &districts.join(","),
-        "--epsilon",
-        "1",
-        "--recipient",
-        "researcher.health.concord",
-    ]))?;
-    for_researcher(r, &out, &researcher)?;
-    let truths: Vec<String> = districts
-        .iter()
-        .map(|d| {
-            let (count, sum) = truth
-                .claims_of_subsidized_by_district
-                .get(d)
-                .copied()
-                .unwrap_or_default();
-            format!("{d} {count} / {sum}")
-        })
-        .collect();
-    println!("    true values (count / sum): {}", truths.join(", "));
+    for_researcher(
+        r,
+        &[
+            "run",
+            "join",
+            "--profile",
+            &operator,
+            "--values",
+            &format!("health:insured:nin:claims:0:{}", data::CLAIMS_MAX),
+            "--keys",
+            "civil:subsidy:nin",
+            "--group-by",
+            "district",
+            "--categories",
+            &districts.join(","),
+            "--epsilon",
+            "1",
+        ],
+        &researcher,
+    )?;
+    let truths = per_district(&districts, |d| {
+        let (count, sum) = truth
+            .claims_of_subsidized_by_district
+            .get(d)
+            .copied()
+            .unwrap_or_default();
+        format!("{count} / {sum}")
+    });
+    println!("    true values (count / sum): {truths}");
 
     println!(
         "  -- Registrations per district across all three registers (secure aggregation: each \
          department adds its own noise share; health sees only the noised total)"
     );
-    let out = r.run(&args(&[
-        "run",
-        "aggregate",
-        "--profile",
-        &operator,
-        "--statistic",
-        "histogram",
-        "--dataset",
-        "health:insured:district",
-        "--dataset",
-        "civil:subsidy:district",
-        "--dataset",
-        "stats:census:district",
-        "--categories",
-        &districts.join(","),
-        "--epsilon",
-        "1",
-        "--recipient",
-        "researcher.health.concord",
-    ]))?;
-    for_researcher(r, &out, &researcher)?;
-    let truths: Vec<String> = districts
-        .iter()
-        .map(|d| {
-            let n = truth
-                .registered_by_district
-                .get(d)
-                .copied()
-                .unwrap_or_default();
-            format!("{d} {n}")
-        })
-        .collect();
-    println!("    true values: {}", truths.join(", "));
+    for_researcher(
+        r,
+        &[
+            "run",
+            "aggregate",
+            "--profile",
+            &operator,
+            "--statistic",
+            "histogram",
+            "--dataset",
+            "health:insured:district",
+            "--dataset",
+            "civil:subsidy:district",
+            "--dataset",
+            "stats:census:district",
+            "--categories",
+            &districts.join(","),
+            "--epsilon",
+            "1",
+        ],
+        &researcher,
+    )?;
+    let truths = per_district(&districts, |d| {
+        let n = truth
+            .registered_by_district
+            .get(d)
+            .copied()
+            .unwrap_or_default();
+        n.to_string()
+    });
+    println!("    true values: {truths}");
 
     println!(
         "  -- Out of scope: matching on the census's income field (sensitive: DP aggregates only)"

@@ -33,6 +33,25 @@ use rand::rngs::StdRng;
 
 use super::{QueryParams, input, query};
 
+/// An aggregate's statistic and parameters, as submitted or proposed, checked (see [`labels`]).
+pub(super) fn query_params(
+    statistic: String,
+    (lo, hi): (i64, i64),
+    bins: u32,
+    categories: Vec<String>,
+) -> Result<QueryParams, String> {
+    let q = QueryParams {
+        statistic,
+        lo,
+        hi,
+        bins,
+        categories,
+        quantile: 0.0,
+    };
+    labels(&q)?;
+    Ok(q)
+}
+
 /// Checks the statistic and its parameters; returns the vector's labels (one per entry).
 pub(super) fn labels(q: &QueryParams) -> Result<Vec<String>, String> {
     match q.statistic.as_str() {

@@ -280,15 +280,8 @@ fn aggregate_spec(
 ) -> Result<(pb::DatasetUse, AggregateParams), NodeError> {
     let me = &node.config.node.name;
     let invalid = |m: String| NodeError::Invalid(m);
-    let query = QueryParams {
-        statistic: a.statistic,
-        lo: a.lo,
-        hi: a.hi,
-        bins: a.bins,
-        categories: a.categories,
-        quantile: 0.0,
-    };
-    aggregate::labels(&query).map_err(invalid)?;
+    let query = aggregate::query_params(a.statistic, (a.lo, a.hi), a.bins, a.categories)
+        .map_err(invalid)?;
     if a.datasets.len() < 2 {
         return Err(invalid(
             "an aggregate needs datasets at two or more nodes (--dataset NODE:DATASET[:COLUMN])"
@@ -720,7 +713,7 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
 }
 
 /// The other party of a two-party job (empty for a single-node job).
-fn peer_of<'a>(row: &'a JobRow, me: &str) -> &'a str {
+pub(super) fn peer_of<'a>(row: &'a JobRow, me: &str) -> &'a str {
     row.parties
         .iter()
         .find(|p| *p != me)

@@ -29,8 +29,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::coordinator::{commit_budget, settle_release, step};
-use super::coordinator_psi::{Terms, propose};
-use super::exchange::{self, FrameSink, Inbound, Outbound, SECAGG};
+use super::coordinator_psi::{Terms, open_exchange, propose};
+use super::exchange::{Inbound, Outbound, SECAGG};
 use super::secagg::{self, PartyLink, Up};
 use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
 use crate::service::Node;
@@ -276,26 +276,9 @@ async fn open(
     {
         return Err(at_peer("the exchange closed before it started".into()));
     }
-    let response = client
-        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
-        .await
-        .map_err(|s| {
-            at_peer(format!(
-                "exchange refused ({:?}): {}",
-                s.code(),
-                s.message()
-            ))
-        })?;
     let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
-    tokio::spawn(exchange::read(
-        row.id.clone(),
-        c.node.clone(),
-        None,
-        response.into_inner(),
-        FrameSink::Unbounded(frames_tx),
-        ctl_tx,
-    ));
+    open_exchange(&mut client, &row.id, &c.node, outbound, frames_tx, ctl_tx).await?;
     let peer = c.node.clone();
     tokio::spawn(async move {
         // Frames first, in order; the channel closes when the stream ends or a control

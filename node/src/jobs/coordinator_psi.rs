@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use super::coordinator::{
     PeerLink, begin_release, commit_release, during_protocol, federation_client, next_control,
-    psi_error_is_peers, recheck, step,
+    peer_of, psi_error_is_peers, recheck, step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
 use super::psi::{self, Link};
@@ -222,6 +222,37 @@ pub(super) struct Exchanged {
     ctl: mpsc::UnboundedReceiver<Inbound>,
 }
 
+/// Opens `peer`'s side of the job's exchange with the envelopes of `outbound` (the peer answers
+/// once it has read the first), and reads its envelopes in the background: protocol frames to
+/// `frames`, control messages and the end of the stream to `control`.
+pub(super) async fn open_exchange(
+    client: &mut FederationClient<Channel>,
+    job: &str,
+    peer: &str,
+    outbound: mpsc::Receiver<pb::Envelope>,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    control: mpsc::UnboundedSender<Inbound>,
+) -> Result<(), Failure> {
+    let response = client
+        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .map_err(|s| {
+            Failure::at(
+                peer,
+                format!("exchange refused ({:?}): {}", s.code(), s.message()),
+            )
+        })?;
+    tokio::spawn(exchange::read(
+        job.to_owned(),
+        peer.to_owned(),
+        None,
+        response.into_inner(),
+        FrameSink::Unbounded(frames),
+        control,
+    ));
+    Ok(())
+}
+
 /// Opens the exchange with the peer and runs `role` on a blocking thread over it, the reader
 /// feeding it the peer's frames. Progress reports count towards `total` items.
 pub(super) async fn run_role<T, F>(
@@ -238,12 +269,7 @@ where
     F: FnOnce(&mut Link<'_>) -> Result<T, RoleError> + Send + 'static,
 {
     let me = node.config.node.name.clone();
-    let peer = row
-        .parties
-        .iter()
-        .find(|p| **p != me)
-        .cloned()
-        .unwrap_or_default();
+    let peer = peer_of(row, &me).to_owned();
     let at_peer = |reason: String| Failure::at(&peer, reason);
     step(node, row, Some(handle), State::Running, "exchanging").await;
     let (out, outbound) = Outbound::new(&row.id);
@@ -265,24 +291,7 @@ where
         };
         role(&mut link)
     });
-    let response = client
-        .exchange(tokio_stream::wrappers::ReceiverStream::new(outbound))
-        .await
-        .map_err(|s| {
-            at_peer(format!(
-                "exchange refused ({:?}): {}",
-                s.code(),
-                s.message()
-            ))
-        })?;
-    tokio::spawn(exchange::read(
-        row.id.clone(),
-        peer.clone(),
-        None,
-        response.into_inner(),
-        FrameSink::Unbounded(frames_tx),
-        ctl_tx,
-    ));
+    open_exchange(client, &row.id, &peer, outbound, frames_tx, ctl_tx).await?;
     let output = tokio::select! {
         joined = &mut role => match joined {
             Ok(Ok(output)) => output,

@@ -18,7 +18,7 @@ use super::coordinator::{
 use super::exchange::{Inbound, Outbound, SECAGG};
 use super::participant::ended;
 use super::secagg::{self, PartyLink};
-use super::{AggregateParams, Failure, JobRow, PeerUse, QueryParams, State, aggregate};
+use super::{AggregateParams, Failure, JobRow, PeerUse, State, aggregate};
 use crate::service::{Node, NodeError};
 
 /// Checks an aggregate proposal from `peer` and returns the session to keep with the job.
@@ -30,15 +30,8 @@ pub(super) fn check(
 ) -> Result<AggregateParams, NodeError> {
     let me = &node.config.node.name;
     let invalid = |m: String| NodeError::Invalid(m);
-    let query = QueryParams {
-        statistic: a.statistic,
-        lo: a.lo,
-        hi: a.hi,
-        bins: a.bins,
-        categories: a.categories,
-        quantile: 0.0,
-    };
-    aggregate::labels(&query).map_err(invalid)?;
+    let query = aggregate::query_params(a.statistic, (a.lo, a.hi), a.bins, a.categories)
+        .map_err(invalid)?;
     if aggregate::needs_column(&query) != (p.columns.len() == 1) {
         return Err(invalid(format!(
             "a {} takes {} column",
