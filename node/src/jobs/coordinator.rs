@@ -464,7 +464,10 @@ fn refused(node: &Node, at_release: bool, e: NodeError) -> Failure {
     let me = &node.config.node.name;
     let when = if at_release { " at release" } else { "" };
     match e {
-        NodeError::Policy(r) => Failure::at(me, format!("refused{when} ({}): {r}", r.code())),
+        NodeError::Policy(r) => Failure {
+            refusal: Some((r.code(), r.to_string())),
+            ..Failure::at(me, format!("refused{when} ({}): {r}", r.code()))
+        },
         other => Failure::at(me, other.to_string()),
     }
 }
@@ -572,6 +575,7 @@ pub(super) fn begin_release(node: &Node, handle: &Handle) -> Result<(), Failure>
         cancelled: true,
         at: node.config.node.name.clone(),
         reason: format!("cancelled by {by}"),
+        refusal: None,
     })
 }
 
@@ -675,6 +679,7 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
             cancelled: true,
             at: me.clone(),
             reason: format!("cancelled by {by}"),
+            refusal: None,
         }),
     };
     match outcome {

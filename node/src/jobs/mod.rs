@@ -556,6 +556,8 @@ pub(crate) struct Failure {
     /// The node that refused or failed (this node's own name for its own failures).
     pub(crate) at: String,
     pub(crate) reason: String,
+    /// The policy refusal behind it, if any: its stable code and its bare reason.
+    pub(crate) refusal: Option<(&'static str, String)>,
 }
 
 impl Failure {
@@ -564,6 +566,21 @@ impl Failure {
             cancelled: false,
             at: node.to_owned(),
             reason: reason.into(),
+            refusal: None,
+        }
+    }
+
+    /// The answer that tells a coordinator why this node said no: the refusal's code and
+    /// reason, or `refused` and the whole reason.
+    pub(crate) fn decision(&self) -> pb::ProposalDecision {
+        let (code, reason) = match &self.refusal {
+            Some((code, reason)) => ((*code).to_owned(), reason.clone()),
+            None => ("refused".to_owned(), self.reason.clone()),
+        };
+        pb::ProposalDecision {
+            accepted: false,
+            code,
+            reason,
         }
     }
 }

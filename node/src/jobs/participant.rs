@@ -127,25 +127,8 @@ pub(crate) async fn propose(
         .map_err(|_| NodeError::Exists(format!("job {:?} is already known here", row.id)))?;
     if let Err(failure) = admit(node, &row).await {
         fail(node, &row, false, &failure).await;
-        let code = failure
-            .reason
-            .strip_prefix("refused (")
-            .and_then(|r| r.split_once(')'))
-            .map_or("refused", |(code, _)| code)
-            .to_owned();
-        let reason = failure
-            .reason
-            .split_once("): ")
-            .map_or(failure.reason.clone(), |(_, r)| r.to_owned());
         let detail = format!("refused {}: {}", row.id, failure.reason);
-        return Ok((
-            pb::ProposalDecision {
-                accepted: false,
-                code,
-                reason,
-            },
-            detail,
-        ));
+        return Ok((failure.decision(), detail));
     }
     step(node, &row, None, State::Authorized, "authorized").await;
     // A coordinator that never opens the exchange must not hold this node's budget forever.
@@ -314,20 +297,7 @@ async fn participate(
         other => return Err(ended(other, &peer)),
     }
     if let Err(failure) = recheck(node, row, vec![peer_items]).await {
-        let (code, reason) = failure.reason.split_once("): ").map_or(
-            ("refused".to_owned(), failure.reason.clone()),
-            |(c, r)| {
-                (
-                    c.trim_start_matches("refused at release (").to_owned(),
-                    r.to_owned(),
-                )
-            },
-        );
-        let verdict = pb::ProposalDecision {
-            accepted: false,
-            code,
-            reason,
-        };
+        let verdict = failure.decision();
         let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
         return Err(failure);
     }
@@ -351,8 +321,7 @@ pub(super) fn ended(inbound: Inbound, peer: &str) -> Failure {
         Inbound::Closed(reason) => Failure::at(peer, reason),
         Inbound::Control(pb::job_control::Kind::Abort(a)) => Failure {
             cancelled: a.cancelled,
-            at: peer.to_owned(),
-            reason: a.reason,
+            ..Failure::at(peer, a.reason)
         },
         Inbound::Control(_) => Failure::at(
             peer,

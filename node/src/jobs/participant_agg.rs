@@ -88,8 +88,7 @@ fn aborted(inbound: Inbound, row: &JobRow) -> Failure {
     {
         failure = Failure {
             cancelled: failure.cancelled,
-            at: at.to_owned(),
-            reason: reason.to_owned(),
+            ..Failure::at(at, reason)
         };
     }
     failure
