@@ -3,6 +3,7 @@
 //! with every party, releases the result for its recipient, and fails the job everywhere when
 //! anything goes wrong.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_mpc::psi::PsiError;
@@ -439,7 +440,7 @@ pub(super) fn record(
 pub(super) async fn dataset(
     node: &Arc<Node>,
     id: &str,
-) -> Result<Option<(std::path::PathBuf, u64)>, NodeError> {
+) -> Result<Option<(PathBuf, u64)>, NodeError> {
     let id = id.to_owned();
     node.with_store(move |_, store| {
         crate::catalog::list(store).map(|all| {
@@ -473,18 +474,20 @@ fn refused(node: &Node, at_release: bool, e: NodeError) -> Failure {
 }
 
 /// Runs this node's policy check before its first message; reserves the job's budget.
-/// Audited by the check (`policy.admit`).
-pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<(), Failure> {
+/// Audited by the check (`policy.admit`). Returns the dataset's file, read from the catalog
+/// once for the check and the job (`None` only if the dataset went away meanwhile: the policy
+/// refuses one the catalog does not have).
+pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<PathBuf>, Failure> {
+    let me = &node.config.node.name;
     let req = request_here(node, row)?;
-    let size = dataset(node, &row.spec.dataset)
+    let found = dataset(node, &row.spec.dataset)
         .await
-        .ok()
-        .flatten()
-        .map_or(0, |d| d.1);
+        .map_err(|e| Failure::at(me, e.to_string()))?;
+    let size = found.as_ref().map_or(0, |d| d.1);
     node.authorize(&req, Phase::Admit { own_set_size: size }, Vec::new(), None)
         .await
-        .map(|_| ())
-        .map_err(|e| refused(node, false, e))
+        .map_err(|e| refused(node, false, e))?;
+    Ok(found.map(|d| d.0))
 }
 
 /// Runs this node's policy check again before release (`policy.release`): the grant must
@@ -761,26 +764,20 @@ async fn work(
         None
     } else {
         handle.report(State::Submitted, "authorizing", 0, 0, "");
-        admit(node, row).await?;
+        let path = admit(node, row).await?;
         p.reserved = true;
-        let (path, _) = dataset(node, &row.spec.dataset)
-            .await
-            .map_err(|e| Failure::at(&me, e.to_string()))?
-            .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
-        Some(path)
+        Some(path.ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?)
     };
-    if row.kind == Kind::Aggregate {
-        super::coordinator_agg::run(node, row, handle, path, &mut p.peer.outs).await?;
-        p.released = true;
-        return Ok(());
-    }
-    let path = path.ok_or_else(|| Failure::at(&me, "no dataset"))?;
+    let own = |path: Option<PathBuf>| path.ok_or_else(|| Failure::at(&me, "no dataset"));
     match row.kind {
-        Kind::PsiCardinality | Kind::PsiIntersection => {
-            super::coordinator_psi::run(node, row, handle, path, &mut p.peer).await
+        Kind::Aggregate => {
+            super::coordinator_agg::run(node, row, handle, path, &mut p.peer.outs).await
         }
-        Kind::Join => super::join::run(node, row, handle, path, &mut p.peer).await,
-        _ => run_query(node, row, handle, path).await,
+        Kind::PsiCardinality | Kind::PsiIntersection => {
+            super::coordinator_psi::run(node, row, handle, own(path)?, &mut p.peer).await
+        }
+        Kind::Join => super::join::run(node, row, handle, own(path)?, &mut p.peer).await,
+        Kind::Query => run_query(node, row, handle, own(path)?).await,
     }?;
     p.released = true;
     Ok(())
@@ -790,7 +787,7 @@ async fn run_query(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
-    path: std::path::PathBuf,
+    path: PathBuf,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     step(node, row, Some(handle), State::Authorized, "authorized").await;
