@@ -182,7 +182,8 @@ pub fn run<R: CryptoRng + ?Sized>(
     })
 }
 
-fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, PsiError>>) -> Result<T, PsiError> {
+/// A role thread's result; a panic in a role is resumed, not turned into an error value.
+pub(crate) fn join<T, E>(handle: std::thread::ScopedJoinHandle<'_, Result<T, E>>) -> Result<T, E> {
     match handle.join() {
         Ok(result) => result,
         // A panic in a role is a bug; surface it rather than hide it behind an error value.

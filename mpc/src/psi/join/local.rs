@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, channel};
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
 
-use crate::psi::local::Link;
+use crate::psi::local::{Link, join};
 
 use super::{
     Frame, JoinError, JoinMessage, JoinNoise, JoinOutput, JoinParams, KeyHolderBlinding,
@@ -101,14 +101,4 @@ pub fn run<R: CryptoRng + ?Sized>(
             value_holder: v.0,
         })
     })
-}
-
-fn join<T>(
-    handle: std::thread::ScopedJoinHandle<'_, Result<T, JoinError>>,
-) -> Result<T, JoinError> {
-    match handle.join() {
-        Ok(result) => result,
-        // A panic in a role is a bug; surface it rather than hide it behind an error value.
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
 }

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
 
 use super::{OtMessage, OtPsiError, OtPsiParams, OtReceiverStart, OtSenderAwaitHello};
-use crate::psi::local::{Link, LocalRun};
+use crate::psi::local::{Link, LocalRun, join};
 use crate::psi::{KeySet, PsiError};
 use crate::session::Frame;
 
@@ -76,14 +76,4 @@ pub fn run<R: CryptoRng + ?Sized>(
             sender: sender.0,
         })
     })
-}
-
-fn join<T>(
-    handle: std::thread::ScopedJoinHandle<'_, Result<T, OtPsiError>>,
-) -> Result<T, OtPsiError> {
-    match handle.join() {
-        Ok(result) => result,
-        // A panic in a role is a bug; surface it rather than hide it behind an error value.
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
 }
