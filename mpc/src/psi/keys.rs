@@ -19,7 +19,9 @@
 //!   distinct keys; an intersection lists *every* row whose key matched. The number of duplicate
 //!   rows is reported to the local party only.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
+
+use hashbrown::hash_table::{Entry, HashTable};
 
 use rayon::prelude::*;
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
@@ -104,6 +106,9 @@ impl std::fmt::Debug for KeySet {
     }
 }
 
+/// A row's canonical bytes and their hash under the set's table key.
+type Encoded = (Box<[u8]>, u64);
+
 /// Why one row was not usable.
 enum RowFault {
     Empty,
@@ -125,9 +130,14 @@ impl KeySet {
         }
         let mut rows = rows.into_iter();
         // Sized up front from what the caller says it holds (bounded, as the hint is not
-        // trusted): growing the map rehashes every key already in it, about as costly again.
+        // trusted): growing the table moves every entry already in it.
         let expected = rows.size_hint().0.min(MAX_PRESIZE_ROWS);
-        let mut index: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(expected);
+        // Each row is encoded and hashed in parallel; only the table lookup is sequential, so
+        // that distinct keys keep the order of their first row. The hash is keyed per set
+        // (SipHash-1-3 under a random key), so crafted keys cannot make the table degrade.
+        let hasher = RandomState::new();
+        let mut index: HashTable<(u64, u32)> = HashTable::with_capacity(expected);
+        let mut distinct: Vec<Box<[u8]>> = Vec::with_capacity(expected);
         let mut row_key = Vec::with_capacity(expected);
         let mut report = InputReport::default();
         loop {
@@ -135,28 +145,44 @@ impl KeySet {
             if step.is_empty() {
                 break;
             }
-            let encoded: Vec<Result<Vec<u8>, RowFault>> = step
+            let encoded: Vec<Result<Encoded, RowFault>> = step
                 .par_iter()
-                .map(|row| canonical_row(spec, row.as_ref()))
+                .map(|row| {
+                    canonical_row(spec, row.as_ref()).map(|bytes| {
+                        let hash = hasher.hash_one(&bytes[..]);
+                        (bytes.into_boxed_slice(), hash)
+                    })
+                })
                 .collect();
+            drop(step);
             for result in encoded {
                 let row = report.rows;
                 report.rows += 1;
                 match result {
-                    Ok(bytes) => {
-                        let next = index.len();
-                        let id = *index.entry(bytes.into_boxed_slice()).or_insert_with(|| {
-                            // Bounded below by the check right after this insertion.
-                            next as u32
-                        });
-                        if index.len() > MAX_DISTINCT_KEYS {
-                            return Err(PsiError::TooManyKeys {
-                                limit: MAX_DISTINCT_KEYS as u64,
-                            });
-                        }
-                        if (id as usize) < next {
-                            report.duplicate_rows += 1;
-                        }
+                    Ok((bytes, hash)) => {
+                        let entry = index.entry(
+                            hash,
+                            |&(h, id)| h == hash && distinct[id as usize] == bytes,
+                            |&(h, _)| h,
+                        );
+                        let id = match entry {
+                            Entry::Occupied(seen) => {
+                                report.duplicate_rows += 1;
+                                seen.get().1
+                            }
+                            Entry::Vacant(slot) => {
+                                if distinct.len() >= MAX_DISTINCT_KEYS {
+                                    return Err(PsiError::TooManyKeys {
+                                        limit: MAX_DISTINCT_KEYS as u64,
+                                    });
+                                }
+                                // Below u32::MAX by the check above.
+                                let id = distinct.len() as u32;
+                                slot.insert((hash, id));
+                                distinct.push(bytes);
+                                id
+                            }
+                        };
                         row_key.push(id);
                     }
                     Err(RowFault::Empty) => {
@@ -181,10 +207,6 @@ impl KeySet {
                     }
                 }
             }
-        }
-        let mut distinct: Vec<Box<[u8]>> = vec![Box::default(); index.len()];
-        for (bytes, id) in index {
-            distinct[id as usize] = bytes;
         }
         report.distinct_keys = distinct.len() as u64;
         Ok(Self {
@@ -252,7 +274,7 @@ fn canonical_row<S: AsRef<str>>(spec: KeySpec, row: &[S]) -> Result<Vec<u8>, Row
     let mut out = Vec::with_capacity(4 + row.iter().map(|c| 4 + c.as_ref().len()).sum::<usize>());
     out.extend_from_slice(&(row.len() as u32).to_be_bytes());
     for (column, component) in row.iter().enumerate() {
-        let text = component.as_ref().trim();
+        let text = trim(component.as_ref());
         if text.is_empty() {
             return Err(RowFault::Empty);
         }
@@ -268,10 +290,25 @@ fn canonical_row<S: AsRef<str>>(spec: KeySpec, row: &[S]) -> Result<Vec<u8>, Row
     Ok(out)
 }
 
+/// `text` without leading and trailing Unicode `White_Space`, as [`str::trim`]. Most keys are
+/// identifiers that begin and end with an ASCII letter or digit; they are returned as they are.
+fn trim(text: &str) -> &str {
+    let solid = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !char::from(b).is_whitespace());
+    let bytes = text.as_bytes();
+    if solid(bytes.first()) && solid(bytes.last()) {
+        text
+    } else {
+        text.trim()
+    }
+}
+
 /// Appends the NFC (or folded NFC) form of `text` to `out`.
 fn normalize_into(text: &str, case_fold: bool, out: &mut Vec<u8>) {
     use caseless::Caseless;
-    if case_fold {
+    if !case_fold && text.is_ascii() {
+        // ASCII text is in NFC already.
+        out.extend_from_slice(text.as_bytes());
+    } else if case_fold {
         let folded: String = text.chars().nfd().default_case_fold().nfc().collect();
         out.extend_from_slice(folded.as_bytes());
     } else if is_nfc_quick(text.chars()) == IsNormalized::Yes {

@@ -10,8 +10,8 @@ use super::base::{self, OtScalar};
 use super::cuckoo::{self, CuckooTable, MAX_ATTEMPTS};
 use super::lookup::OwnTable;
 use super::prims::{
-    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, ItemDigest, Row, columns_to_rows,
-    item_digest, rows_to_columns,
+    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, ItemDigest, ROW_WORDS, Row,
+    columns_to_rows, item_digests, rows_to_columns,
 };
 use super::wire::{self, DEFAULT_BATCH_ROWS, OtMessage};
 use super::{OtPsiError, OtPsiParams, output_len};
@@ -63,11 +63,7 @@ impl OtReceiverStart {
             return Err(PsiError::KeySpecMismatch.into());
         }
         let session = params.session();
-        let digests: Vec<ItemDigest> = keys
-            .distinct()
-            .par_iter()
-            .map(|k| item_digest(session, k))
-            .collect();
+        let digests = item_digests(session, keys.distinct());
         let bins = cuckoo::bins_for(keys.len() as u64);
         let (hash_seed, table) = build_table(&digests, bins, rng)?;
         let (secret, point) = base::sender_start(rng);
@@ -197,7 +193,42 @@ pub(crate) fn lookup_key(j: usize, value: u128) -> u128 {
     ((j as u128) << 120) | value
 }
 
+/// Bins whose codewords one parallel task computes, batched per AES key.
+const BINS_PER_TASK: usize = 256;
+
 impl OtReceiverExtending {
+    /// The rows `c_i` of `bins`: the codeword of the item placed in each, or a random row for
+    /// an empty bin.
+    fn codewords(&self, bins: &[usize]) -> Vec<Row> {
+        let (placed, empty): (Vec<usize>, Vec<usize>) =
+            (0..bins.len()).partition(|&k| self.table.slots[bins[k]] != 0);
+        let placed_inputs: Vec<(ItemDigest, usize)> = placed
+            .iter()
+            .map(|&k| {
+                let slot = self.table.slots[bins[k]] as usize;
+                (
+                    self.digests[slot - 1],
+                    usize::from(self.table.hash_index[bins[k]]),
+                )
+            })
+            .collect();
+        let empty_inputs: Vec<(ItemDigest, usize)> = empty
+            .iter()
+            .map(|&k| ((bins[k] as u128).to_le_bytes(), 0))
+            .collect();
+        let mut rows = vec![[0u64; ROW_WORDS]; bins.len()];
+        for (positions, mut computed) in [
+            (placed, self.code.codewords(&placed_inputs)),
+            (empty, self.dummy.codewords(&empty_inputs)),
+        ] {
+            for (k, row) in positions.into_iter().zip(&computed) {
+                rows[k] = *row;
+            }
+            computed.zeroize();
+        }
+        rows
+    }
+
     /// The next columns frame, or `None` when every bin has been sent.
     pub fn next_batch(&mut self) -> Option<Frame> {
         let bins = self.table.slots.len();
@@ -210,13 +241,8 @@ impl OtReceiverExtending {
         // The receiver's rows: codewords of the placed items, random rows for empty bins.
         let mut codewords: Vec<Row> = (first..first + rows)
             .into_par_iter()
-            .map(|bin| match self.table.slots[bin] {
-                0 => self.dummy.codeword(&(bin as u128).to_le_bytes(), 0),
-                slot => self.code.codeword(
-                    &self.digests[(slot - 1) as usize],
-                    usize::from(self.table.hash_index[bin]),
-                ),
-            })
+            .chunks(BINS_PER_TASK)
+            .flat_map_iter(|bins| self.codewords(&bins))
             .collect();
         let mut code_columns = rows_to_columns(&codewords);
         codewords.zeroize();

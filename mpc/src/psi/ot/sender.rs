@@ -4,13 +4,13 @@
 use rand::CryptoRng;
 use rand::seq::SliceRandom as _;
 use rayon::prelude::*;
-use zeroize::{Zeroize as _, ZeroizeOnDrop};
+use zeroize::Zeroize as _;
 
 use super::base::{self, ChoiceBits};
 use super::cuckoo;
 use super::prims::{
     AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, HASHES, ItemDigest, Row,
-    columns_to_rows, item_digest,
+    columns_to_rows, item_digests,
 };
 use super::receiver::truncate;
 use super::wire::{self, MAX_OUTPUT_ITEMS, OtMessage};
@@ -18,17 +18,58 @@ use super::{OtPsiError, OtPsiParams, output_len};
 use crate::psi::keys::{KeySet, check_peer_count};
 use crate::psi::{PsiError, SenderOutput};
 use crate::session::Frame;
+use zeroize::Zeroizing;
 
-/// The sender's OPRF key rows `q_i`, one per bin. Redacted, zeroized on drop.
-struct KeyRows(Vec<Row>);
+/// Bins answered by one parallel task: a few hundred pairs, enough to batch their AES.
+const BINS_PER_TASK: usize = 128;
 
-impl Drop for KeyRows {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
+/// Every (item, hash function) pair of the sender, grouped by the bin it lands in, so that a
+/// batch of key rows is answered the moment it arrives (the rows are still in cache, and no row
+/// is kept once its batch is answered). A counting sort of the `3·n` pairs by bin.
+struct BinIndex {
+    /// Bin `b`'s pairs are `pairs[start[b]..start[b + 1]]`.
+    start: Vec<u64>,
+    /// The pair's item.
+    items: Vec<u32>,
+    /// The pair's hash function (0, 1 or 2).
+    hashes: Vec<u8>,
 }
 
-impl ZeroizeOnDrop for KeyRows {}
+impl BinIndex {
+    fn new(hasher: &BinHasher, digests: &[ItemDigest], bins: usize) -> Self {
+        let placed: Vec<[u32; HASHES]> = digests.par_iter().map(|d| hasher.bins(d)).collect();
+        let mut start = vec![0u64; bins + 1];
+        for bin in placed.iter().flatten() {
+            start[*bin as usize + 1] += 1;
+        }
+        for b in 0..bins {
+            start[b + 1] += start[b];
+        }
+        let pairs = HASHES * digests.len();
+        let mut next = start.clone();
+        let mut items = vec![0u32; pairs];
+        let mut hashes = vec![0u8; pairs];
+        for (item, bins) in placed.iter().enumerate() {
+            for (j, &bin) in bins.iter().enumerate() {
+                let at = next[bin as usize] as usize;
+                next[bin as usize] += 1;
+                // Items are below MAX_DISTINCT_KEYS < u32::MAX; j < 3.
+                items[at] = item as u32;
+                hashes[at] = j as u8;
+            }
+        }
+        Self {
+            start,
+            items,
+            hashes,
+        }
+    }
+
+    /// The positions of the pairs in bins `[first, end)`.
+    fn pairs(&self, first: usize, end: usize) -> std::ops::Range<usize> {
+        self.start[first] as usize..self.start[end] as usize
+    }
+}
 
 /// Round 1: the sender waits for the receiver's hello.
 pub struct OtSenderAwaitHello {
@@ -62,11 +103,7 @@ impl OtSenderAwaitHello {
             return Err(PsiError::KeySpecMismatch.into());
         }
         let session = params.session();
-        let digests: Vec<ItemDigest> = keys
-            .distinct()
-            .par_iter()
-            .map(|k| item_digest(session, k))
-            .collect();
+        let digests = item_digests(session, keys.distinct());
         // Distinct keys ≤ MAX_DISTINCT_KEYS < u32::MAX, checked when the set was built.
         let mut order: Vec<u32> = (0..digests.len() as u32).collect();
         order.shuffle(rng);
@@ -126,13 +163,20 @@ impl OtSenderAwaitHello {
             &self.code_seed.0,
             &points,
         );
+        let hasher = BinHasher::new(&hash_seed, bins);
+        let width = output_len(items, self.digests.len() as u64);
         let state = OtSenderExtending {
             prgs: keys.iter().map(ColumnPrg::new).collect(),
-            hasher: BinHasher::new(&hash_seed, bins),
+            // Built when the first columns arrive, so that the setup frame leaves first and the
+            // receiver computes its columns meanwhile.
+            index: None,
+            hasher,
             code: Code::new(&self.code_seed),
-            rows: KeyRows(Vec::with_capacity(bins as usize)),
+            hash: CrHash::default(),
+            outputs: vec![0u8; HASHES * width * self.digests.len()],
+            received: 0,
             bins: bins as usize,
-            width: output_len(items, self.digests.len() as u64),
+            width,
             peer_items: items,
             params: self.params,
             keys: self.keys,
@@ -152,9 +196,15 @@ pub struct OtSenderExtending {
     choices: ChoiceBits,
     order: Vec<u32>,
     prgs: Vec<ColumnPrg>,
+    index: Option<BinIndex>,
     hasher: BinHasher,
     code: Code,
-    rows: KeyRows,
+    hash: CrHash,
+    /// The truncated outputs `F_{h_j(y)}(y, j)`, as sent: item `y`'s three at
+    /// `[3·width·y, 3·width·(y + 1))`, filled in as the bins' rows arrive.
+    outputs: Vec<u8>,
+    /// Bins whose rows have arrived.
+    received: usize,
     bins: usize,
     width: usize,
     peer_items: u64,
@@ -164,14 +214,15 @@ impl std::fmt::Debug for OtSenderExtending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtSenderExtending")
             .field("params", &self.params)
-            .field("rows", &self.rows.0.len())
+            .field("received", &self.received)
             .field("bins", &self.bins)
             .finish_non_exhaustive()
     }
 }
 
 impl OtSenderExtending {
-    /// Takes one columns batch.
+    /// Takes one columns batch, and answers every (item, hash function) pair whose bin it
+    /// covers.
     pub fn handle(&mut self, message: OtMessage) -> Result<(), OtPsiError> {
         let OtMessage::Columns { rows, words: u } = message else {
             return Err(PsiError::Unexpected {
@@ -180,7 +231,7 @@ impl OtSenderExtending {
             }
             .into());
         };
-        let first = self.rows.0.len();
+        let first = self.received;
         if first + rows > self.bins {
             return Err(PsiError::TooManyItems {
                 what: "cuckoo bins",
@@ -189,6 +240,10 @@ impl OtSenderExtending {
             }
             .into());
         }
+        let index = match self.index.take() {
+            Some(index) => index,
+            None => BinIndex::new(&self.hasher, &self.digests, self.bins),
+        };
         let words = rows / 64;
         let mut q = vec![0u64; CODE_BITS * words];
         let choices = &self.choices;
@@ -200,16 +255,72 @@ impl OtSenderExtending {
                 *q ^= u & mask;
             }
         });
-        let mut new_rows = columns_to_rows(&q, rows);
+        // The sender's OPRF key rows q_i for these bins: secret, and dropped with this batch.
+        let key_rows = Zeroizing::new(columns_to_rows(&q, rows));
         q.zeroize();
-        self.rows.0.extend_from_slice(&new_rows);
-        new_rows.zeroize();
+        self.received = first + rows;
+
+        // Answered in tasks of BINS_PER_TASK bins, in bin order, so the values line up with
+        // `pairs`.
+        let this = &*self;
+        let values: Vec<Vec<u128>> = (0..rows.div_ceil(BINS_PER_TASK))
+            .into_par_iter()
+            .map(|task| {
+                let start = first + task * BINS_PER_TASK;
+                let end = (start + BINS_PER_TASK).min(first + rows);
+                this.answer(&index, start, end, &key_rows[start - first..end - first])
+            })
+            .collect();
+        let width = self.width;
+        let pairs = index.pairs(first, first + rows);
+        for (p, value) in pairs.zip(values.into_iter().flatten()) {
+            let item = index.items[p] as usize;
+            let j = usize::from(index.hashes[p]);
+            let at = (HASHES * item + j) * width;
+            // The value's low `width` bytes, big-endian, byte by byte: a copy of a run-time
+            // length would be a `memcpy` call per value, the most costly step of this loop.
+            for (k, byte) in self.outputs[at..at + width].iter_mut().enumerate() {
+                *byte = (value >> (8 * (width - 1 - k))) as u8;
+            }
+        }
+        self.index = Some(index);
         Ok(())
+    }
+
+    /// The outputs of the pairs in bins `[start, end)`, whose key rows are `q`, in pair order.
+    /// For item `y` and hash function `j` in bin `i`: `F_i(y, j) = H(i, q_i ⊕ (C(y, j) ∧ s))`,
+    /// truncated to the output width.
+    fn answer(&self, index: &BinIndex, start: usize, end: usize, q: &[Row]) -> Vec<u128> {
+        let pairs = index.pairs(start, end);
+        let inputs: Vec<(ItemDigest, usize)> = pairs
+            .clone()
+            .map(|p| {
+                let item = index.items[p] as usize;
+                (self.digests[item], usize::from(index.hashes[p]))
+            })
+            .collect();
+        let mut codes = self.code.codewords(&inputs);
+        let mut bin = start;
+        let values = pairs
+            .zip(&codes)
+            .map(|(p, code)| {
+                while index.start[bin + 1] as usize <= p {
+                    bin += 1;
+                }
+                let q = &q[bin - start];
+                let mut z: Row = std::array::from_fn(|w| q[w] ^ (code[w] & self.choices.0[w]));
+                let value = truncate(self.hash.hash(bin as u64, &z), self.width);
+                z.zeroize();
+                value
+            })
+            .collect();
+        codes.zeroize();
+        values
     }
 
     /// True once every bin's row has arrived.
     pub fn is_complete(&self) -> bool {
-        self.rows.0.len() == self.bins
+        self.received == self.bins
     }
 
     /// Moves to answering. Every batch must have arrived.
@@ -218,20 +329,13 @@ impl OtSenderExtending {
             return Err(PsiError::Incomplete {
                 what: "cuckoo bins",
                 expected: self.bins as u64,
-                received: self.rows.0.len() as u64,
+                received: self.received as u64,
             }
             .into());
         }
         Ok(OtSenderAnswering {
-            inner: Answering {
-                rows: self.rows,
-                digests: self.digests,
-                choices: self.choices,
-                hasher: self.hasher,
-                code: self.code,
-                hash: CrHash::default(),
-                width: self.width,
-            },
+            outputs: self.outputs,
+            width: self.width,
             order: self.order,
             next: 0,
             keys: self.keys,
@@ -240,36 +344,10 @@ impl OtSenderExtending {
     }
 }
 
-struct Answering {
-    rows: KeyRows,
-    digests: Vec<ItemDigest>,
-    choices: ChoiceBits,
-    hasher: BinHasher,
-    code: Code,
-    hash: CrHash,
-    width: usize,
-}
-
-impl Answering {
-    /// `F_{h_j(y)}(y, j)` for the three hash functions, truncated.
-    fn outputs(&self, item: u32) -> [u128; HASHES] {
-        let digest = &self.digests[item as usize];
-        let bins = self.hasher.bins(digest);
-        std::array::from_fn(|j| {
-            let bin = bins[j] as usize;
-            let code = self.code.codeword(digest, j);
-            let q = &self.rows.0[bin];
-            let mut z: Row = std::array::from_fn(|w| q[w] ^ (code[w] & self.choices.0[w]));
-            let value = truncate(self.hash.hash(bin as u64, &z), self.width);
-            z.zeroize();
-            value
-        })
-    }
-}
-
 /// Round 3: the sender streams its OPRF outputs, its items in a random order.
 pub struct OtSenderAnswering {
-    inner: Answering,
+    outputs: Vec<u8>,
+    width: usize,
     keys: KeySet,
     order: Vec<u32>,
     next: usize,
@@ -292,13 +370,17 @@ impl OtSenderAnswering {
             return None;
         }
         let end = (self.next + MAX_OUTPUT_ITEMS).min(self.order.len());
-        let inner = &self.inner;
-        let values: Vec<[u128; HASHES]> = self.order[self.next..end]
-            .par_iter()
-            .map(|&item| inner.outputs(item))
-            .collect();
+        let triple = HASHES * self.width;
+        let items = &self.order[self.next..end];
         self.next = end;
-        Some(wire::outputs(inner.width, &values))
+        Some(wire::outputs(
+            self.width,
+            items.len(),
+            items.iter().map(|&item| {
+                let at = item as usize * triple;
+                &self.outputs[at..at + triple]
+            }),
+        ))
     }
 
     /// The sender's output (it learns only the receiver's size). Every batch must have been taken.
@@ -317,5 +399,31 @@ impl OtSenderAnswering {
             matched_rows: None,
             input: self.keys.report(),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_index_lists_every_pair_once_under_its_bin() {
+        // Few bins, so that an item's hash functions often share a bin.
+        let bins = 7;
+        let hasher = BinHasher::new(&[9; 16], bins as u64);
+        let digests: Vec<ItemDigest> = (0..200u8).map(|i| [i; 16]).collect();
+        let index = BinIndex::new(&hasher, &digests, bins);
+        let mut seen = vec![[false; HASHES]; digests.len()];
+        for bin in 0..bins {
+            for p in index.pairs(bin, bin + 1) {
+                let (item, j) = (index.items[p] as usize, usize::from(index.hashes[p]));
+                assert_eq!(hasher.bins(&digests[item])[j] as usize, bin);
+                assert!(!seen[item][j], "pair ({item}, {j}) listed twice");
+                seen[item][j] = true;
+            }
+        }
+        assert!(seen.iter().flatten().all(|&s| s));
+        assert_eq!(index.pairs(0, bins), 0..HASHES * digests.len());
     }
 }

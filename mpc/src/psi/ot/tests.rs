@@ -308,7 +308,7 @@ fn wrong_output_width_is_refused() {
         sender.handle(OtMessage::decode(&frame.0).unwrap()).unwrap();
     }
     let mut comparing = receiver.finish().unwrap();
-    let frame = wire::outputs(9, &[[0, 0, 0]]);
+    let frame = wire::outputs(9, 1, std::iter::once(&[0u8; 27][..]));
     let err = comparing
         .handle(OtMessage::decode(&frame.0).unwrap())
         .unwrap_err();

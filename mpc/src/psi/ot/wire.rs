@@ -279,15 +279,19 @@ pub(crate) fn columns(rows: usize, words: &[u64]) -> Frame {
     Frame(out)
 }
 
-pub(crate) fn outputs(width: usize, values: &[[u128; HASHES]]) -> Frame {
-    debug_assert!(values.len() <= MAX_OUTPUT_ITEMS && OUTPUT_LEN_RANGE.contains(&width));
-    let mut out = header(KIND_OUTPUTS, 5 + values.len() * HASHES * width);
+/// An outputs frame of `count` triples, each already in wire form (three `width`-byte values).
+pub(crate) fn outputs<'a>(
+    width: usize,
+    count: usize,
+    triples: impl Iterator<Item = &'a [u8]>,
+) -> Frame {
+    debug_assert!(count <= MAX_OUTPUT_ITEMS && OUTPUT_LEN_RANGE.contains(&width));
+    let mut out = header(KIND_OUTPUTS, 5 + count * HASHES * width);
     out.push(width as u8);
-    out.extend_from_slice(&(values.len() as u32).to_be_bytes());
-    for triple in values {
-        for v in triple {
-            out.extend_from_slice(&v.to_be_bytes()[16 - width..]);
-        }
+    out.extend_from_slice(&(count as u32).to_be_bytes());
+    for triple in triples {
+        debug_assert_eq!(triple.len(), HASHES * width);
+        out.extend_from_slice(triple);
     }
     Frame(out)
 }
