@@ -22,6 +22,10 @@
 //!    for its own item. For each of its items `y`, in a fresh random order, the sender sends the
 //!    three values `F_{h_j(y)}(y, j)`, truncated to `ℓ` bytes (simple hashing: every candidate
 //!    bin). The receiver looks each value up among its own; matches are the intersection.
+//!    The sender computes these values during step 3: its `3·|Y|` (item, hash function) pairs
+//!    are sorted by bin beforehand (a counting sort), so each columns batch is answered as soon
+//!    as it arrives, while its key rows are in cache, and no key row outlives its batch. Only
+//!    the sending waits until every batch is in, because the order must not depend on the bins.
 //!
 //! `H` is SHA-256 over the bin index and the whole row, the random-oracle instantiation KKRT16's
 //! proof assumes ([`prims::CrHash`] says why not a fixed-key AES construction). The receiver
@@ -55,20 +59,28 @@
 //! with grants.
 //!
 //! # Cost and memory
-//! Per item, a few dozen AES blocks and one 128-bit digest; no elliptic-curve operation except
-//! 1,536 for the base OTs. Traffic ≈ `64·m + 3·ℓ·n_s` bytes (123 MB at 2^20 per side).
-//! Memory, beyond the two key sets: the sender keeps its `m` OPRF key rows (64 bytes each) and
-//! 16-byte digests; the receiver keeps the cuckoo table (5 bytes a bin), digests and its own
-//! values in a table of 32-byte slots at load between 1/4 and 1/2. At 2^24 per side that is
-//! ≈ 1.7 GB for the sender and ≈ 1.4 GB for the receiver; frames are bounded ([`wire`]),
-//! whatever the set size. The transposes, the per-bin and per-item hashing and the lookups run
-//! on rayon's pool; the cuckoo eviction walk is serial (≈ 0.07 s at 2^20) and, with key
-//! deduplication, the only serial step that grows with the sets.
+//! Per item, a few dozen AES blocks (each of the code's twelve keys encrypts a whole batch in
+//! one call), one 128-bit digest, and two SHA-256 compressions per OPRF value (the tag block's
+//! is computed once); no elliptic-curve operation except 1,536 for the base OTs. Traffic
+//! ≈ `64·m + 3·ℓ·n_s` bytes (123 MB at 2^20 per side).
+//!
+//! Memory, beyond the two key sets: the sender keeps 16-byte digests, its outputs as they will
+//! be sent (`3·ℓ` bytes an item) and the bin index (15 bytes an item and 8 a bin), ≈ 80 bytes
+//! an item in all, and one batch of key rows at a time; the receiver keeps the cuckoo table
+//! (5 bytes a bin), digests, and its own values in a table of 32-byte slots at load between
+//! 1/4 and 1/2 behind a 16-bit-per-value filter. At 2^24 per side that is ≈ 1.4–1.5 GB for each;
+//! frames are bounded ([`wire`]), whatever the set size. The transposes, the per-bin and per-item
+//! hashing and the lookups run on rayon's pool; the cuckoo eviction walk (≈ 0.07 s at 2^20) and
+//! the counting sort of the sender's pairs (≈ 0.1 s, while the receiver computes its first
+//! columns) are serial and, with key deduplication, the only serial steps that grow with the
+//! sets.
 //!
 //! # Speed (2 cores, 2^20 keys per party, `concord bench psi`)
-//! Measured phases of one run: key normalization and deduplication 0.58 s, digests and cuckoo
-//! 0.22 s, base OTs 0.05 s, columns 0.47 s, outputs and comparison 0.84 s. The README's *Speed*
-//! section has the totals against ECDH-PSI and the commands to reproduce them.
+//! Phases of one instrumented run (1.5 s): key normalization and deduplication ≈ 0.2 s,
+//! digests and cuckoo 0.2 s, base OTs 0.05 s, columns with the sender's answers 0.7 s, sending
+//! and comparison 0.2 s. Two SHA-256 compressions per OPRF value are the largest single cost.
+//! The README's *Speed* section has the totals against ECDH-PSI and the commands to reproduce
+//! them.
 
 pub mod base;
 pub mod cuckoo;

@@ -4,7 +4,7 @@
 use rand::CryptoRng;
 use rand::seq::SliceRandom as _;
 use rayon::prelude::*;
-use zeroize::Zeroize as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::base::{self, ChoiceBits};
 use super::cuckoo;
@@ -18,7 +18,6 @@ use super::{OtPsiError, OtPsiParams, output_len};
 use crate::psi::keys::{KeySet, check_peer_count};
 use crate::psi::{PsiError, SenderOutput};
 use crate::session::Frame;
-use zeroize::Zeroizing;
 
 /// Bins answered by one parallel task: a few hundred pairs, enough to batch their AES.
 const BINS_PER_TASK: usize = 128;
@@ -27,7 +26,7 @@ const BINS_PER_TASK: usize = 128;
 /// batch of key rows is answered the moment it arrives (the rows are still in cache, and no row
 /// is kept once its batch is answered). A counting sort of the `3·n` pairs by bin.
 struct BinIndex {
-    /// Bin `b`'s pairs are `pairs[start[b]..start[b + 1]]`.
+    /// Bin `b`'s pairs are at positions `start[b]..start[b + 1]` of `items` and `hashes`.
     start: Vec<u64>,
     /// The pair's item.
     items: Vec<u32>,
@@ -188,7 +187,8 @@ impl OtSenderAwaitHello {
     }
 }
 
-/// Round 2: the sender turns the receiver's column batches into its OPRF key rows.
+/// Round 2: the sender turns each of the receiver's column batches into OPRF key rows and
+/// computes the outputs of every (item, hash function) pair in those bins.
 pub struct OtSenderExtending {
     params: OtPsiParams,
     keys: KeySet,
