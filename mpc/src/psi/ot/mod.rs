@@ -60,8 +60,8 @@
 //!
 //! # Cost and memory
 //! Per item, a few dozen AES blocks (each of the code's twelve keys encrypts a whole batch in
-//! one call), one 128-bit digest, and two SHA-256 compressions per OPRF value (the tag block's
-//! is computed once); no elliptic-curve operation except 1,536 for the base OTs. Traffic
+//! one call), one 128-bit digest (one SHA-256 compression for a key of up to 55 canonical
+//! bytes), and two SHA-256 compressions per OPRF value (the tag blocks are compressed once); no elliptic-curve operation except 1,536 for the base OTs. Traffic
 //! ≈ `64·m + 3·ℓ·n_s` bytes (123 MB at 2^20 per side).
 //!
 //! Memory, beyond the two key sets: the sender keeps 16-byte digests, its outputs as they will

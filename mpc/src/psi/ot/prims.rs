@@ -11,7 +11,6 @@ use aes::Aes128;
 use aes::cipher::{Block, BlockCipherEncrypt as _, KeyInit as _};
 use rayon::prelude::*;
 use sha2::block_api::compress256;
-use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::PROTOCOL_VERSION;
@@ -32,7 +31,11 @@ pub type Row = [u64; ROW_WORDS];
 /// A 128-bit digest of a canonical key: what the bins, the code and the cuckoo table work on.
 pub type ItemDigest = [u8; 16];
 
-/// `SHA-256("CONCORD-V01-PSI-OT-item" ‖ session ‖ canonical)[..16]`.
+/// `SHA-256(prefix ‖ canonical)[..16]`, where `prefix` is `"CONCORD-V01-PSI-OT-item" ‖ session`
+/// zero-padded to one 64-byte block.
+///
+/// The prefix fills the first block exactly, so its compression is done once per session and a
+/// key of up to 55 canonical bytes (a 47-byte single-column key) costs one compression more.
 ///
 /// Distinct keys collide with probability at most `n²/2^129` (≤ 2^-65 for 2^32 keys); a
 /// collision could only add a false match.
@@ -40,25 +43,52 @@ pub fn item_digest(session: SessionId, canonical: &[u8]) -> ItemDigest {
     digest_with(&digest_prefix(session), canonical)
 }
 
-/// The digests of a set's distinct keys, in parallel, with the tag and session absorbed once.
+/// The digests of a set's distinct keys, in parallel, with the prefix compressed once.
 pub(crate) fn item_digests(session: SessionId, keys: &[Box<[u8]>]) -> Vec<ItemDigest> {
     let prefix = digest_prefix(session);
     keys.par_iter().map(|k| digest_with(&prefix, k)).collect()
 }
 
-fn digest_prefix(session: SessionId) -> Sha256 {
-    let mut h = Sha256::new();
-    h.update(format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-item").as_bytes());
-    h.update(session.0);
-    h
+/// The prefix block of [`item_digest`].
+fn digest_prefix_block(session: SessionId) -> [u8; 64] {
+    let tag = format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-item");
+    let mut block = [0u8; 64];
+    block[..tag.len()].copy_from_slice(tag.as_bytes());
+    block[tag.len()..tag.len() + session.0.len()].copy_from_slice(&session.0);
+    block
 }
 
-fn digest_with(prefix: &Sha256, canonical: &[u8]) -> ItemDigest {
-    let mut h = prefix.clone();
-    h.update(canonical);
-    let full: [u8; 32] = h.finalize().into();
+/// The SHA-256 state after the prefix block.
+fn digest_prefix(session: SessionId) -> [u32; 8] {
+    let mut state = SHA256_IV;
+    compress256(&mut state, &[digest_prefix_block(session)]);
+    state
+}
+
+/// SHA-256 of the prefix block and `canonical`, from the state after the prefix: the message's
+/// remaining blocks and its padding (FIPS 180-4, §5.1.1), compressed directly.
+fn digest_with(prefix: &[u32; 8], canonical: &[u8]) -> ItemDigest {
+    let mut state = *prefix;
+    let mut chunks = canonical.chunks_exact(64);
+    for chunk in chunks.by_ref() {
+        let mut block = [0u8; 64];
+        block.copy_from_slice(chunk);
+        compress256(&mut state, &[block]);
+    }
+    // The tail, 0x80, zeros, and the message length in bits: one block, or two when the tail
+    // leaves fewer than 9 bytes.
+    let tail = chunks.remainder();
+    let mut last = [[0u8; 64]; 2];
+    last[0][..tail.len()].copy_from_slice(tail);
+    last[0][tail.len()] = 0x80;
+    let blocks = if tail.len() < 56 { 1 } else { 2 };
+    let bits = 8 * (64 + canonical.len() as u64);
+    last[blocks - 1][56..].copy_from_slice(&bits.to_be_bytes());
+    compress256(&mut state, &last[..blocks]);
     let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
+    for (chunk, word) in out.chunks_exact_mut(4).zip(&state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
     out
 }
 
@@ -390,6 +420,8 @@ pub(crate) fn rows_to_columns(rows: &[Row]) -> Vec<u64> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use sha2::{Digest as _, Sha256};
+
     use super::*;
 
     fn bit(words: &[u64], i: usize) -> bool {
@@ -450,6 +482,19 @@ mod tests {
             assert_eq!(*row, code.codeword(digest, *j));
         }
         assert!(code.codewords(&[]).is_empty());
+    }
+
+    #[test]
+    fn item_digest_is_sha256_of_the_prefix_block_and_the_key() {
+        let session = SessionId([7; 16]);
+        // Lengths around every padding boundary (55, 56, 63, 64, 119, 120, 128).
+        for len in (0..=140).chain([1000]) {
+            let key: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut message = digest_prefix_block(session).to_vec();
+            message.extend_from_slice(&key);
+            let full: [u8; 32] = Sha256::digest(&message).into();
+            assert_eq!(item_digest(session, &key)[..], full[..16], "length {len}");
+        }
     }
 
     #[test]
