@@ -7,9 +7,9 @@
 //! cannot steer where the receiver's own values land without knowing the receiver's items.
 //!
 //! Most lookups find nothing (at least two of a sender item's three values are not the
-//! receiver's), and in a table larger than the cache each costs a miss to memory. A one-bit-per-
-//! slot filter of 16 bits per entry, small enough to stay in cache, answers most of those
-//! without touching the table (a false positive rate of about 1 in 16, which only costs a probe).
+//! receiver's), and in a table larger than the cache each costs a miss to memory. A bit array of
+//! 16 bits per stored value, one bit set per value, is small enough to stay in cache and answers
+//! most of those without touching the table (false positives, about 1 in 16, only cost a probe).
 //!
 //! Every slot with an equal key is reported, so two own items whose truncated outputs collide
 //! (probability in the false-match bound of [`super::output_len`]) are both found.
