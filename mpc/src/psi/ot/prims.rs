@@ -40,41 +40,56 @@ pub type ItemDigest = [u8; 16];
 /// Distinct keys collide with probability at most `n²/2^129` (≤ 2^-65 for 2^32 keys); a
 /// collision could only add a false match.
 pub fn item_digest(session: SessionId, canonical: &[u8]) -> ItemDigest {
-    digest_with(&digest_prefix(session), canonical)
+    sha256_after_block(&digest_prefix(session), canonical)
 }
 
 /// The digests of a set's distinct keys, in parallel, with the prefix compressed once.
 pub(crate) fn item_digests(session: SessionId, keys: &[Box<[u8]>]) -> Vec<ItemDigest> {
     let prefix = digest_prefix(session);
-    keys.par_iter().map(|k| digest_with(&prefix, k)).collect()
+    keys.par_iter()
+        .map(|k| sha256_after_block(&prefix, k))
+        .collect()
 }
 
 /// The prefix block of [`item_digest`].
 fn digest_prefix_block(session: SessionId) -> [u8; 64] {
-    let tag = format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-item");
-    let mut block = [0u8; 64];
-    block[..tag.len()].copy_from_slice(tag.as_bytes());
-    block[tag.len()..tag.len() + session.0.len()].copy_from_slice(&session.0);
-    block
+    let mut prefix = format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-item").into_bytes();
+    prefix.extend_from_slice(&session.0);
+    padded_block(&prefix)
 }
 
 /// The SHA-256 state after the prefix block.
 fn digest_prefix(session: SessionId) -> [u32; 8] {
+    midstate(&digest_prefix_block(session))
+}
+
+/// `bytes` (at most 64) zero-padded to one SHA-256 block: how the digest and the output hash
+/// put their domain-separation prefix in a block of its own.
+fn padded_block(bytes: &[u8]) -> [u8; 64] {
+    let mut block = [0u8; 64];
+    block[..bytes.len()].copy_from_slice(bytes);
+    block
+}
+
+/// The SHA-256 state after compressing `block` as a message's first block.
+fn midstate(block: &[u8; 64]) -> [u32; 8] {
     let mut state = SHA256_IV;
-    compress256(&mut state, &[digest_prefix_block(session)]);
+    compress256(&mut state, &[*block]);
     state
 }
 
-/// SHA-256 of the prefix block and `canonical`, from the state after the prefix: the message's
-/// remaining blocks and its padding (FIPS 180-4, §5.1.1), compressed directly.
-fn digest_with(prefix: &[u32; 8], canonical: &[u8]) -> ItemDigest {
-    let mut state = *prefix;
-    let mut chunks = canonical.chunks_exact(64);
+/// The first 16 bytes of SHA-256 of a message whose first block gave `midstate` and whose
+/// remaining bytes are `rest`: `rest`'s blocks and the padding (FIPS 180-4, §5.1.1), compressed
+/// directly. The buffers are wiped: `rest` may be secret (the output hash's row).
+fn sha256_after_block(midstate: &[u32; 8], rest: &[u8]) -> [u8; 16] {
+    let mut state = *midstate;
+    let mut chunks = rest.chunks_exact(64);
+    let mut block = [0u8; 64];
     for chunk in chunks.by_ref() {
-        let mut block = [0u8; 64];
         block.copy_from_slice(chunk);
         compress256(&mut state, &[block]);
     }
+    block.zeroize();
     // The tail, 0x80, zeros, and the message length in bits: one block, or two when the tail
     // leaves fewer than 9 bytes.
     let tail = chunks.remainder();
@@ -82,13 +97,15 @@ fn digest_with(prefix: &[u32; 8], canonical: &[u8]) -> ItemDigest {
     last[0][..tail.len()].copy_from_slice(tail);
     last[0][tail.len()] = 0x80;
     let blocks = if tail.len() < 56 { 1 } else { 2 };
-    let bits = 8 * (64 + canonical.len() as u64);
+    let bits = 8 * (64 + rest.len() as u64);
     last[blocks - 1][56..].copy_from_slice(&bits.to_be_bytes());
     compress256(&mut state, &last[..blocks]);
+    last.zeroize();
     let mut out = [0u8; 16];
     for (chunk, word) in out.chunks_exact_mut(4).zip(&state) {
         chunk.copy_from_slice(&word.to_be_bytes());
     }
+    state.zeroize();
     out
 }
 
@@ -301,50 +318,27 @@ const SHA256_IV: [u32; 8] = [
 impl CrHash {
     /// The tag block: the domain-separation tag, zero-padded to 64 bytes.
     fn tag_block() -> [u8; 64] {
-        let tag = format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-H");
-        let mut block = [0u8; 64];
-        block[..tag.len()].copy_from_slice(tag.as_bytes());
-        block
+        padded_block(format!("CONCORD-V{PROTOCOL_VERSION:02}-PSI-OT-H").as_bytes())
+    }
+
+    /// `H(bin, row)`, 128 bits (truncated by the caller).
+    pub fn hash(&self, bin: u64, row: &Row) -> u128 {
+        let mut input = [0u8; 8 + 8 * ROW_WORDS];
+        input[..8].copy_from_slice(&bin.to_le_bytes());
+        for (chunk, word) in input[8..].chunks_exact_mut(8).zip(row) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        let out = sha256_after_block(&self.midstate, &input);
+        input.zeroize();
+        u128::from_le_bytes(out)
     }
 }
 
 impl Default for CrHash {
     fn default() -> Self {
-        let mut midstate = SHA256_IV;
-        compress256(&mut midstate, &[Self::tag_block()]);
-        Self { midstate }
-    }
-}
-
-impl CrHash {
-    /// `H(bin, row)`, 128 bits (truncated by the caller).
-    pub fn hash(&self, bin: u64, row: &Row) -> u128 {
-        // bin (8 bytes) ‖ row (64 bytes) ‖ 0x80 ‖ zeros ‖ message length in bits (u64 BE): two
-        // blocks after the tag block.
-        const MESSAGE_BITS: u64 = 8 * (64 + 8 + 8 * ROW_WORDS as u64);
-        let mut blocks = [[0u8; 64]; 2];
-        blocks[0][..8].copy_from_slice(&bin.to_le_bytes());
-        for (w, word) in row.iter().enumerate() {
-            let at = 8 + 8 * w;
-            let bytes = word.to_le_bytes();
-            if at < 64 {
-                blocks[0][at..at + 8].copy_from_slice(&bytes);
-            } else {
-                blocks[1][at - 64..at - 56].copy_from_slice(&bytes);
-            }
+        Self {
+            midstate: midstate(&Self::tag_block()),
         }
-        blocks[1][8] = 0x80;
-        blocks[1][56..].copy_from_slice(&MESSAGE_BITS.to_be_bytes());
-        let mut state = self.midstate;
-        compress256(&mut state, &blocks);
-        blocks.zeroize();
-        // The digest's first 16 bytes are the first four state words, big-endian.
-        let mut out = [0u8; 16];
-        for (chunk, word) in out.chunks_exact_mut(4).zip(&state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        state.zeroize();
-        u128::from_le_bytes(out)
     }
 }
 
