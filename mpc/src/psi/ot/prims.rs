@@ -40,14 +40,16 @@ pub type ItemDigest = [u8; 16];
 /// Distinct keys collide with probability at most `n²/2^129` (≤ 2^-65 for 2^32 keys); a
 /// collision could only add a false match.
 pub fn item_digest(session: SessionId, canonical: &[u8]) -> ItemDigest {
-    sha256_after_block(&digest_prefix(session), canonical)
+    sha256_after_block(&digest_prefix(session), canonical, &mut Blocks::default())
 }
 
 /// The digests of a set's distinct keys, in parallel, with the prefix compressed once.
 pub(crate) fn item_digests(session: SessionId, keys: &[Box<[u8]>]) -> Vec<ItemDigest> {
     let prefix = digest_prefix(session);
     keys.par_iter()
-        .map(|k| sha256_after_block(&prefix, k))
+        .map_init(Blocks::default, |blocks, k| {
+            sha256_after_block(&prefix, k, blocks)
+        })
         .collect()
 }
 
@@ -78,34 +80,56 @@ fn midstate(block: &[u8; 64]) -> [u32; 8] {
     state
 }
 
+/// Two SHA-256 blocks that hold secret bytes (a key, a row) on their way into the compression
+/// function. A hashing loop reuses one `Blocks`, so each hash writes its bytes with ordinary
+/// stores, and the buffer is wiped once, on drop: a volatile wipe stores byte by byte, and after
+/// every hash it cost as much as a compression.
+#[derive(Clone)]
+struct Blocks([[u8; 64]; 2]);
+
+impl Default for Blocks {
+    fn default() -> Self {
+        Self([[0; 64]; 2])
+    }
+}
+
+impl Drop for Blocks {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 /// The first 16 bytes of SHA-256 of a message whose first block gave `midstate` and whose
 /// remaining bytes are `rest`: `rest`'s blocks and the padding (FIPS 180-4, §5.1.1), compressed
-/// directly. The buffers are wiped: `rest` may be secret (the output hash's row).
-fn sha256_after_block(midstate: &[u32; 8], rest: &[u8]) -> [u8; 16] {
+/// directly, through `scratch` (`rest` may be secret).
+fn sha256_after_block(midstate: &[u32; 8], rest: &[u8], scratch: &mut Blocks) -> [u8; 16] {
     let mut state = *midstate;
     let mut chunks = rest.chunks_exact(64);
-    let mut block = [0u8; 64];
     for chunk in chunks.by_ref() {
-        block.copy_from_slice(chunk);
-        compress256(&mut state, &[block]);
+        scratch.0[0].copy_from_slice(chunk);
+        compress256(&mut state, &scratch.0[..1]);
     }
-    block.zeroize();
     // The tail, 0x80, zeros, and the message length in bits: one block, or two when the tail
     // leaves fewer than 9 bytes.
     let tail = chunks.remainder();
-    let mut last = [[0u8; 64]; 2];
-    last[0][..tail.len()].copy_from_slice(tail);
-    last[0][tail.len()] = 0x80;
     let blocks = if tail.len() < 56 { 1 } else { 2 };
+    let last = &mut scratch.0[..blocks];
+    last.as_flattened_mut().fill(0);
+    let flat = last.as_flattened_mut();
+    flat[..tail.len()].copy_from_slice(tail);
+    flat[tail.len()] = 0x80;
     let bits = 8 * (64 + rest.len() as u64);
-    last[blocks - 1][56..].copy_from_slice(&bits.to_be_bytes());
-    compress256(&mut state, &last[..blocks]);
-    last.zeroize();
+    flat[64 * blocks - 8..].copy_from_slice(&bits.to_be_bytes());
+    compress256(&mut state, last);
+    digest_prefix_of(&state)
+}
+
+/// The first 16 bytes of the SHA-256 digest in `state` (its words big-endian).
+fn digest_prefix_of(state: &[u32; 8]) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(&state) {
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
         chunk.copy_from_slice(&word.to_be_bytes());
     }
-    state.zeroize();
     out
 }
 
@@ -297,10 +321,15 @@ impl ColumnPrg {
 /// correlation is a 512-bit row masked by `C(y) ∧ s`, and an XOR of four per-block hashes (what
 /// this function computed before, and libOTe's default KKRT encoding) is outside their
 /// theorems, with no published argument of its own.
+///
+/// A `CrHash` keeps the two blocks after the tag, with the padding and the length already in
+/// place, so a hash writes only `bin ‖ row`; they are wiped on drop. Clone one per task.
 #[derive(Clone)]
 pub struct CrHash {
     /// The SHA-256 state after the tag block.
     midstate: [u32; 8],
+    /// `bin ‖ row` (72 bytes), `0x80`, zeros, and the message length (136 bytes, in bits).
+    blocks: Blocks,
 }
 
 /// SHA-256's initial state (FIPS 180-4, §5.3.3).
@@ -322,22 +351,29 @@ impl CrHash {
     }
 
     /// `H(bin, row)`, 128 bits (truncated by the caller).
-    pub fn hash(&self, bin: u64, row: &Row) -> u128 {
-        let mut input = [0u8; 8 + 8 * ROW_WORDS];
-        input[..8].copy_from_slice(&bin.to_le_bytes());
-        for (chunk, word) in input[8..].chunks_exact_mut(8).zip(row) {
+    pub fn hash(&mut self, bin: u64, row: &Row) -> u128 {
+        let [first, second] = &mut self.blocks.0;
+        first[..8].copy_from_slice(&bin.to_le_bytes());
+        for (chunk, word) in first[8..].chunks_exact_mut(8).zip(row) {
             chunk.copy_from_slice(&word.to_le_bytes());
         }
-        let out = sha256_after_block(&self.midstate, &input);
-        input.zeroize();
-        u128::from_le_bytes(out)
+        second[..8].copy_from_slice(&row[ROW_WORDS - 1].to_le_bytes());
+        let mut state = self.midstate;
+        compress256(&mut state, &self.blocks.0);
+        u128::from_le_bytes(digest_prefix_of(&state))
     }
 }
 
 impl Default for CrHash {
     fn default() -> Self {
+        const MESSAGE: usize = 64 + 8 + 8 * ROW_WORDS;
+        let mut blocks = Blocks::default();
+        let [_, second] = &mut blocks.0;
+        second[MESSAGE - 128] = 0x80;
+        second[56..].copy_from_slice(&(8 * MESSAGE as u64).to_be_bytes());
         Self {
             midstate: midstate(&Self::tag_block()),
+            blocks,
         }
     }
 }
@@ -488,12 +524,22 @@ mod tests {
             message.extend_from_slice(&key);
             let full: [u8; 32] = Sha256::digest(&message).into();
             assert_eq!(item_digest(session, &key)[..], full[..16], "length {len}");
+            // The same through a scratch reused from a longer and a shorter message before.
+            let mut blocks = Blocks::default();
+            let prefix = digest_prefix(session);
+            sha256_after_block(&prefix, &[0xff; 130], &mut blocks);
+            sha256_after_block(&prefix, &[0xee; 3], &mut blocks);
+            assert_eq!(
+                sha256_after_block(&prefix, &key, &mut blocks)[..],
+                full[..16]
+            );
         }
     }
 
     #[test]
     fn hash_is_sha256_of_the_tag_block_bin_and_row() {
-        let h = CrHash::default();
+        let mut h = CrHash::default();
+        h.hash(5, &[u64::MAX; ROW_WORDS]);
         let row: Row = std::array::from_fn(|w| 0x0102_0304_0506_0708 * (w as u64 + 1));
         let mut message = CrHash::tag_block().to_vec();
         message.extend_from_slice(&77u64.to_le_bytes());
@@ -508,7 +554,7 @@ mod tests {
 
     #[test]
     fn hash_depends_on_bin_and_every_block() {
-        let h = CrHash::default();
+        let mut h = CrHash::default();
         let row = [5u64; ROW_WORDS];
         let base = h.hash(9, &row);
         assert_ne!(base, h.hash(10, &row));

@@ -266,15 +266,19 @@ impl OtReceiverExtending {
         let own: Vec<(u128, u32)> = t_rows
             .par_iter()
             .enumerate()
-            .filter_map(|(r, t)| {
-                let bin = first + r;
-                let slot = self.table.slots[bin];
-                (slot != 0).then(|| {
-                    let j = usize::from(self.table.hash_index[bin]);
-                    let value = truncate(self.hash.hash(bin as u64, t), self.width);
-                    (lookup_key(j, value), slot - 1)
-                })
-            })
+            .map_init(
+                || self.hash.clone(),
+                |hash, (r, t)| {
+                    let bin = first + r;
+                    let slot = self.table.slots[bin];
+                    (slot != 0).then(|| {
+                        let j = usize::from(self.table.hash_index[bin]);
+                        let value = truncate(hash.hash(bin as u64, t), self.width);
+                        (lookup_key(j, value), slot - 1)
+                    })
+                },
+            )
+            .flatten()
             .collect();
         t_rows.zeroize();
         for (key, item) in own {

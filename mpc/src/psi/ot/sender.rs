@@ -9,7 +9,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 use super::base::{self, ChoiceBits};
 use super::cuckoo;
 use super::prims::{
-    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, HASHES, ItemDigest, Row,
+    AesKey, BinHasher, CODE_BITS, Code, ColumnPrg, CrHash, HASHES, ItemDigest, ROW_WORDS, Row,
     columns_to_rows, item_digests,
 };
 use super::receiver::truncate;
@@ -300,6 +300,8 @@ impl OtSenderExtending {
             })
             .collect();
         let mut codes = self.code.codewords(&inputs);
+        let mut hash = self.hash.clone();
+        let mut z: Row = [0; ROW_WORDS];
         let mut bin = start;
         let values = pairs
             .zip(&codes)
@@ -308,13 +310,14 @@ impl OtSenderExtending {
                     bin += 1;
                 }
                 let q = &q[bin - start];
-                let mut z: Row = std::array::from_fn(|w| q[w] ^ (code[w] & self.choices.0[w]));
-                let value = truncate(self.hash.hash(bin as u64, &z), self.width);
-                z.zeroize();
-                value
+                for (w, z) in z.iter_mut().enumerate() {
+                    *z = q[w] ^ (code[w] & self.choices.0[w]);
+                }
+                truncate(hash.hash(bin as u64, &z), self.width)
             })
             .collect();
         codes.zeroize();
+        z.zeroize();
         values
     }
 
