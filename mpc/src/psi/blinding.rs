@@ -49,7 +49,8 @@ impl Blinder {
             return None;
         }
         let end = (self.next + self.batch_items).min(keys.len());
-        let blinded = hash_and_blind(&self.h2g, &keys[self.next..end], &self.key);
+        let batch: Vec<&[u8]> = keys.range(self.next..end).iter().collect();
+        let blinded = hash_and_blind(&self.h2g, &batch, &self.key);
         self.next = end;
         Some(blinded)
     }

@@ -47,8 +47,14 @@ pub(crate) fn check_peer_count(items: u64) -> Result<(), PsiError> {
 /// Rows normalized in parallel per step when building a key set.
 const ROWS_PER_STEP: usize = 1 << 16;
 
+/// Rows one parallel task of a step encodes into one buffer.
+const ROWS_PER_TASK: usize = 1 << 10;
+
 /// Most rows for which the key index is allocated before the rows are seen.
 const MAX_PRESIZE_ROWS: usize = 1 << 24;
+
+/// Most bytes of distinct keys allocated before the keys are seen.
+const MAX_PRESIZE_BYTES: usize = 1 << 30;
 
 /// How keys are normalized. Both parties must use the same spec; it is part of the session
 /// parameters, whose digest the peers compare before any key is sent.
@@ -89,8 +95,11 @@ const EXCLUDED: u32 = u32::MAX;
 /// A party's input after normalization and deduplication.
 pub struct KeySet {
     spec: KeySpec,
-    /// Canonical bytes of each distinct key, in order of first appearance.
-    distinct: Vec<Box<[u8]>>,
+    /// Canonical bytes of the distinct keys, back to back, in order of first appearance: one
+    /// allocation for the whole set, not one per key.
+    bytes: Vec<u8>,
+    /// Distinct key `i` is `bytes[bounds[i]..bounds[i + 1]]`; `bounds[0] = 0`.
+    bounds: Vec<usize>,
     /// For each input row, its distinct key's index, or `EXCLUDED`.
     row_key: Vec<u32>,
     report: InputReport,
@@ -106,8 +115,13 @@ impl std::fmt::Debug for KeySet {
     }
 }
 
-/// A row's canonical bytes and their hash under the set's table key.
-type Encoded = (Box<[u8]>, u64);
+/// The canonical bytes of a run of rows, encoded by one parallel task: row `i`'s result is
+/// `Ok((end, hash))` when its bytes are `bytes[previous end..end]` and hash to `hash` under the
+/// set's table key.
+struct Encoded {
+    bytes: Vec<u8>,
+    rows: Vec<Result<(usize, u64), RowFault>>,
+}
 
 /// Why one row was not usable.
 enum RowFault {
@@ -137,7 +151,9 @@ impl KeySet {
         // (SipHash-1-3 under a random key), so crafted keys cannot make the table degrade.
         let hasher = RandomState::new();
         let mut index: HashTable<(u64, u32)> = HashTable::with_capacity(expected);
-        let mut distinct: Vec<Box<[u8]>> = Vec::with_capacity(expected);
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut bounds: Vec<usize> = Vec::with_capacity(expected + 1);
+        bounds.push(0);
         let mut row_key = Vec::with_capacity(expected);
         let mut report = InputReport::default();
         loop {
@@ -145,73 +161,104 @@ impl KeySet {
             if step.is_empty() {
                 break;
             }
-            let encoded: Vec<Result<Encoded, RowFault>> = step
-                .par_iter()
-                .map(|row| {
-                    canonical_row(spec, row.as_ref()).map(|bytes| {
-                        let hash = hasher.hash_one(&bytes[..]);
-                        (bytes.into_boxed_slice(), hash)
-                    })
+            let encoded: Vec<Encoded> = step
+                .par_chunks(ROWS_PER_TASK)
+                .map(|chunk| {
+                    let mut out = Encoded {
+                        bytes: Vec::with_capacity(32 * chunk.len()),
+                        rows: Vec::with_capacity(chunk.len()),
+                    };
+                    for row in chunk {
+                        let start = out.bytes.len();
+                        let result = canonical_row_into(spec, row.as_ref(), &mut out.bytes)
+                            .map(|()| (out.bytes.len(), hasher.hash_one(&out.bytes[start..])));
+                        if result.is_err() {
+                            out.bytes.truncate(start);
+                        }
+                        out.rows.push(result);
+                    }
+                    out
                 })
                 .collect();
             drop(step);
-            for result in encoded {
-                let row = report.rows;
-                report.rows += 1;
-                match result {
-                    Ok((bytes, hash)) => {
-                        let entry = index.entry(
-                            hash,
-                            |&(h, id)| h == hash && distinct[id as usize] == bytes,
-                            |&(h, _)| h,
-                        );
-                        let id = match entry {
-                            Entry::Occupied(seen) => {
-                                report.duplicate_rows += 1;
-                                seen.get().1
-                            }
-                            Entry::Vacant(slot) => {
-                                if distinct.len() >= MAX_DISTINCT_KEYS {
-                                    return Err(PsiError::TooManyKeys {
-                                        limit: MAX_DISTINCT_KEYS as u64,
-                                    });
+            if bytes.capacity() == 0 {
+                // Sized from the first step's keys, so that the buffer is rarely moved; at
+                // most MAX_PRESIZE_BYTES, as most rows may turn out to be duplicates.
+                let (sum, rows) = encoded
+                    .iter()
+                    .fold((0, 0), |(b, r), c| (b + c.bytes.len(), r + c.rows.len()));
+                let guess = expected.max(rows) * sum.div_ceil(rows.max(1));
+                bytes.reserve(guess.min(MAX_PRESIZE_BYTES));
+            }
+            for chunk in encoded {
+                let mut start = 0;
+                for result in chunk.rows {
+                    let row = report.rows;
+                    report.rows += 1;
+                    match result {
+                        Ok((end, hash)) => {
+                            let key = &chunk.bytes[start..end];
+                            start = end;
+                            let entry = index.entry(
+                                hash,
+                                |&(h, id)| {
+                                    let id = id as usize;
+                                    h == hash && bytes[bounds[id]..bounds[id + 1]] == *key
+                                },
+                                |&(h, _)| h,
+                            );
+                            let id = match entry {
+                                Entry::Occupied(seen) => {
+                                    report.duplicate_rows += 1;
+                                    seen.get().1
                                 }
-                                // Below u32::MAX by the check above.
-                                let id = distinct.len() as u32;
-                                slot.insert((hash, id));
-                                distinct.push(bytes);
-                                id
-                            }
-                        };
-                        row_key.push(id);
-                    }
-                    Err(RowFault::Empty) => {
-                        report.excluded_rows += 1;
-                        report.first_excluded_row.get_or_insert(row);
-                        row_key.push(EXCLUDED);
-                    }
-                    Err(RowFault::ColumnCount(found)) => {
-                        return Err(PsiError::ColumnCount {
-                            row,
-                            expected: spec.columns,
-                            found,
-                        });
-                    }
-                    Err(RowFault::TooLong { column, len }) => {
-                        return Err(PsiError::ComponentTooLong {
-                            row,
-                            column,
-                            len,
-                            limit: MAX_COMPONENT_BYTES,
-                        });
+                                Entry::Vacant(slot) => {
+                                    let id = bounds.len() - 1;
+                                    if id >= MAX_DISTINCT_KEYS {
+                                        return Err(PsiError::TooManyKeys {
+                                            limit: MAX_DISTINCT_KEYS as u64,
+                                        });
+                                    }
+                                    // Below u32::MAX by the check above.
+                                    slot.insert((hash, id as u32));
+                                    bytes.extend_from_slice(key);
+                                    bounds.push(bytes.len());
+                                    id as u32
+                                }
+                            };
+                            row_key.push(id);
+                        }
+                        Err(RowFault::Empty) => {
+                            report.excluded_rows += 1;
+                            report.first_excluded_row.get_or_insert(row);
+                            row_key.push(EXCLUDED);
+                        }
+                        Err(RowFault::ColumnCount(found)) => {
+                            return Err(PsiError::ColumnCount {
+                                row,
+                                expected: spec.columns,
+                                found,
+                            });
+                        }
+                        Err(RowFault::TooLong { column, len }) => {
+                            return Err(PsiError::ComponentTooLong {
+                                row,
+                                column,
+                                len,
+                                limit: MAX_COMPONENT_BYTES,
+                            });
+                        }
                     }
                 }
             }
         }
-        report.distinct_keys = distinct.len() as u64;
+        bytes.shrink_to_fit();
+        bounds.shrink_to_fit();
+        report.distinct_keys = (bounds.len() - 1) as u64;
         Ok(Self {
             spec,
-            distinct,
+            bytes,
+            bounds,
             row_key,
             report,
         })
@@ -237,16 +284,20 @@ impl KeySet {
 
     /// Number of distinct keys.
     pub fn len(&self) -> usize {
-        self.distinct.len()
+        self.bounds.len() - 1
     }
 
     /// True when no row carries a usable key.
     pub fn is_empty(&self) -> bool {
-        self.distinct.is_empty()
+        self.len() == 0
     }
 
-    pub(crate) fn distinct(&self) -> &[Box<[u8]>] {
-        &self.distinct
+    /// The canonical bytes of each distinct key, in order of first appearance.
+    pub(crate) fn distinct(&self) -> Keys<'_> {
+        Keys {
+            bytes: &self.bytes,
+            bounds: &self.bounds,
+        }
     }
 
     /// For each input row, the index of its distinct key, or `None` for an excluded row.
@@ -265,13 +316,66 @@ impl KeySet {
     }
 }
 
+/// Consecutive distinct keys of a [`KeySet`]: their canonical bytes, back to back.
+#[derive(Clone, Copy)]
+pub(crate) struct Keys<'a> {
+    bytes: &'a [u8],
+    /// Key `i` is `bytes[bounds[i]..bounds[i + 1]]`: one more bound than keys.
+    bounds: &'a [usize],
+}
+
+impl<'a> Keys<'a> {
+    /// Number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    /// Keys `range` (which must lie within `0..len`).
+    pub(crate) fn range(&self, range: std::ops::Range<usize>) -> Keys<'a> {
+        Keys {
+            bytes: self.bytes,
+            bounds: &self.bounds[range.start..=range.end],
+        }
+    }
+
+    /// The keys in order.
+    pub(crate) fn iter(self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let bytes = self.bytes;
+        self.bounds.windows(2).map(move |b| &bytes[b[0]..b[1]])
+    }
+
+    /// The keys in order, for rayon.
+    pub(crate) fn par_iter(self) -> impl IndexedParallelIterator<Item = &'a [u8]> + 'a {
+        let bytes = self.bytes;
+        self.bounds.par_windows(2).map(move |b| &bytes[b[0]..b[1]])
+    }
+
+    /// Runs of at most `size` keys (`size > 0`), in order.
+    pub(crate) fn chunks(self, size: usize) -> impl Iterator<Item = Keys<'a>> + 'a {
+        let keys = self;
+        (0..self.len())
+            .step_by(size)
+            .map(move |start| keys.range(start..(start + size).min(keys.len())))
+    }
+}
+
 /// The canonical bytes of one key (see the module docs). `Err` with the reason when the row must
 /// be excluded or refused.
 fn canonical_row<S: AsRef<str>>(spec: KeySpec, row: &[S]) -> Result<Vec<u8>, RowFault> {
+    let mut out = Vec::new();
+    canonical_row_into(spec, row, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the canonical bytes of one key to `out`; on `Err`, `out` may hold part of them.
+fn canonical_row_into<S: AsRef<str>>(
+    spec: KeySpec,
+    row: &[S],
+    out: &mut Vec<u8>,
+) -> Result<(), RowFault> {
     if row.len() != spec.columns as usize {
         return Err(RowFault::ColumnCount(row.len()));
     }
-    let mut out = Vec::with_capacity(4 + row.iter().map(|c| 4 + c.as_ref().len()).sum::<usize>());
     out.extend_from_slice(&(row.len() as u32).to_be_bytes());
     for (column, component) in row.iter().enumerate() {
         let text = trim(component.as_ref());
@@ -280,14 +384,14 @@ fn canonical_row<S: AsRef<str>>(spec: KeySpec, row: &[S]) -> Result<Vec<u8>, Row
         }
         let start = out.len();
         out.extend_from_slice(&[0u8; 4]);
-        normalize_into(text, spec.case_fold, &mut out);
+        normalize_into(text, spec.case_fold, out);
         let len = out.len() - start - 4;
         if len > MAX_COMPONENT_BYTES {
             return Err(RowFault::TooLong { column, len });
         }
         out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `text` without leading and trailing Unicode `White_Space`, as [`str::trim`]. Most keys are
@@ -379,6 +483,40 @@ mod tests {
             }
         );
         assert_eq!(set.rows_matching(&[true, false]), vec![0, 1, 4]);
+    }
+
+    #[test]
+    fn distinct_keys_are_each_rows_canonical_bytes_across_tasks() {
+        // Rows over several encoding tasks, with excluded rows whose first component was
+        // already written when the second turned out blank.
+        let rows: Vec<[String; 2]> = (0..3 * ROWS_PER_TASK + 7)
+            .map(|i| {
+                let blank = if i % 97 == 3 { " " } else { "x" };
+                [format!("key-{}", i % 1500), blank.repeat(1 + i % 3)]
+            })
+            .collect();
+        let set = KeySet::from_rows(TWO, &rows).unwrap();
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for (row, key) in rows.iter().zip(set.row_keys()) {
+            match (canonical_key(TWO, row), key) {
+                (Some(bytes), Some(k)) => {
+                    if k as usize == expected.len() {
+                        expected.push(bytes.clone());
+                    }
+                    assert_eq!(expected[k as usize], bytes);
+                }
+                (None, None) => {}
+                other => panic!("row {row:?}: {other:?}"),
+            }
+        }
+        let distinct: Vec<&[u8]> = set.distinct().iter().collect();
+        assert_eq!(distinct, expected);
+        let parallel: Vec<&[u8]> = set.distinct().par_iter().collect();
+        assert_eq!(parallel, expected);
+        let chunked: Vec<&[u8]> = set.distinct().chunks(100).flat_map(|c| c.iter()).collect();
+        assert_eq!(chunked, expected);
+        assert_eq!(set.len(), expected.len());
+        assert!(set.report().excluded_rows > 0 && set.report().duplicate_rows > 0);
     }
 
     #[test]

@@ -76,7 +76,8 @@ impl SenderEncoding {
         let tag = digest_tag(id);
         let mut in_order = Vec::with_capacity(keys.len());
         for step in keys.distinct().chunks(STEP) {
-            in_order.extend(hash_blind_and_digest(&h2g, step, &key, &tag));
+            let step: Vec<&[u8]> = step.iter().collect();
+            in_order.extend(hash_blind_and_digest(&h2g, &step, &key, &tag));
             progress(step.len());
         }
         // Distinct keys ≤ MAX_DISTINCT_KEYS < u32::MAX, checked when the set was built.

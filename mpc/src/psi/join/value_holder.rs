@@ -89,12 +89,10 @@ impl ValueHolderAwaitQuery {
         let public = decryption.public();
         let encryptor = Encryptor::new(&public);
 
-        let digests = hash_blind_and_digest(
-            &params.hash_to_group(),
-            values.keys().distinct(),
-            &key,
-            &params.digest_tag(),
-        );
+        let keys: Vec<&[u8]> = values.keys().distinct().iter().collect();
+        let digests =
+            hash_blind_and_digest(&params.hash_to_group(), &keys, &key, &params.digest_tag());
+        drop(keys);
         // Distinct keys ≤ MAX_DISTINCT_KEYS < u32::MAX, checked when the set was built.
         let mut order: Vec<u32> = (0..clamped.len() as u32).collect();
         order.shuffle(&mut StdRng::from_rng(rng));

@@ -14,6 +14,7 @@ use sha2::block_api::compress256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::PROTOCOL_VERSION;
+use crate::psi::keys::Keys;
 use crate::session::SessionId;
 
 /// Width of the pseudorandom code in bits: each OPRF instance is one 512-bit row.
@@ -44,7 +45,7 @@ pub fn item_digest(session: SessionId, canonical: &[u8]) -> ItemDigest {
 }
 
 /// The digests of a set's distinct keys, in parallel, with the prefix compressed once.
-pub(crate) fn item_digests(session: SessionId, keys: &[Box<[u8]>]) -> Vec<ItemDigest> {
+pub(crate) fn item_digests(session: SessionId, keys: Keys<'_>) -> Vec<ItemDigest> {
     let prefix = digest_prefix(session);
     keys.par_iter()
         .map_init(Blocks::default, |blocks, k| {
