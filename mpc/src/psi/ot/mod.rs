@@ -27,8 +27,10 @@
 //!    as it arrives, while its key rows are in cache, and no key row outlives its batch. Only
 //!    the sending waits until every batch is in, because the order must not depend on the bins.
 //!
-//! `H` is SHA-256 over the bin index and the whole row, the random-oracle instantiation KKRT16's
-//! proof assumes ([`prims::CrHash`] says why not a fixed-key AES construction). The receiver
+//! `H` is the SHA-256 compression function keyed by the whole row, from a chaining value fixed
+//! by a tag and the bin index: a random oracle on the row, as KKRT16's proof assumes, when
+//! SHACAL-2 is an ideal cipher ([`prims::CrHash`] gives the argument, and says why not a
+//! fixed-key AES construction). The receiver
 //! keeps its own values in an open-addressing hash table, one probe per received value. The
 //! rounds are types:
 //! [`OtReceiverStart`] → [`OtReceiverAwaitSetup`] → [`OtReceiverExtending`] →
@@ -53,15 +55,16 @@
 //! [`OutputKind::Cardinality`] with [`OtPsiError::CardinalityUnsupported`] (use the ECDH mode), and
 //! results to both parties with [`OtPsiError::RecipientsUnsupported`] (not built yet). The cuckoo
 //! seed is public and may have been redrawn (see [`cuckoo`] for what that leaks: ≤ 2^-40).
-//! Security: semi-honest, in the random-oracle model for the KDF and `H` (SHA-256),
-//! CDH in ristretto255 for the base OTs, AES as a PRF for the code and the column PRG. A malicious
+//! Security: semi-honest, in the random-oracle model for the KDF (SHA-256) and `H` (the SHA-256
+//! compression function, ideal-cipher model for SHACAL-2), CDH in ristretto255 for the base OTs, AES as a PRF for the code and the column PRG. A malicious
 //! party is not detected (KKRT16 is a semi-honest protocol); as with the ECDH mode, cap set sizes
 //! with grants.
 //!
 //! # Cost and memory
 //! Per item, a few dozen AES blocks (each of the code's twelve keys encrypts a whole batch in
 //! one call), one 128-bit digest (one SHA-256 compression for a key of up to 55 canonical
-//! bytes), and two SHA-256 compressions per OPRF value (the tag blocks are compressed once); no elliptic-curve operation except 1,536 for the base OTs. Traffic
+//! bytes), and one SHA-256 compression per OPRF value (the tag blocks are compressed once); no
+//! elliptic-curve operation except 1,536 for the base OTs. Traffic
 //! ≈ `64·m + 3·ℓ·n_s` bytes (123 MB at 2^20 per side).
 //!
 //! Memory, beyond the two key sets: the sender keeps 16-byte digests, its outputs as they will
@@ -76,9 +79,10 @@
 //! sets.
 //!
 //! # Speed (2 cores, 2^20 keys per party, `concord bench psi`)
-//! Phases of one instrumented run (1.5 s): key normalization and deduplication ≈ 0.2 s,
-//! digests and cuckoo 0.2 s, base OTs 0.05 s, columns with the sender's answers 0.7 s, sending
-//! and comparison 0.2 s. Two SHA-256 compressions per OPRF value are the largest single cost.
+//! Phases of one profiled run (1.4 s, before `H` became one compression): key normalization and
+//! deduplication ≈ 0.2 s (both sets at once), digests 0.08 s, the serial cuckoo placement 0.1 s
+//! (the sender idle meanwhile), base OTs 0.07 s, columns with the sender's answers 0.8 s (a
+//! third of it SHA-256), sending and comparison 0.15 s.
 //! The README's *Speed* section has the totals against ECDH-PSI and the commands to reproduce
 //! them.
 

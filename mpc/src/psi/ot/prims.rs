@@ -1,7 +1,7 @@
 //! The deterministic, symmetric-key parts of OT-PSI: item digests, the three bin hashes, the
 //! pseudorandom code, the column PRG, the output hash, and the bit-matrix transpose. The bin
 //! hashes, the code and the PRG run on AES-128 (AES-NI where the CPU has it, through the `aes`
-//! crate); digests and the output hash on SHA-256.
+//! crate); digests on SHA-256, and the output hash on SHA-256's compression function.
 //!
 //! Bit order, everywhere: a 512-bit row is eight little-endian `u64` words; bit `c` of the row is
 //! bit `c % 64` of word `c / 64`. A column of `rows` bits is `rows / 64` little-endian words, bit
@@ -302,34 +302,40 @@ impl ColumnPrg {
     }
 }
 
-/// The hash `H` that turns the 512-bit row of bin `bin` into an OPRF output:
-/// `SHA-256(tag ‖ bin as u64 LE ‖ row)[..16]`, where `tag` is `"CONCORD-V01-PSI-OT-H"` padded
-/// with zero bytes to one 64-byte block.
+/// The hash `H` that turns the 512-bit row of bin `bin` into an OPRF output: one call of the
+/// SHA-256 compression function `f` (FIPS 180-4, §6.2.2: Davies–Meyer over the SHACAL-2 block
+/// cipher, `f(h, x) = E_x(h) + h`) on the row as its one 64-byte block,
+/// `H(bin, row) = f(m ⊕ bin, row)[..16]`. `m` is SHA-256's state after the block
+/// `"CONCORD-V01-PSI-OT-H"` zero-padded to 64 bytes; `bin` (a `u64`) is XORed into its first
+/// two words, low half first; the output is the first four words, big-endian, as in a digest.
 ///
 /// KKRT16 (§3, Def. 1 and Thm. 1) prove the batch OPRF secure when `H` is a random oracle applied
 /// to the whole row `q_i ⊕ (C(y) ∧ s)` (they need correlation robustness for the `∧ s`
 /// relation over codewords at distance ≥ κ); their implementation hashed the row with SHA-1.
-/// This is that instantiation with SHA-256, with the bin index and the protocol version as
-/// domain separation, so every bin is an independent oracle.
-///
-/// The tag fills the first block exactly, so its compression is done once (the midstate) and
-/// each hash costs the two compressions of `bin ‖ row` and the padding, called directly (SHA-NI
-/// where the CPU has it). The result is plain SHA-256 of the message above; a test checks it
-/// against the `sha2` hasher.
+/// Here: with SHACAL-2 an ideal cipher, `x ↦ f(h, x)` for a chaining value `h` fixed by the tag
+/// and the bin is a random function of the 512-bit row — each row keys an independent random
+/// permutation, evaluated at `h` — and `f(h, x)` is learned only by querying the cipher under the
+/// key `x`, which for a row masked by `C(y) ∧ s` means guessing at least 128 bits of `s`. Distinct
+/// bins have distinct chaining values, so the same row in two bins gives two points of one
+/// random permutation: independent up to `2^-256` a pair. The input has a fixed length, so
+/// SHA-256's padding and length block, whose purpose is collision resistance across message
+/// lengths, would only cost a second compression. (Until this construction, `H` was SHA-256 of
+/// `tag ‖ bin ‖ row`: two compressions per output after the tag, the largest single cost of a
+/// run.)
 ///
 /// Why not fixed-key AES: Guo–Katz–Wang–Yu (IEEE S&P 2020) prove their fixed-key-AES hashes
 /// (tweakable) correlation robust for one 128-bit block under correlations `x ⊕ Δ`; the KKRT
 /// correlation is a 512-bit row masked by `C(y) ∧ s`, and an XOR of four per-block hashes (what
 /// this function computed before, and libOTe's default KKRT encoding) is outside their
-/// theorems, with no published argument of its own.
+/// theorems, with no published argument of its own. SHACAL-2 is keyed by the whole 512-bit row.
 ///
-/// A `CrHash` keeps the two blocks after the tag, with the padding and the length already in
-/// place, so a hash writes only `bin ‖ row`; they are wiped on drop. Clone one per task.
+/// A `CrHash` keeps its block buffer, wiped on drop, so a hash writes only the row. Clone one per
+/// task.
 #[derive(Clone)]
 pub struct CrHash {
     /// The SHA-256 state after the tag block.
     midstate: [u32; 8],
-    /// `bin ‖ row` (72 bytes), `0x80`, zeros, and the message length (136 bytes, in bits).
+    /// The row, as the compression function's block.
     blocks: Blocks,
 }
 
@@ -353,28 +359,23 @@ impl CrHash {
 
     /// `H(bin, row)`, 128 bits (truncated by the caller).
     pub fn hash(&mut self, bin: u64, row: &Row) -> u128 {
-        let [first, second] = &mut self.blocks.0;
-        first[..8].copy_from_slice(&bin.to_le_bytes());
-        for (chunk, word) in first[8..].chunks_exact_mut(8).zip(row) {
+        let block = &mut self.blocks.0[..1];
+        for (chunk, word) in block[0].chunks_exact_mut(8).zip(row) {
             chunk.copy_from_slice(&word.to_le_bytes());
         }
-        second[..8].copy_from_slice(&row[ROW_WORDS - 1].to_le_bytes());
         let mut state = self.midstate;
-        compress256(&mut state, &self.blocks.0);
+        state[0] ^= bin as u32;
+        state[1] ^= (bin >> 32) as u32;
+        compress256(&mut state, block);
         u128::from_le_bytes(digest_prefix_of(&state))
     }
 }
 
 impl Default for CrHash {
     fn default() -> Self {
-        const MESSAGE: usize = 64 + 8 + 8 * ROW_WORDS;
-        let mut blocks = Blocks::default();
-        let [_, second] = &mut blocks.0;
-        second[MESSAGE - 128] = 0x80;
-        second[56..].copy_from_slice(&(8 * MESSAGE as u64).to_be_bytes());
         Self {
             midstate: midstate(&Self::tag_block()),
-            blocks,
+            blocks: Blocks::default(),
         }
     }
 }
@@ -538,19 +539,35 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_sha256_of_the_tag_block_bin_and_row() {
+    fn hash_is_one_compression_from_the_tag_state_with_the_bin() {
+        // The chaining value is SHA-256's state after the tag block: finishing the message there
+        // (its padding block) gives SHA-256 of the tag block.
+        let tag = CrHash::tag_block();
+        let mut state = midstate(&tag);
+        let mut padding = [0u8; 64];
+        padding[0] = 0x80;
+        padding[56..].copy_from_slice(&512u64.to_be_bytes());
+        compress256(&mut state, &[padding]);
+        let full: [u8; 32] = Sha256::digest(tag).into();
+        assert_eq!(digest_prefix_of(&state)[..], full[..16]);
+
         let mut h = CrHash::default();
         h.hash(5, &[u64::MAX; ROW_WORDS]);
         let row: Row = std::array::from_fn(|w| 0x0102_0304_0506_0708 * (w as u64 + 1));
-        let mut message = CrHash::tag_block().to_vec();
-        message.extend_from_slice(&77u64.to_le_bytes());
-        for word in row {
-            message.extend_from_slice(&word.to_le_bytes());
+        let bin = 0x0000_0007_0000_0077u64;
+        let mut state = midstate(&tag);
+        state[0] ^= 0x77;
+        state[1] ^= 7;
+        let mut block = [0u8; 64];
+        for (w, word) in row.iter().enumerate() {
+            block[8 * w..8 * w + 8].copy_from_slice(&word.to_le_bytes());
         }
-        let full: [u8; 32] = Sha256::digest(&message).into();
+        compress256(&mut state, &[block]);
         let mut first = [0u8; 16];
-        first.copy_from_slice(&full[..16]);
-        assert_eq!(h.hash(77, &row), u128::from_le_bytes(first));
+        for (w, word) in state[..4].iter().enumerate() {
+            first[4 * w..4 * w + 4].copy_from_slice(&word.to_be_bytes());
+        }
+        assert_eq!(h.hash(bin, &row), u128::from_le_bytes(first));
     }
 
     #[test]
@@ -559,6 +576,7 @@ mod tests {
         let row = [5u64; ROW_WORDS];
         let base = h.hash(9, &row);
         assert_ne!(base, h.hash(10, &row));
+        assert_ne!(base, h.hash(9 | 1 << 40, &row));
         for w in 0..ROW_WORDS {
             let mut other = row;
             other[w] ^= 1;
