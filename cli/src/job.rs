@@ -14,6 +14,14 @@ pub(crate) enum JobCommand {
     List(ListArgs),
     /// One job: its state, phase, parties, recipient, and why it failed.
     Show(IdArgs),
+    /// Follow a job until it ends: its phase and items done (a progress bar on a terminal,
+    /// plain lines otherwise), then its result if you are its recipient.
+    ///
+    /// Works at the coordinator (for example after `concord run … --detach`) and at each
+    /// participant, from the moment its exchange opens; a job that has ended, or has not
+    /// reached a participant's exchange yet, prints its current state and returns.
+    #[command(verbatim_doc_comment)]
+    Watch(WatchArgs),
     /// Stop a job your node coordinates; every party returns its reserved budget.
     Cancel(IdArgs),
     /// A released job's result: values with their 95% intervals, ε and δ spent, parties.
@@ -45,6 +53,16 @@ pub(crate) struct IdArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The job id (job-…).
+    id: String,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -102,6 +120,12 @@ pub(crate) fn run(cmd: JobCommand) -> anyhow::Result<()> {
             let job =
                 crate::profile::call(&a.profile, |mut c| async move { c.get_job(&id).await })?;
             print_job(&job, a.json)
+        }
+        JobCommand::Watch(a) => {
+            let (id, output) = (a.id.clone(), a.output.clone());
+            crate::profile::call(&a.profile, move |mut client| async move {
+                Ok(follow(&mut client, &id, &output).await)
+            })?
         }
         JobCommand::Cancel(a) => {
             let id = a.id.clone();
@@ -310,8 +334,16 @@ pub(crate) async fn follow(
                 Ok(())
             }
         }
+        "failed" | "cancelled" => {
+            bail!("{id} {} at {}: {}", job.state, job.failed_at, job.reason)
+        }
+        // A participant's job before its exchange opens: nothing runs here yet to follow.
         state => {
-            bail!("{id} {state} at {}: {}", job.failed_at, job.reason)
+            println!(
+                "{id} is {state} ({}) at this node; its progress shows here once its exchange opens",
+                job.phase
+            );
+            Ok(())
         }
     }
 }

@@ -77,7 +77,7 @@ enum Command {
     /// query at your node.
     #[command(subcommand)]
     Run(run::RunCommand),
-    /// List, inspect and cancel jobs, and collect a job's result (its recipient only).
+    /// List, inspect, follow and cancel jobs, and collect a job's result (its recipient only).
     #[command(subcommand)]
     Job(job::JobCommand),
     /// Read and verify a node's tamper-evident audit log.

@@ -240,6 +240,11 @@ impl SenderEvaluating {
         })
     }
 
+    /// The receiver's announced number of distinct keys: how many this round evaluates.
+    pub fn announced(&self) -> u64 {
+        self.announced
+    }
+
     /// True once every announced blinded key has arrived.
     pub fn is_complete(&self) -> bool {
         self.received == self.announced

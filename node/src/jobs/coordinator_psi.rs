@@ -49,21 +49,13 @@ pub(super) async fn run(
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
     let params = psi::params_of(row).map_err(|e| Failure::at(&me, e))?;
     let protocol = row.spec.protocol.clone();
-    let (output, mut ex) = run_role(
-        node,
-        row,
-        handle,
-        &mut client,
-        link,
-        2 * own_keys,
-        move |link| {
-            psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {
-                at_peer: psi_error_is_peers(&e),
-                peer_gone: e.peer_gone(),
-                message: format!("PSI: {e}"),
-            })
-        },
-    )
+    let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
+        psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {
+            at_peer: psi_error_is_peers(&e),
+            peer_gone: e.peer_gone(),
+            message: format!("PSI: {e}"),
+        })
+    })
     .await?;
 
     // Recheck: own gate first, then the participant's (which commits its budget if it agrees).
@@ -254,14 +246,13 @@ pub(super) async fn open_exchange(
 }
 
 /// Opens the exchange with the peer and runs `role` on a blocking thread over it, the reader
-/// feeding it the peer's frames. Progress reports count towards `total` items.
+/// feeding it the peer's frames; the role's progress reports go to `handle`.
 pub(super) async fn run_role<T, F>(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
     client: &mut FederationClient<Channel>,
     link: &mut PeerLink,
-    total: u64,
     role: F,
 ) -> Result<(T, Exchanged), Failure>
 where
@@ -283,7 +274,7 @@ where
         let mut link = Link {
             out: &role_out,
             recv: Box::new(move || frames_rx.blocking_recv()),
-            progress: Box::new(|done| {
+            progress: Box::new(|done, total| {
                 role_handle.report(State::Running, "exchanging", done, total, "");
             }),
             sent: Sha256::new(),

@@ -182,7 +182,7 @@ fn value_holder(
     while !evaluating.is_complete() {
         evaluating.handle(recv(link)?)?;
         frames += 1;
-        (link.progress)(frames);
+        (link.progress)(frames, 0);
     }
     let (out, waiting) = evaluating.finish()?;
     for frame in out {
@@ -299,7 +299,7 @@ pub(super) async fn run(
     let mut client = propose(node, row, &peer, proposal, &mut link.proposed).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
-    let (output, mut ex) = run_role(node, row, handle, &mut client, link, 0, move |link| {
+    let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
         value_holder(waiting, offer, link).map_err(role_error)
     })
     .await?;

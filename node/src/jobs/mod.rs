@@ -438,6 +438,9 @@ pub fn fail_interrupted(store: &mut Store, node: &str, now_ms: i64) -> Result<u6
 /// A running job's live side: its progress, which `Jobs.Watch` streams, and its cancel switch.
 pub(crate) struct Handle {
     events: watch::Sender<pb::JobEvent>,
+    /// This node coordinates the job, so a cancel here stops it. A participant's handle only
+    /// shows progress: the job is cancelled at its coordinator.
+    coordinated: bool,
     /// Who cancelled the job, once someone has.
     cancel: watch::Sender<Option<String>>,
     /// The job has begun its release (a peer may commit its budget): too late to cancel. Taken
@@ -498,7 +501,8 @@ impl Handle {
     }
 }
 
-/// The live handles of the jobs this node coordinates, by id.
+/// The live handles of the jobs running at this node, by id: those it coordinates and those it
+/// takes part in (whose handles show progress but cannot cancel).
 #[derive(Default)]
 pub(crate) struct Live {
     jobs: Mutex<HashMap<String, Arc<Handle>>>,
@@ -510,16 +514,27 @@ impl Live {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The handle of a job this node coordinates.
     pub(crate) fn register(&self, id: &str) -> Arc<Handle> {
+        self.insert(id, true, State::Submitted, "submitted")
+    }
+
+    /// The handle of a job this node takes part in, from the opening of its exchange.
+    pub(crate) fn observe(&self, id: &str) -> Arc<Handle> {
+        self.insert(id, false, State::Running, "exchanging")
+    }
+
+    fn insert(&self, id: &str, coordinated: bool, state: State, phase: &str) -> Arc<Handle> {
         let (events, _) = watch::channel(pb::JobEvent {
             job_id: id.into(),
-            state: State::Submitted.as_str().into(),
-            phase: "submitted".into(),
+            state: state.as_str().into(),
+            phase: phase.into(),
             ..Default::default()
         });
         let (cancel, _) = watch::channel(None);
         let handle = Arc::new(Handle {
             events,
+            coordinated,
             cancel,
             releasing: Mutex::new(false),
         });
@@ -533,7 +548,7 @@ impl Live {
 
     /// Asks a live job to stop on behalf of `by`, unless it is already releasing.
     pub(crate) fn cancel(&self, id: &str, by: &str) -> CancelOutcome {
-        let Some(h) = self.map().get(id).cloned() else {
+        let Some(h) = self.map().get(id).cloned().filter(|h| h.coordinated) else {
             return CancelOutcome::NotHere;
         };
         let releasing = h.releasing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -658,6 +673,24 @@ mod tests {
         let cancelled = live.register("job-b");
         assert_eq!(live.cancel("job-b", "op"), CancelOutcome::Requested);
         assert_eq!(cancelled.begin_release().unwrap_err(), "op");
+    }
+
+    #[test]
+    fn a_participants_handle_streams_progress_but_cannot_cancel() {
+        let live = Live::default();
+        let handle = live.observe("job-p");
+        let mut events = live.subscribe("job-p").unwrap();
+        assert_eq!(events.borrow_and_update().phase, "exchanging");
+        handle.report(State::Running, "exchanging", 40, 100, "");
+        let event = events.borrow_and_update().clone();
+        assert_eq!(
+            (event.state.as_str(), event.done, event.total),
+            ("running", 40, 100)
+        );
+        assert_eq!(live.cancel("job-p", "op"), CancelOutcome::NotHere);
+        assert!(handle.cancel.borrow().is_none());
+        live.remove("job-p");
+        assert!(live.subscribe("job-p").is_none());
     }
 
     fn result_of(store: &mut Store, id: &str) -> pb::JobResult {

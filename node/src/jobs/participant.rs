@@ -16,7 +16,7 @@ use super::coordinator::{
 };
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
 use super::psi::{self, Link};
-use super::{Failure, JobRow, JoinSpec, Kind, Spec, State, input};
+use super::{Failure, Handle, JobRow, JoinSpec, Kind, Spec, State, input};
 use crate::service::{Node, NodeError};
 
 /// The envelopes a participant streams back to the coordinator.
@@ -187,8 +187,17 @@ pub(crate) async fn exchange(
             NodeError::NotFound(format!("no job {id:?} awaiting an exchange from {peer}"))
         })?;
     step(node, &row, None, State::Running, "exchanging").await;
+    // From here `Jobs.Watch` at this node follows the job's progress.
+    let handle = node.jobs.observe(&id);
     let (out, outbound) = Outbound::new(&id);
-    tokio::spawn(run(Arc::clone(node), row, Arc::new(out), first, stream));
+    tokio::spawn(run(
+        Arc::clone(node),
+        row,
+        handle,
+        Arc::new(out),
+        first,
+        stream,
+    ));
     let detail = format!("exchange of {id} opened by {peer}");
     let stream = tokio_stream::wrappers::ReceiverStream::new(outbound).map(Ok);
     Ok((Box::pin(stream), detail))
@@ -197,6 +206,7 @@ pub(crate) async fn exchange(
 async fn run(
     node: Arc<Node>,
     row: JobRow,
+    handle: Arc<Handle>,
     out: Arc<Outbound>,
     first: pb::Envelope,
     stream: Streaming<pb::Envelope>,
@@ -213,9 +223,21 @@ async fn run(
         ctl_tx,
     ));
     let outcome = if row.kind == Kind::Aggregate {
-        super::participant_agg::participate(&node, &row, &out, frames_rx, &mut ctl).await
+        super::participant_agg::participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
     } else {
-        participate(&node, &row, &out, frames_rx, &mut ctl).await
+        participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
+    };
+    let ended = match &outcome {
+        Ok(()) => (State::Released, "released".to_owned()),
+        Err(failure) => {
+            let state = if failure.cancelled {
+                State::Cancelled
+            } else {
+                State::Failed
+            };
+            let message = format!("{} at {}: {}", state.as_str(), failure.at, failure.reason);
+            (state, message)
+        }
     };
     if let Err(failure) = outcome {
         let me = node.config.node.name.clone();
@@ -233,11 +255,16 @@ async fn run(
         }
         fail(&node, &row, true, &failure).await;
     }
+    // After the store, so that a watcher who reads the job on the last event finds it ended.
+    let (state, message) = ended;
+    handle.report(state, state.as_str(), 0, 0, &message);
+    node.jobs.remove(&row.id);
 }
 
 async fn participate(
     node: &Arc<Node>,
     row: &JobRow,
+    handle: &Arc<Handle>,
     out: &Arc<Outbound>,
     mut frames_rx: mpsc::Receiver<Vec<u8>>,
     ctl: &mut mpsc::UnboundedReceiver<Inbound>,
@@ -251,11 +278,14 @@ async fn participate(
     let params = psi::params_of(row).map_err(|e| Failure::at(&me, e))?;
     let role_row = row.clone();
     let role_out = Arc::clone(out);
+    let role_handle = Arc::clone(handle);
     let mut role = tokio::task::spawn_blocking(move || {
         let mut link = Link {
             out: &role_out,
             recv: Box::new(move || frames_rx.blocking_recv()),
-            progress: Box::new(|_| {}),
+            progress: Box::new(|done, total| {
+                role_handle.report(State::Running, "exchanging", done, total, "");
+            }),
             sent: Sha256::new(),
             frames: 0,
         };

@@ -18,7 +18,7 @@ use super::coordinator::{
 use super::exchange::{Inbound, Outbound, SECAGG};
 use super::participant::ended;
 use super::secagg::{self, PartyLink};
-use super::{AggregateParams, Failure, JobRow, PeerUse, State, aggregate};
+use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
 use crate::service::{Node, NodeError};
 
 /// Checks an aggregate proposal from `peer` and returns the session to keep with the job.
@@ -97,6 +97,7 @@ fn aborted(inbound: Inbound, row: &JobRow) -> Failure {
 pub(super) async fn participate(
     node: &Arc<Node>,
     row: &JobRow,
+    handle: &Arc<Handle>,
     out: &Arc<Outbound>,
     frames_rx: mpsc::Receiver<Vec<u8>>,
     ctl: &mut mpsc::UnboundedReceiver<Inbound>,
@@ -129,9 +130,12 @@ pub(super) async fn participate(
 
     let rt = tokio::runtime::Handle::current();
     let (node2, row2, out2) = (Arc::clone(node), row.clone(), Arc::clone(out));
+    let handle2 = Arc::clone(handle);
     let column = row.spec.columns.first().cloned();
     let mut role = tokio::task::spawn_blocking(move || {
-        let phase = |phase: &str| rt.block_on(step(&node2, &row2, None, State::Running, phase));
+        let phase = |phase: &str| {
+            rt.block_on(step(&node2, &row2, Some(&handle2), State::Running, phase));
+        };
         phase("reading");
         let exact =
             aggregate::exact_vector(&path, column.as_deref(), &agg.query).map_err(|e| (true, e))?;

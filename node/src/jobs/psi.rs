@@ -101,7 +101,8 @@ pub(super) fn session() -> [u8; 16] {
 pub(super) struct Link<'a> {
     pub(super) out: &'a Outbound,
     pub(super) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
-    pub(super) progress: Box<dyn Fn(u64) + Send + Sync + 'a>,
+    /// Items done out of a total (0 when the role cannot know it).
+    pub(super) progress: Box<dyn Fn(u64, u64) + Send + Sync + 'a>,
     pub(super) sent: Sha256,
     pub(super) frames: u64,
 }
@@ -166,12 +167,12 @@ pub(super) fn receiver(
     while let Some(frame) = extending.next_batch() {
         link.send(frame)?;
     }
-    (link.progress)(total);
+    (link.progress)(total, 2 * total);
     let mut comparing = extending.finish()?;
     while !comparing.is_complete() {
         comparing.handle(link.recv_ot()?)?;
     }
-    (link.progress)(2 * total);
+    (link.progress)(2 * total, 2 * total);
     Ok(comparing.finish()?)
 }
 
@@ -207,6 +208,7 @@ fn ecdh_receiver(
     link: &mut Link<'_>,
 ) -> Result<ReceiverOutput, PsiError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
+    let total = 2 * keys.len() as u64;
     let (mut blinding, header) = ReceiverBlinding::start(params, keys, &mut rng)?;
     link.send(header)?;
     let mut done = 0u64;
@@ -215,14 +217,14 @@ fn ecdh_receiver(
         link.send(frame)?;
         done += (remaining - blinding.remaining()) as u64;
         remaining = blinding.remaining();
-        (link.progress)(done);
+        (link.progress)(done, total);
     }
     let mut collecting = blinding.finish()?;
     while !collecting.is_complete() {
         let message = link.recv()?;
         if let Message::Evaluated(points) = &message {
             done += points.len() as u64;
-            (link.progress)(done);
+            (link.progress)(done, total);
         }
         collecting.handle(message)?;
     }
@@ -233,8 +235,9 @@ fn ecdh_receiver(
     Ok(output)
 }
 
-/// The sender: encodes its set, sends its digests, evaluates the receiver's batches. Returns
-/// the number of distinct keys the receiver announced.
+/// The sender: encodes its set, sends its digests, evaluates the receiver's batches. Progress
+/// counts the receiver's keys evaluated. Returns the number of distinct keys the receiver
+/// announced.
 fn ecdh_sender(params: PsiParams, keys: KeySet, link: &mut Link<'_>) -> Result<u64, PsiError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let encoding = Arc::new(SenderEncoding::new(params.hash_domain(), keys, &mut rng));
@@ -252,7 +255,7 @@ fn ecdh_sender(params: PsiParams, keys: KeySet, link: &mut Link<'_>) -> Result<u
         if let Some(frame) = state.handle(message)? {
             link.send(frame)?;
         }
-        (link.progress)(done);
+        (link.progress)(done, state.announced());
     }
     let (frames, next) = state.finish()?;
     for frame in frames {
