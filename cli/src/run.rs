@@ -142,7 +142,7 @@ pub(crate) struct PsiArgs {
     #[arg(long, value_name = "ID")]
     grant_right: Option<String>,
     /// ecdh (elliptic-curve blinding; the only one for a cardinality) or ot (oblivious-transfer
-    /// extension: about 40x faster for large intersections, more bytes). Default: ot for
+    /// extension: 30-50x faster for large intersections, more bytes). Default: ot for
     /// intersections of at least 16384 rows at your node, ecdh otherwise.
     #[arg(long, value_enum)]
     protocol: Option<Protocol>,
