@@ -530,11 +530,7 @@ pub(super) async fn step(
 pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure: &Failure) {
     let me = node.config.node.name.clone();
     let (id, now) = (row.id.clone(), node.clock.now_ms());
-    let state = if failure.cancelled {
-        State::Cancelled
-    } else {
-        State::Failed
-    };
+    let state = failure.state();
     let (reason, at) = (failure.reason.clone(), failure.at.clone());
     let returned = node
         .with_store(move |_, store| {
@@ -708,13 +704,8 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
             if !p.released {
                 fail(&node, &row, p.reserved, &failure).await;
             }
-            let state = if failure.cancelled {
-                State::Cancelled
-            } else {
-                State::Failed
-            };
-            let message = format!("{} at {}: {}", state.as_str(), failure.at, failure.reason);
-            handle.report(state, state.as_str(), 0, 0, &message);
+            let state = failure.state();
+            handle.report(state, state.as_str(), 0, 0, &failure.message());
         }
     }
     node.jobs.remove(&row.id);

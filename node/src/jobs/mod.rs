@@ -585,6 +585,20 @@ impl Failure {
         }
     }
 
+    /// The state the job ends in: cancelled or failed.
+    pub(crate) fn state(&self) -> State {
+        if self.cancelled {
+            State::Cancelled
+        } else {
+            State::Failed
+        }
+    }
+
+    /// The last progress event's message: the state, where, and why.
+    pub(crate) fn message(&self) -> String {
+        format!("{} at {}: {}", self.state().as_str(), self.at, self.reason)
+    }
+
     /// The answer that tells a coordinator why this node said no: the refusal's code and
     /// reason, or `refused` and the whole reason.
     pub(crate) fn decision(&self) -> pb::ProposalDecision {

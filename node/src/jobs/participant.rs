@@ -227,36 +227,27 @@ async fn run(
     } else {
         participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
     };
-    let ended = match &outcome {
+    let (state, message) = match outcome {
         Ok(()) => (State::Released, "released".to_owned()),
         Err(failure) => {
-            let state = if failure.cancelled {
-                State::Cancelled
-            } else {
-                State::Failed
-            };
-            let message = format!("{} at {}: {}", state.as_str(), failure.at, failure.reason);
-            (state, message)
+            let me = node.config.node.name.clone();
+            // Tell the coordinator, unless it is the one who ended the job.
+            if failure.at == me {
+                let abort = pb::Abort {
+                    reason: format!("{me}: {}", failure.reason),
+                    cancelled: false,
+                };
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    out.control(pb::job_control::Kind::Abort(abort)),
+                )
+                .await;
+            }
+            fail(&node, &row, true, &failure).await;
+            (failure.state(), failure.message())
         }
     };
-    if let Err(failure) = outcome {
-        let me = node.config.node.name.clone();
-        // Tell the coordinator, unless it is the one who ended the job.
-        if failure.at == me {
-            let abort = pb::Abort {
-                reason: format!("{me}: {}", failure.reason),
-                cancelled: false,
-            };
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                out.control(pb::job_control::Kind::Abort(abort)),
-            )
-            .await;
-        }
-        fail(&node, &row, true, &failure).await;
-    }
     // After the store, so that a watcher who reads the job on the last event finds it ended.
-    let (state, message) = ended;
     handle.report(state, state.as_str(), 0, 0, &message);
     node.jobs.remove(&row.id);
 }

@@ -115,8 +115,8 @@ fn sha256_after_block(midstate: &[u32; 8], rest: &[u8], scratch: &mut Blocks) ->
     let tail = chunks.remainder();
     let blocks = if tail.len() < 56 { 1 } else { 2 };
     let last = &mut scratch.0[..blocks];
-    last.as_flattened_mut().fill(0);
     let flat = last.as_flattened_mut();
+    flat.fill(0);
     flat[..tail.len()].copy_from_slice(tail);
     flat[tail.len()] = 0x80;
     let bits = 8 * (64 + rest.len() as u64);
