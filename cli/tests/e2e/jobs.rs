@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Fed, audit_entries, concord, fails, find, ok};
+use crate::support::{Fed, audit_entries, concord, fails, find, ok, spawn};
 
 /// Writes a CSV of `nin,age,diagnosis` rows for keys `range`.
 pub(crate) fn write_people(fed: &Fed, file: &str, range: std::ops::Range<u32>) -> String {
@@ -529,7 +529,7 @@ fn a_peer_killed_mid_job_fails_it_at_the_coordinator_and_returns_the_budget() {
 }
 
 #[test]
-fn cancelling_a_running_job_stops_it_at_both_parties() {
+fn a_participant_watches_a_running_job_that_a_cancel_stops_at_both_parties() {
     let fed = Fed::init("health,civil");
     let _health = fed.start("health");
     let _civil = fed.start("civil");
@@ -538,10 +538,24 @@ fn cancelling_a_running_job_stops_it_at_both_parties() {
     let operator = fed.path("health/operator.toml");
     let id = submit_cardinality(&operator);
     let start = Instant::now();
-    while show(&fed, "health", "operator", &id)["phase"] != "exchanging" {
+    let auditor = fed.path("civil/auditor.toml");
+    // Civil knows the job once it is proposed there.
+    while !String::from_utf8_lossy(
+        &concord(&["job", "show", "--profile", &auditor, &id, "--json"]).stdout,
+    )
+    .contains("\"phase\": \"exchanging\"")
+    {
         assert!(start.elapsed() < Duration::from_secs(120));
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Civil's operator follows civil's side of the job (the sender's progress), to its end.
+    let civil_operator = fed.path("civil/operator.toml");
+    let watch = spawn(&["job", "watch", "--profile", &civil_operator, &id]);
+    let first = watch.line(Duration::from_secs(30));
+    assert_eq!(
+        first.as_deref(),
+        Some(format!("{id}: running (exchanging)").as_str())
+    );
     let out = ok(&["job", "cancel", "--profile", &operator, &id, "--json"]);
     let job: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(job["state"], "cancelled", "{job}");
@@ -571,6 +585,15 @@ fn cancelling_a_running_job_stops_it_at_both_parties() {
     );
     let err = fails(&["job", "cancel", "--profile", &operator, &id]);
     assert!(err.contains("has already ended"), "{err}");
+    let (succeeded, rest) = watch.finish(Duration::from_secs(30));
+    assert!(!succeeded, "{rest}");
+    assert!(
+        rest.ends_with(&format!(
+            "{id}: cancelled\nerror: {id} cancelled at health: cancelled by \
+             operator.health.concord"
+        )),
+        "{rest}"
+    );
 }
 
 #[test]

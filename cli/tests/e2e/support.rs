@@ -16,6 +16,57 @@ pub(crate) fn concord(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A `concord` running in the background, its stderr read line by line as it comes.
+pub(crate) struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Starts `concord` with `args` without waiting for it.
+pub(crate) fn spawn(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(args)
+        .env_remove("CONCORD_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Running { child, lines }
+}
+
+impl Running {
+    /// The next line on its stderr, or `None` if it ended or printed nothing for `within`.
+    pub(crate) fn line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// Waits for it to end (at most `within`); returns whether it succeeded and the rest of
+    /// its stderr.
+    pub(crate) fn finish(mut self, within: Duration) -> (bool, String) {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let rest: Vec<String> = self.lines.iter().collect();
+                return (status.success(), rest.join("\n"));
+            }
+            if start.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("still running after {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Runs `concord` and insists it succeeds; returns stdout.
 pub(crate) fn ok(args: &[&str]) -> String {
     let out = concord(args);

@@ -289,7 +289,10 @@ async fn open(
             }
         }
         let fate = match ctl_rx.recv().await {
-            Some(Inbound::Control(pb::job_control::Kind::Abort(a))) => Up::Abort(index, a.reason),
+            Some(Inbound::Control(pb::job_control::Kind::Abort(a))) => {
+                let parties = [peer.clone()];
+                Up::Abort(index, Failure::aborted(&peer, &parties, a).reason)
+            }
             Some(Inbound::Control(_)) => Up::Abort(
                 index,
                 format!("peer {peer} sent an unexpected control message"),

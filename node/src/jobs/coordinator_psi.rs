@@ -288,27 +288,29 @@ where
             Ok(Ok(output)) => output,
             Ok(Err(e)) => {
                 // The input ended early: the reader knows why.
-                let reason = if e.peer_gone {
-                    match next_control(&mut ctl, &peer).await {
-                        Inbound::Closed(reason) => reason,
-                        Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
-                        Inbound::Control(_) => e.message,
-                    }
-                } else {
-                    e.message
-                };
-                let at = if e.at_peer || e.peer_gone { &peer } else { &me };
-                return Err(Failure::at(at, reason));
+                if e.peer_gone {
+                    return Err(match next_control(&mut ctl, &peer).await {
+                        Inbound::Closed(reason) => at_peer(reason),
+                        Inbound::Control(pb::job_control::Kind::Abort(a)) => {
+                            Failure::aborted(&peer, &row.parties, a)
+                        }
+                        Inbound::Control(_) => at_peer(e.message),
+                    });
+                }
+                return Err(Failure::at(if e.at_peer { &peer } else { &me }, e.message));
             }
             Err(e) => return Err(Failure::at(&me, format!("protocol task failed: {e}"))),
         },
         inbound = during_protocol(&mut ctl, &peer) => {
-            let reason = match inbound {
-                Inbound::Closed(reason) => reason,
-                Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
-                Inbound::Control(_) => format!("peer {peer} sent a control message mid-protocol"),
-            };
-            return Err(at_peer(reason));
+            return Err(match inbound {
+                Inbound::Closed(reason) => at_peer(reason),
+                Inbound::Control(pb::job_control::Kind::Abort(a)) => {
+                    Failure::aborted(&peer, &row.parties, a)
+                }
+                Inbound::Control(_) => {
+                    at_peer(format!("peer {peer} sent a control message mid-protocol"))
+                }
+            });
         }
     };
     Ok((output, Exchanged { out, ctl }))
@@ -337,7 +339,9 @@ pub(super) async fn release_handshake(
             "refused at release ({}): {}",
             v.code, v.reason
         ))),
-        Inbound::Control(pb::job_control::Kind::Abort(a)) => Err(at_peer(a.reason)),
+        Inbound::Control(pb::job_control::Kind::Abort(a)) => {
+            Err(Failure::aborted(peer, &[peer.to_owned()], a))
+        }
         Inbound::Control(_) => Err(at_peer("unexpected control message".into())),
         Inbound::Closed(reason) => Err(at_peer(reason)),
     }

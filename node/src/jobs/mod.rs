@@ -585,6 +585,19 @@ impl Failure {
         }
     }
 
+    /// How a peer's abort ends the job here. Its sender writes the reason as `node: reason`;
+    /// the job failed at that node when it is one of `parties`, else at the sender.
+    pub(crate) fn aborted(sender: &str, parties: &[String], abort: pb::Abort) -> Self {
+        let (at, reason) = match abort.reason.split_once(": ") {
+            Some((at, reason)) if parties.iter().any(|p| p == at) => (at, reason.to_owned()),
+            _ => (sender, abort.reason),
+        };
+        Self {
+            cancelled: abort.cancelled,
+            ..Self::at(at, reason)
+        }
+    }
+
     /// The state the job ends in: cancelled or failed.
     pub(crate) fn state(&self) -> State {
         if self.cancelled {
@@ -705,6 +718,27 @@ mod tests {
         assert!(handle.cancel.borrow().is_none());
         live.remove("job-p");
         assert!(live.subscribe("job-p").is_none());
+    }
+
+    #[test]
+    fn an_abort_names_the_party_it_failed_at_once() {
+        let parties = ["health".to_owned(), "civil".to_owned(), "stats".to_owned()];
+        let abort = |reason: &str, cancelled| pb::Abort {
+            reason: reason.into(),
+            cancelled,
+        };
+        let f = Failure::aborted("health", &parties, abort("health: cancelled by op", true));
+        assert_eq!(
+            (f.state(), f.message().as_str()),
+            (State::Cancelled, "cancelled at health: cancelled by op")
+        );
+        // A third party the coordinator names keeps the blame; anything else stays the sender's.
+        let f = Failure::aborted("health", &parties, abort("stats: gone: reset", false));
+        assert_eq!(f.message(), "failed at stats: gone: reset");
+        let f = Failure::aborted("health", &parties, abort("mallory: x", false));
+        assert_eq!(f.message(), "failed at health: mallory: x");
+        let f = Failure::aborted("civil", &parties, abort("no colon", false));
+        assert_eq!(f.message(), "failed at civil: no colon");
     }
 
     fn result_of(store: &mut Store, id: &str) -> pb::JobResult {

@@ -186,9 +186,10 @@ pub(crate) async fn exchange(
         .ok_or_else(|| {
             NodeError::NotFound(format!("no job {id:?} awaiting an exchange from {peer}"))
         })?;
-    step(node, &row, None, State::Running, "exchanging").await;
-    // From here `Jobs.Watch` at this node follows the job's progress.
+    // From here `Jobs.Watch` at this node follows the job's progress: the handle comes first,
+    // so a watcher who reads the job as running finds something to follow.
     let handle = node.jobs.observe(&id);
+    step(node, &row, None, State::Running, "exchanging").await;
     let (out, outbound) = Outbound::new(&id);
     tokio::spawn(run(
         Arc::clone(node),
@@ -294,28 +295,22 @@ async fn participate(
         joined = &mut role => match joined {
             Ok(Ok(done)) => done,
             Ok(Err((protocol, e))) => {
-                let why = if protocol {
-                    match next_control(ctl, &peer).await {
-                        Inbound::Closed(reason) => reason,
-                        Inbound::Control(pb::job_control::Kind::Abort(a)) => a.reason,
-                        Inbound::Control(_) => e.clone(),
-                    }
-                } else {
-                    e.clone()
-                };
-                let at = if protocol && e.contains("closed the session") { peer.as_str() } else { me.as_str() };
-                return Err(Failure::at(at, if at == peer { why } else { e }));
+                // The coordinator closed the session: its stream's end or its abort says why.
+                if protocol && e.contains("closed the session") {
+                    return Err(ended(next_control(ctl, &peer).await, row));
+                }
+                return Err(Failure::at(&me, e));
             }
             Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
         },
         inbound = during_protocol(ctl, &peer) => {
-            return Err(ended(inbound, &peer));
+            return Err(ended(inbound, row));
         }
     };
 
     match next_control(ctl, &peer).await {
         Inbound::Control(pb::job_control::Kind::Release(_)) => {}
-        other => return Err(ended(other, &peer)),
+        other => return Err(ended(other, row)),
     }
     if let Err(failure) = recheck(node, row, vec![peer_items]).await {
         let verdict = failure.decision();
@@ -337,13 +332,14 @@ async fn participate(
     Ok(())
 }
 
-pub(super) fn ended(inbound: Inbound, peer: &str) -> Failure {
+/// How the coordinator's stream or its abort ended the job at this participant.
+pub(super) fn ended(inbound: Inbound, row: &JobRow) -> Failure {
+    let peer = row.coordinator.as_str();
     match inbound {
         Inbound::Closed(reason) => Failure::at(peer, reason),
-        Inbound::Control(pb::job_control::Kind::Abort(a)) => Failure {
-            cancelled: a.cancelled,
-            ..Failure::at(peer, a.reason)
-        },
+        Inbound::Control(pb::job_control::Kind::Abort(a)) => {
+            Failure::aborted(peer, &row.parties, a)
+        }
         Inbound::Control(_) => Failure::at(
             peer,
             format!("peer {peer} sent an unexpected control message"),

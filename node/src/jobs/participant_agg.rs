@@ -80,20 +80,6 @@ pub(super) fn check(
     })
 }
 
-/// The coordinator's abort names the node where the job failed (`node: reason`): keep it.
-fn aborted(inbound: Inbound, row: &JobRow) -> Failure {
-    let mut failure = ended(inbound, &row.coordinator);
-    if let Some((at, reason)) = failure.reason.split_once(": ")
-        && row.parties.iter().any(|p| p == at)
-    {
-        failure = Failure {
-            cancelled: failure.cancelled,
-            ..Failure::at(at, reason)
-        };
-    }
-    failure
-}
-
 pub(super) async fn participate(
     node: &Arc<Node>,
     row: &JobRow,
@@ -180,7 +166,7 @@ pub(super) async fn participate(
                 released = Some(r.contributors);
                 own_part((&mut role).await, ctl, row, &me).await?
             }
-            other => return Err(aborted(other, row)),
+            other => return Err(ended(other, row)),
         },
     };
 
@@ -189,7 +175,7 @@ pub(super) async fn participate(
         Some(c) => c,
         None => match next_control(ctl, &coordinator).await {
             Inbound::Control(pb::job_control::Kind::Released(r)) => r.contributors,
-            other => return Err(aborted(other, row)),
+            other => return Err(ended(other, row)),
         },
     };
     let detail = format!(
@@ -217,7 +203,7 @@ async fn own_part(
         Ok(Ok(digest)) => Ok(digest),
         Ok(Err((true, reason))) => Err(Failure::at(me, reason)),
         Ok(Err((false, reason))) => Err(match next_control(ctl, coordinator).await {
-            inbound @ Inbound::Control(pb::job_control::Kind::Abort(_)) => aborted(inbound, row),
+            inbound @ Inbound::Control(pb::job_control::Kind::Abort(_)) => ended(inbound, row),
             Inbound::Closed(why) if reason.contains("closed the session") => {
                 Failure::at(coordinator, why)
             }
