@@ -597,6 +597,62 @@ fn a_participant_watches_a_running_job_that_a_cancel_stops_at_both_parties() {
 }
 
 #[test]
+fn a_cancel_while_the_peer_decides_the_proposal_leaves_nothing_reserved_there() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    patients_and_insured(&fed, 0..1000, 500..1500);
+    let operator = fed.path("health/operator.toml");
+    // Civil decides slowly: its database is busy, so recording the proposal waits (the node
+    // waits up to 10 s for a write lock).
+    let civil_db = rusqlite::Connection::open(fed.path("civil/data/node.sqlite")).unwrap();
+    civil_db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let id = submit_cardinality(&operator);
+    let watch = spawn(&["job", "watch", "--profile", &operator, &id]);
+    let proposing = format!("{id}: submitted (proposing)");
+    while watch.line(Duration::from_secs(30)).expect("no proposal") != proposing {}
+    // The proposal reaches civil and waits there; the operator cancels meanwhile.
+    std::thread::sleep(Duration::from_millis(1000));
+    let cancel = spawn(&["job", "cancel", "--profile", &operator, &id]);
+    std::thread::sleep(Duration::from_millis(500));
+    civil_db.execute_batch("COMMIT").unwrap();
+    let (cancelled, out) = cancel.finish(Duration::from_secs(30));
+    assert!(cancelled, "{out}");
+    let (_, out) = watch.finish(Duration::from_secs(30));
+    assert!(out.contains(&format!("{id} cancelled at health")), "{out}");
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "returned".into())]
+    );
+    // Civil has decided by now; the job is over there too, at once, with its budget back (not
+    // after the 300 s the coordinator's silence would take). Had the proposal come after the
+    // cancel, civil refuses it instead and never reserves.
+    let auditor = fed.path("civil/auditor.toml");
+    let at_civil = concord(&["job", "show", "--profile", &auditor, &id, "--json"]);
+    if at_civil.status.success() {
+        let job: serde_json::Value = serde_json::from_slice(&at_civil.stdout).unwrap();
+        assert_eq!(job["state"], "cancelled", "{job}");
+        assert!(
+            job["reason"]
+                .as_str()
+                .unwrap()
+                .contains("ended by its coordinator while this node decided it"),
+            "{job}"
+        );
+        assert_eq!(
+            budget_of(&fed, "civil", &id),
+            [("insured".into(), "returned".into())]
+        );
+    } else {
+        eprintln!("the proposal reached civil after the cancel");
+        assert!(budget_of(&fed, "civil", &id).is_empty());
+    }
+    drop(civil_db);
+    verify_offline(&fed, "civil");
+    verify_offline(&fed, "health");
+}
+
+#[test]
 fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     let fed = Fed::init("health,civil");
     let _health = fed.start("health");

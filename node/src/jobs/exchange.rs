@@ -91,6 +91,17 @@ impl Outbound {
     }
 }
 
+/// Whether an exchange's first envelope ends the job at once (the coordinator ended it before
+/// its protocol began).
+pub(super) fn opens_with_abort(first: &pb::Envelope) -> bool {
+    first.protocol == CONTROL
+        && first
+            .frames
+            .first()
+            .and_then(|f| pb::JobControl::decode(f.as_slice()).ok())
+            .is_some_and(|c| matches!(c.kind, Some(pb::job_control::Kind::Abort(_))))
+}
+
 /// What the inbound reader hands to the job besides protocol frames.
 #[derive(Debug)]
 pub(super) enum Inbound {

@@ -43,7 +43,7 @@ mod psi;
 mod query;
 mod secagg;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use concord_proto::v1 as pb;
@@ -506,12 +506,83 @@ impl Handle {
 #[derive(Default)]
 pub(crate) struct Live {
     jobs: Mutex<HashMap<String, Arc<Handle>>>,
+    proposals: Mutex<Proposals>,
+}
+
+/// At a participant: the proposals being decided, and the jobs a coordinator ended before this
+/// node had decided (or even seen) their proposal, each as (coordinator, job id).
+#[derive(Default)]
+struct Proposals {
+    deciding: HashSet<(String, String)>,
+    /// The newest last, at most [`WITHDRAWN_KEPT`].
+    withdrawn: VecDeque<(String, String)>,
+}
+
+/// Withdrawals remembered. A proposal that arrives only after this many later withdrawals is
+/// accepted as usual, and the coordinator's silence then ends it after the idle timeout.
+const WITHDRAWN_KEPT: usize = 1024;
+
+/// A proposal being decided at this participant; dropping it ends the decision.
+pub(crate) struct Deciding<'a> {
+    live: &'a Live,
+    key: (String, String),
+}
+
+impl Deciding<'_> {
+    /// Ends the decision: true if the coordinator ended the job meanwhile (its abort came
+    /// before this node had recorded the job as authorized).
+    pub(crate) fn withdrawn(self) -> bool {
+        let mut p = self.live.proposals();
+        p.deciding.remove(&self.key);
+        p.withdrawn.contains(&self.key)
+    }
+}
+
+impl Drop for Deciding<'_> {
+    fn drop(&mut self) {
+        self.live.proposals().deciding.remove(&self.key);
+    }
 }
 
 impl Live {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handle>>> {
         // Every critical section is a single map operation: a poisoned lock holds a valid map.
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn proposals(&self) -> std::sync::MutexGuard<'_, Proposals> {
+        // As above: each critical section leaves both collections valid.
+        self.proposals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts deciding `coordinator`'s proposal of job `id`; `None` if the coordinator has
+    /// already ended that job.
+    pub(crate) fn decide(&self, coordinator: &str, id: &str) -> Option<Deciding<'_>> {
+        let key = (coordinator.to_owned(), id.to_owned());
+        let mut p = self.proposals();
+        if p.withdrawn.contains(&key) {
+            return None;
+        }
+        p.deciding.insert(key.clone());
+        Some(Deciding { live: self, key })
+    }
+
+    /// Records that `coordinator` ended job `id` before it reached its exchange here. True if
+    /// its proposal is being decided right now (the decision then sees this and ends the job);
+    /// false if it is yet to come (it will be refused) or already decided (read the job).
+    pub(crate) fn withdraw(&self, coordinator: &str, id: &str) -> bool {
+        let key = (coordinator.to_owned(), id.to_owned());
+        let mut p = self.proposals();
+        let deciding = p.deciding.contains(&key);
+        if !p.withdrawn.contains(&key) {
+            if p.withdrawn.len() == WITHDRAWN_KEPT {
+                p.withdrawn.pop_front();
+            }
+            p.withdrawn.push_back(key);
+        }
+        deciding
     }
 
     /// The handle of a job this node coordinates.
@@ -718,6 +789,28 @@ mod tests {
         assert!(handle.cancel.borrow().is_none());
         live.remove("job-p");
         assert!(live.subscribe("job-p").is_none());
+    }
+
+    #[test]
+    fn a_job_ended_before_its_proposal_was_decided_is_never_left_authorized() {
+        let live = Live::default();
+        // The abort while the proposal is decided: the decision sees it.
+        let deciding = live.decide("health", "job-a").unwrap();
+        assert!(live.withdraw("health", "job-a"));
+        assert!(deciding.withdrawn());
+        // The abort before the proposal: the proposal is refused, from that coordinator only.
+        assert!(!live.withdraw("health", "job-b"));
+        assert!(live.decide("health", "job-b").is_none());
+        assert!(!live.decide("stats", "job-b").unwrap().withdrawn());
+        // The abort after the decision: the exchange reads the job (not "deciding" any more).
+        assert!(!live.decide("health", "job-c").unwrap().withdrawn());
+        assert!(!live.withdraw("health", "job-c"));
+        // Only the newest withdrawals are kept.
+        for i in 0..WITHDRAWN_KEPT {
+            live.withdraw("health", &format!("job-x{i}"));
+        }
+        assert!(live.decide("health", "job-b").is_some());
+        assert!(live.decide("health", "job-x1").is_none());
     }
 
     #[test]

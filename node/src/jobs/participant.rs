@@ -121,6 +121,13 @@ pub(crate) async fn propose(
         created_ms: now,
         updated_ms: now,
     };
+    // The coordinator may end the job while this node decides (an operator's cancel): its
+    // abort then comes before the job is authorized here, and the decision sees it.
+    let Some(deciding) = node.jobs.decide(peer, &row.id) else {
+        let reason = format!("{peer} ended job {} before this node decided it", row.id);
+        let detail = format!("refused {}: {reason}", row.id);
+        return Ok((withdrawn(reason), detail));
+    };
     let stored = row.clone();
     node.with_store(move |_, store| super::insert(store, &stored))
         .await?
@@ -131,6 +138,15 @@ pub(crate) async fn propose(
         return Ok((failure.decision(), detail));
     }
     step(node, &row, None, State::Authorized, "authorized").await;
+    if deciding.withdrawn() {
+        let failure = Failure {
+            cancelled: true,
+            ..Failure::at(peer, "ended by its coordinator while this node decided it")
+        };
+        fail(node, &row, true, &failure).await;
+        let detail = format!("withdrew {}: {}", row.id, failure.reason);
+        return Ok((withdrawn(failure.reason), detail));
+    }
     // A coordinator that never opens the exchange must not hold this node's budget forever.
     let waiting = Arc::clone(node);
     let stale = row.clone();
@@ -166,6 +182,15 @@ pub(crate) async fn propose(
     ))
 }
 
+/// The answer to a proposal of a job its coordinator has already ended.
+fn withdrawn(reason: String) -> pb::ProposalDecision {
+    pb::ProposalDecision {
+        accepted: false,
+        code: "withdrawn".into(),
+        reason,
+    }
+}
+
 /// `Federation.Exchange` at a participant: the first envelope names an authorized job this
 /// node accepted from the caller; the job then runs in the background and streams back.
 pub(crate) async fn exchange(
@@ -177,15 +202,43 @@ pub(crate) async fn exchange(
     concord_proto::envelope::check(&first, u32::from(concord_mpc::PROTOCOL_VERSION), 0)
         .map_err(|e| NodeError::Invalid(e.to_string()))?;
     let id = first.job_id.clone();
-    let lookup = id.clone();
-    let row = node
-        .with_store(move |_, store| super::get(store, &lookup))
-        .await?
-        .map_err(|e| NodeError::Internal(e.to_string()))?
-        .filter(|r| !r.coordinator_role && r.coordinator == peer && r.state == State::Authorized)
-        .ok_or_else(|| {
-            NodeError::NotFound(format!("no job {id:?} awaiting an exchange from {peer}"))
-        })?;
+    let awaiting = || async {
+        let lookup = id.clone();
+        Ok::<_, NodeError>(
+            node.with_store(move |_, store| super::get(store, &lookup))
+                .await?
+                .map_err(|e| NodeError::Internal(e.to_string()))?
+                .filter(|r| {
+                    !r.coordinator_role && r.coordinator == peer && r.state == State::Authorized
+                }),
+        )
+    };
+    let row = match awaiting().await? {
+        Some(row) => row,
+        // A coordinator that ended the job before it was authorized here: its proposal is
+        // being decided (which then ends the job), is yet to come (it will be refused), or was
+        // decided just now (the job is there to end as usual).
+        None if exchange::opens_with_abort(&first) => {
+            let decided_now = if node.jobs.withdraw(peer, &id) {
+                None
+            } else {
+                awaiting().await?
+            };
+            match decided_now {
+                Some(row) => row,
+                None => {
+                    let detail =
+                        format!("{peer} ended job {id} before this node had authorized it");
+                    return Ok((Box::pin(tokio_stream::empty()), detail));
+                }
+            }
+        }
+        None => {
+            return Err(NodeError::NotFound(format!(
+                "no job {id:?} awaiting an exchange from {peer}"
+            )));
+        }
+    };
     // From here `Jobs.Watch` at this node follows the job's progress: the handle comes first,
     // so a watcher who reads the job as running finds something to follow.
     let handle = node.jobs.observe(&id);

@@ -15,6 +15,7 @@
 //! rate limiting belongs in front of the node (or in a later version of this loop).
 
 pub(crate) mod convert;
+mod detach;
 mod error;
 mod federation;
 pub(crate) mod governance;
@@ -446,6 +447,7 @@ pub async fn run(
 
     ready(local);
     let result = tonic::transport::Server::builder()
+        .layer(detach::DetachLayer)
         .add_service(OperatorServer::new(operator::OperatorService(Arc::clone(
             &node,
         ))))
