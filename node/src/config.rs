@@ -164,6 +164,9 @@ pub struct NodeConfig {
     /// How grants are approved and what each field tier allows.
     #[serde(default)]
     pub policy: PolicySection,
+    /// How large a job this node takes on.
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// The file this was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -243,6 +246,33 @@ impl Default for PolicySection {
         Self {
             approvals: default_approvals(),
             tiers: TierMatrix::default(),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// The most keys a PSI or join holds on either side at this node: rows of its own dataset,
+    /// and keys a peer announces. A PSI party's memory grows with both (see the README's
+    /// "Memory of a node"); a job over the limit is refused, before any budget is reserved
+    /// when it is this node's own dataset, and the moment the peer announces its size
+    /// otherwise.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u64,
+}
+
+/// 100 million keys a side: about 15 GB for one job at about 130 bytes a key pair (measured,
+/// see the README).
+fn default_max_keys() -> u64 {
+    100_000_000
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_keys: default_max_keys(),
         }
     }
 }
@@ -414,6 +444,11 @@ impl NodeConfig {
             )));
         }
         self.policy.tiers.check().map_err(invalid)?;
+        if self.limits.max_keys == 0 {
+            return Err(invalid(
+                "limits.max_keys = 0: a PSI or join needs at least one key a side".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -532,6 +567,7 @@ roles = ["data-manager", "auditor"]
         assert_eq!(rules.approvals.needed, 2);
         assert_eq!(rules.approvals.managers.len(), 2);
         assert_eq!(rules.matrix, TierMatrix::default());
+        assert_eq!(config.limits.max_keys, 100_000_000);
     }
 
     #[test]
@@ -539,12 +575,21 @@ roles = ["data-manager", "auditor"]
         let parse =
             |extra: &str| NodeConfig::parse(Path::new("node.toml"), &format!("{MINIMAL}{extra}"));
         assert_eq!(parse("").unwrap().rules().approvals.needed, 1);
+        assert_eq!(parse("").unwrap().limits.max_keys, 100_000_000);
+        assert_eq!(
+            parse("[limits]\nmax_keys = 5000\n")
+                .unwrap()
+                .limits
+                .max_keys,
+            5000
+        );
         for (extra, says) in [
             (
                 "[policy]\napprovals = 2\n",
                 "policy.approvals = 2: it must be between 1 and the number of data managers listed under [[people]] (1)",
             ),
             ("[policy]\napprovals = 0\n", "policy.approvals = 0"),
+            ("[limits]\nmax_keys = 0\n", "limits.max_keys = 0"),
             (
                 "[policy.tiers]\ninternal = [\"dp-value\"]\n",
                 "sensitive allows dp-group but internal does not",

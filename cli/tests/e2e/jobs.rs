@@ -653,6 +653,66 @@ fn a_cancel_while_the_peer_decides_the_proposal_leaves_nothing_reserved_there() 
 }
 
 #[test]
+fn a_node_refuses_a_psi_over_its_key_limit_on_either_side() {
+    let fed = Fed::init("health,civil");
+    // Civil holds at most 600 keys a side.
+    let config = fed.root.join("civil/node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[limits]\nmax_keys = 600\n");
+    std::fs::write(&config, text).unwrap();
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    patients_and_insured(&fed, 0..1000, 500..1500);
+    let small = write_people(&fed, "small.csv", 900..1400);
+    register(&fed, "civil", "small", &small);
+    set_budget(&fed, "civil", "small", 10);
+    let operator = fed.path("health/operator.toml");
+    let run = |right: &str| {
+        fails(&[
+            "run",
+            "psi",
+            "--profile",
+            &operator,
+            "--kind",
+            "cardinality",
+            "--left",
+            "health:patients:nin",
+            "--right",
+            right,
+            "--epsilon",
+            "1",
+        ])
+    };
+    // Its own dataset is too large: refused at the proposal, before civil reserves anything.
+    let err = run("civil:insured:nin");
+    assert!(
+        err.contains(
+            "failed at civil: refused (too-large): dataset insured has 1000 rows, more \
+             than the 600 keys a PSI or join may hold at this node"
+        ),
+        "{err}"
+    );
+    let id = job_id(&err);
+    assert!(budget_of(&fed, "civil", &id).is_empty());
+    assert_eq!(
+        budget_of(&fed, "health", &id),
+        [("patients".into(), "returned".into())]
+    );
+    // The peer's set is too large: refused when health announces its 1000 keys.
+    let err = run("civil:small:nin");
+    assert!(
+        err.contains("failed at civil: ")
+            && err.contains("the peer announced 1000 keys, more than the 600 this party accepts"),
+        "{err}"
+    );
+    let id = job_id(&err);
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("small".into(), "returned".into())]
+    );
+}
+
+#[test]
 fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     let fed = Fed::init("health,civil");
     let _health = fed.start("health");

@@ -34,11 +34,14 @@ pub const MAX_COMPONENT_BYTES: usize = 64 * 1024;
 /// Largest number of distinct keys in one set (row positions are stored as `u32`).
 pub const MAX_DISTINCT_KEYS: usize = u32::MAX as usize - 1;
 
-/// Refuses a peer's announced key count that no session can hold (positions are `u32`).
-pub(crate) fn check_peer_count(items: u64) -> Result<(), PsiError> {
-    if items > MAX_DISTINCT_KEYS as u64 {
-        return Err(PsiError::TooManyKeys {
-            limit: MAX_DISTINCT_KEYS as u64,
+/// Refuses a peer's announced key count over `limit` (this party's own cap on the state it
+/// allocates for a peer, at most [`MAX_DISTINCT_KEYS`]: positions are `u32`).
+pub(crate) fn check_peer_count(items: u64, limit: u64) -> Result<(), PsiError> {
+    let limit = limit.min(MAX_DISTINCT_KEYS as u64);
+    if items > limit {
+        return Err(PsiError::PeerTooLarge {
+            announced: items,
+            limit,
         });
     }
     Ok(())

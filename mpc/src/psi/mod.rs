@@ -137,6 +137,14 @@ pub enum PsiError {
         /// The limit.
         limit: u64,
     },
+    /// The peer announced more keys than this party accepts (its `peer_limit`).
+    #[error("the peer announced {announced} keys, more than the {limit} this party accepts")]
+    PeerTooLarge {
+        /// What the peer announced.
+        announced: u64,
+        /// This party's limit.
+        limit: u64,
+    },
     /// A row has the wrong number of key components.
     #[error("row {row}: expected {expected} key columns, found {found}")]
     ColumnCount {

@@ -149,7 +149,7 @@ impl ReceiverCollecting {
                         message: "a second set header",
                     });
                 }
-                check_peer_count(items)?;
+                check_peer_count(items, self.params.peer_limit())?;
                 self.peer_items = Some(items);
                 Ok(())
             }

@@ -167,7 +167,7 @@ impl SenderAwaitQuery {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch);
         }
-        check_peer_count(items)?;
+        check_peer_count(items, self.params.peer_limit())?;
         Ok(SenderEvaluating {
             params: self.params,
             encoding: self.encoding,

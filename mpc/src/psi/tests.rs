@@ -261,6 +261,42 @@ fn mismatched_parameters_are_refused() {
 }
 
 #[test]
+fn a_peer_over_this_partys_limit_is_refused_and_the_limit_is_not_agreed() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let params = one_shot(&mut rng, OutputKind::Cardinality);
+    let limited = params.with_peer_limit(2);
+    // Each party's own bound: not part of what the peers compare.
+    assert_eq!(limited.digest(), params.digest());
+    let (_, header) = ReceiverBlinding::start(params, keys(&["a", "b", "c"]), &mut rng).unwrap();
+    let mut sender = |limit| {
+        let encoding = Arc::new(SenderEncoding::new(
+            params.session(),
+            keys(&["a"]),
+            &mut rng,
+        ));
+        SenderAwaitQuery::start(params.with_peer_limit(limit), encoding, &mut rng).unwrap()
+    };
+    let err = sender(2)
+        .handle(Message::decode(&header.0).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PsiError::PeerTooLarge {
+                announced: 3,
+                limit: 2
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        sender(3)
+            .handle(Message::decode(&header.0).unwrap())
+            .is_ok()
+    );
+}
+
+#[test]
 fn out_of_order_and_excess_messages_are_refused() {
     let mut rng = StdRng::seed_from_u64(11);
     let params = one_shot(&mut rng, OutputKind::Intersection);

@@ -484,6 +484,22 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<PathB
         .await
         .map_err(|e| Failure::at(me, e.to_string()))?;
     let size = found.as_ref().map_or(0, |d| d.1);
+    let limit = node.config.limits.max_keys;
+    let holds_keys = matches!(
+        row.kind,
+        Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join
+    );
+    if holds_keys && size > limit {
+        let reason = format!(
+            "dataset {} has {size} rows, more than the {limit} keys a PSI or join may hold at \
+             this node ([limits] max_keys in its configuration)",
+            row.spec.dataset
+        );
+        return Err(Failure {
+            refusal: Some(("too-large", reason.clone())),
+            ..Failure::at(me, format!("refused (too-large): {reason}"))
+        });
+    }
     node.authorize(&req, Phase::Admit { own_set_size: size }, Vec::new(), None)
         .await
         .map_err(|e| refused(node, false, e))?;

@@ -47,7 +47,8 @@ pub(super) async fn run(
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
-    let params = psi::params_of(row).map_err(|e| Failure::at(&me, e))?;
+    let params =
+        psi::params_of(row, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
     let protocol = row.spec.protocol.clone();
     let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
         psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {

@@ -122,7 +122,9 @@ impl NoisePlan {
 }
 
 /// The join's terms and the session parameters both parties derive from the job.
-fn params(row: &JobRow) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
+/// The job's terms, noise plan and session parameters, with this node's own limit on the
+/// peer's keys.
+fn params(row: &JobRow, peer_limit: u64) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
     let terms = row
         .spec
         .join
@@ -143,7 +145,8 @@ fn params(row: &JobRow) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
         (terms.lo, terms.hi),
         plan.bound,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_peer_limit(peer_limit);
     Ok((terms, plan, params))
 }
 
@@ -244,13 +247,14 @@ fn role_error(e: JoinError) -> RoleError {
 
 /// The key holder's part at a participant: reads its keys, draws the noise, runs its rounds.
 /// Returns the number of the value holder's distinct keys. Errors say whether the protocol
-/// (true) or this node's input (false) failed.
+/// (true) or this node's input (false) failed. `peer_limit` is this node's `[limits] max_keys`.
 pub(super) fn participate(
     row: &JobRow,
     path: &std::path::Path,
+    peer_limit: u64,
     link: &mut Link<'_>,
 ) -> Result<u64, (bool, String)> {
-    let (_, plan, params) = params(row).map_err(|e| (false, e))?;
+    let (_, plan, params) = params(row, peer_limit).map_err(|e| (false, e))?;
     let keys = input::key_set(path, &row.spec.columns).map_err(|e| (false, e))?;
     let noise = plan
         .draw(usize::from(params.categories()))
@@ -271,7 +275,8 @@ pub(super) async fn run(
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = peer_use(row, &me)?;
-    let (terms, plan, params) = params(row).map_err(|e| Failure::at(&me, e))?;
+    let (terms, plan, params) =
+        params(row, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
 
     // Own values first, clamped and encrypted (the value holder's heavy part): a broken file
     // fails here, before the peer is asked for anything, and the peer never waits on it.

@@ -320,7 +320,8 @@ async fn participate(
         .await
         .map_err(|e| Failure::at(&me, e.to_string()))?
         .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
-    let params = psi::params_of(row).map_err(|e| Failure::at(&me, e))?;
+    let peer_limit = node.config.limits.max_keys;
+    let params = psi::params_of(row, peer_limit).map_err(|e| Failure::at(&me, e))?;
     let role_row = row.clone();
     let role_out = Arc::clone(out);
     let role_handle = Arc::clone(handle);
@@ -335,7 +336,7 @@ async fn participate(
             frames: 0,
         };
         let peer_items = if role_row.kind == Kind::Join {
-            super::join::participate(&role_row, &path, &mut link)?
+            super::join::participate(&role_row, &path, peer_limit, &mut link)?
         } else {
             let keys = input::key_set(&path, &role_row.spec.columns).map_err(|e| (false, e))?;
             psi::sender(&role_row.spec.protocol, params, keys, &mut link)

@@ -65,14 +65,16 @@ impl From<OtPsiError> for ProtoError {
     }
 }
 
-/// The session parameters both parties derive from the job.
-pub(super) fn params_of(row: &super::JobRow) -> Result<PsiParams, String> {
+/// The session parameters both parties derive from the job, with this node's own limit on
+/// the peer's keys (`[limits] max_keys`).
+pub(super) fn params_of(row: &super::JobRow, peer_limit: u64) -> Result<PsiParams, String> {
     let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
     Ok(params(
         session,
         row.kind == super::Kind::PsiIntersection,
         u8::try_from(row.spec.columns.len()).map_err(|_| "too many key columns")?,
-    ))
+    )
+    .with_peer_limit(peer_limit))
 }
 
 fn params(session: [u8; 16], intersection: bool, key_columns: u8) -> PsiParams {
@@ -141,12 +143,13 @@ impl Link<'_> {
 
 /// The OT-mode parameters of the same session (intersection to the receiver only).
 fn ot_params(params: &PsiParams) -> Result<OtPsiParams, OtPsiError> {
-    OtPsiParams::new(
+    Ok(OtPsiParams::new(
         params.session(),
         params.output(),
         params.recipients(),
         params.keys(),
-    )
+    )?
+    .with_peer_limit(params.peer_limit()))
 }
 
 /// The receiver in `protocol` (`ot`, else ECDH).

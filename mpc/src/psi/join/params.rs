@@ -6,6 +6,7 @@ use zeroize::Zeroize;
 use super::JoinError;
 use crate::PROTOCOL_VERSION;
 use crate::psi::group::{DigestTag, HashToGroup};
+use crate::psi::keys::MAX_DISTINCT_KEYS;
 use crate::psi::{KeySpec, SessionId};
 
 /// Most categories in one session (the cost per row is linear in it).
@@ -31,6 +32,8 @@ pub struct JoinParams {
     lo: i64,
     hi: i64,
     noise_bound: u64,
+    /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
+    peer_limit: u64,
 }
 
 impl JoinParams {
@@ -83,7 +86,23 @@ impl JoinParams {
             lo,
             hi,
             noise_bound,
+            peer_limit: MAX_DISTINCT_KEYS as u64,
         })
+    }
+
+    /// The same session, refusing a peer that announces more than `limit` keys (as
+    /// [`PsiParams::with_peer_limit`](crate::psi::PsiParams::with_peer_limit)).
+    #[must_use]
+    pub fn with_peer_limit(self, limit: u64) -> Self {
+        Self {
+            peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
+            ..self
+        }
+    }
+
+    /// The most keys a peer may announce.
+    pub fn peer_limit(&self) -> u64 {
+        self.peer_limit
     }
 
     /// The session id (also the hash domain: every session blinds under fresh keys).

@@ -104,7 +104,7 @@ pub use receiver::{
 pub use sender::{OtSenderAnswering, OtSenderAwaitHello, OtSenderExtending};
 pub use wire::{OtDecodeError, OtMessage};
 
-use super::keys::KeySpec;
+use super::keys::{KeySpec, MAX_DISTINCT_KEYS};
 use super::params::{OutputKind, Recipients};
 use super::{PsiError, SessionId};
 use crate::PROTOCOL_VERSION;
@@ -172,6 +172,8 @@ pub enum OtPsiError {
 pub struct OtPsiParams {
     session: SessionId,
     keys: KeySpec,
+    /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
+    peer_limit: u64,
 }
 
 impl OtPsiParams {
@@ -192,7 +194,26 @@ impl OtPsiParams {
         if keys.columns == 0 {
             return Err(PsiError::NoKeyColumns.into());
         }
-        Ok(Self { session, keys })
+        Ok(Self {
+            session,
+            keys,
+            peer_limit: MAX_DISTINCT_KEYS as u64,
+        })
+    }
+
+    /// The same session, refusing a peer that announces more than `limit` keys (as
+    /// [`PsiParams::with_peer_limit`](crate::psi::PsiParams::with_peer_limit)).
+    #[must_use]
+    pub fn with_peer_limit(self, limit: u64) -> Self {
+        Self {
+            peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
+            ..self
+        }
+    }
+
+    /// The most keys a peer may announce.
+    pub fn peer_limit(&self) -> u64 {
+        self.peer_limit
     }
 
     /// The session id (fresh per session: it separates digests, base-OT keys and hashes).

@@ -242,6 +242,28 @@ fn to_extension(rng: &mut StdRng) -> (OtReceiverExtending, OtSenderExtending) {
 }
 
 #[test]
+fn a_receiver_over_the_senders_limit_is_refused() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let p = params(&mut rng);
+    assert_eq!(p.with_peer_limit(1).digest(), p.digest());
+    let (_, hello) = OtReceiverStart::start(p, set(&["a".into(), "b".into()]), &mut rng).unwrap();
+    let err = OtSenderAwaitHello::start(p.with_peer_limit(1), set(&["a".into()]), &mut rng)
+        .unwrap()
+        .handle(OtMessage::decode(&hello.0).unwrap(), &mut rng)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OtPsiError::Psi(PsiError::PeerTooLarge {
+                announced: 2,
+                limit: 1
+            })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn out_of_order_mismatched_and_excess_messages_are_refused() {
     let mut rng = StdRng::seed_from_u64(11);
     let p = params(&mut rng);
