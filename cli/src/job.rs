@@ -1,5 +1,7 @@
 //! `concord job list|show|cancel|result`, and following a job's progress for `concord run`.
 
+use std::io::Write as _;
+
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use concord_node::client::NodeClient;
@@ -134,10 +136,10 @@ pub(crate) fn run(cmd: JobCommand) -> anyhow::Result<()> {
             print_job(&job, a.json)
         }
         JobCommand::Result(a) => {
-            let id = a.id.clone();
-            let result =
-                crate::profile::call(&a.profile, |mut c| async move { c.job_result(&id).await })?;
-            print_result(&result, &a.output)
+            let (id, output) = (a.id.clone(), a.output.clone());
+            crate::profile::call(&a.profile, move |mut client| async move {
+                Ok(show_result(&mut client, &id, &output).await)
+            })?
         }
     }
 }
@@ -181,7 +183,7 @@ fn print_job(j: &pb::Job, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn result_json(r: &pb::JobResult) -> serde_json::Value {
+fn result_json(r: &pb::JobResult, keys: &[Vec<String>]) -> serde_json::Value {
     let values: Vec<_> = r
         .values
         .iter()
@@ -191,7 +193,6 @@ fn result_json(r: &pb::JobResult) -> serde_json::Value {
             })
         })
         .collect();
-    let keys: Vec<_> = r.keys.iter().map(|k| k.values.clone()).collect();
     serde_json::json!({
         "job": r.job_id,
         "kind": r.kind,
@@ -216,44 +217,116 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn print_result(r: &pb::JobResult, output: &OutputArgs) -> anyhow::Result<()> {
+/// A released intersection's matching keys as they stream from the node, one row of key
+/// values at a time; checks that as many came as the result announced.
+struct KeyStream {
+    id: String,
+    expected: u64,
+    seen: u64,
+    chunks: Option<concord_node::client::KeyChunks>,
+}
+
+impl KeyStream {
+    async fn open(client: &mut NodeClient, r: &pb::JobResult) -> anyhow::Result<Self> {
+        let chunks = if r.key_count > 0 {
+            Some(client.job_result_keys(&r.job_id).await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            id: r.job_id.clone(),
+            expected: r.key_count,
+            seen: 0,
+            chunks,
+        })
+    }
+
+    /// The next chunk of rows, or `None` once all have come.
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<Vec<String>>>> {
+        let Some(chunks) = &mut self.chunks else {
+            return Ok(None);
+        };
+        match chunks
+            .message()
+            .await
+            .map_err(concord_node::client::ClientError::from)?
+        {
+            Some(chunk) => {
+                self.seen += chunk.rows.len() as u64;
+                Ok(Some(chunk.rows.into_iter().map(|k| k.values).collect()))
+            }
+            None if self.seen == self.expected => Ok(None),
+            None => bail!(
+                "{}: the node sent {} of the {} matching keys",
+                self.id,
+                self.seen,
+                self.expected
+            ),
+        }
+    }
+}
+
+/// Fetches a released job's result, and an intersection's keys as they stream, and prints
+/// them.
+async fn show_result(client: &mut NodeClient, id: &str, output: &OutputArgs) -> anyhow::Result<()> {
+    let result = client.job_result(id).await?;
+    let keys = KeyStream::open(client, &result).await?;
+    print_result(&result, keys, output).await
+}
+
+async fn print_result(
+    r: &pb::JobResult,
+    mut keys: KeyStream,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if output.json {
-        println!("{}", serde_json::to_string_pretty(&result_json(r))?);
-        return Ok(());
+        let mut all = Vec::new();
+        while let Some(rows) = keys.next().await? {
+            all.extend(rows);
+        }
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&result_json(r, &all))?
+        )?;
+        return Ok(out.flush()?);
     }
     let bound = |b: Option<f64>| b.map_or(String::new(), |b| format!("{b}"));
     if output.csv {
-        if r.keys.is_empty() {
-            println!("label,value,lower,upper");
+        if r.key_count == 0 {
+            writeln!(out, "label,value,lower,upper")?;
             for v in &r.values {
-                println!(
+                writeln!(
+                    out,
                     "{},{},{},{}",
                     csv_field(&v.label),
                     v.value,
                     bound(v.lower),
                     bound(v.upper)
-                );
-            }
-        } else {
-            for k in &r.keys {
-                let row: Vec<String> = k.values.iter().map(|v| csv_field(v)).collect();
-                println!("{}", row.join(","));
+                )?;
             }
         }
-        return Ok(());
+        while let Some(rows) = keys.next().await? {
+            for k in rows {
+                let row: Vec<String> = k.iter().map(|v| csv_field(v)).collect();
+                writeln!(out, "{}", row.join(","))?;
+            }
+        }
+        return Ok(out.flush()?);
     }
-    println!("job        {}", r.job_id);
-    println!("kind       {}", r.kind);
-    println!("parties    {}", r.parties.join(", "));
+    writeln!(out, "job        {}", r.job_id)?;
+    writeln!(out, "kind       {}", r.kind)?;
+    writeln!(out, "parties    {}", r.parties.join(", "))?;
     if !r.contributors.is_empty() {
-        println!("contributors {}", r.contributors.join(", "));
+        writeln!(out, "contributors {}", r.contributors.join(", "))?;
     }
-    println!("recipient  {}", r.recipient);
-    println!("mechanism  {}", r.mechanism);
-    println!("epsilon    {}", r.epsilon);
-    println!("delta      {}", r.delta);
-    println!("accuracy   {}", r.accuracy);
-    println!();
+    writeln!(out, "recipient  {}", r.recipient)?;
+    writeln!(out, "mechanism  {}", r.mechanism)?;
+    writeln!(out, "epsilon    {}", r.epsilon)?;
+    writeln!(out, "delta      {}", r.delta)?;
+    writeln!(out, "accuracy   {}", r.accuracy)?;
+    writeln!(out)?;
     let width = r
         .values
         .iter()
@@ -261,22 +334,24 @@ fn print_result(r: &pb::JobResult, output: &OutputArgs) -> anyhow::Result<()> {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!("{:<width$}  {:>14}  95% interval", "label", "value");
+    writeln!(out, "{:<width$}  {:>14}  95% interval", "label", "value")?;
     for v in &r.values {
         let interval = match (v.lower, v.upper) {
             (Some(l), Some(u)) => format!("[{l:.2}, {u:.2}]"),
             _ => "-".into(),
         };
-        println!("{:<width$}  {:>14.2}  {interval}", v.label, v.value);
+        writeln!(out, "{:<width$}  {:>14.2}  {interval}", v.label, v.value)?;
     }
-    if !r.keys.is_empty() {
-        println!();
-        println!("matching keys:");
-        for k in &r.keys {
-            println!("  {}", k.values.join(", "));
+    if r.key_count > 0 {
+        writeln!(out)?;
+        writeln!(out, "matching keys:")?;
+    }
+    while let Some(rows) = keys.next().await? {
+        for k in rows {
+            writeln!(out, "  {}", k.join(", "))?;
         }
     }
-    Ok(())
+    Ok(out.flush()?)
 }
 
 /// Follows a job until it ends: progress bars on a terminal, plain lines otherwise; then the
@@ -324,8 +399,7 @@ pub(crate) async fn follow(
         "released" => {
             let me = client.health().await?.caller;
             if me == job.recipient {
-                let result = client.job_result(id).await?;
-                print_result(&result, output)
+                show_result(client, id, output).await
             } else {
                 println!(
                     "{id} released; the result is for {} only (concord job result {id})",

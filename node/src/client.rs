@@ -111,8 +111,12 @@ pub(crate) async fn tls_channel(
         .map_err(|e| error_chain(&e))
 }
 
-/// Largest job result the CLI accepts (about 10 million short keys).
+/// Largest message the CLI accepts from the jobs service: a chunk of an intersection's keys is
+/// at most 16,384 rows or about 1 MiB of values, unless single keys are that large.
 const RESULT_LIMIT: usize = 256 << 20;
+
+/// The chunks of an intersection's keys as they arrive (`Jobs.ResultKeys`).
+pub type KeyChunks = tonic::Streaming<pb::KeyRows>;
 
 /// A connection to the node a profile names.
 #[derive(Debug, Clone)]
@@ -145,8 +149,8 @@ impl NodeClient {
         Ok(Self {
             inner: OperatorClient::new(channel.clone()),
             governance: GovernanceClient::new(channel.clone()),
-            // An intersection's result lists every matching key in one message: allow more than
-            // tonic's 4 MiB default (a streamed result is the better fix for very large ones).
+            // A chunk of an intersection's keys may pass tonic's 4 MiB default when its keys are
+            // long (up to 16 columns of 64 KiB each).
             jobs: JobsClient::new(channel).max_decoding_message_size(RESULT_LIMIT),
         })
     }
@@ -264,6 +268,15 @@ impl NodeClient {
         Ok(self
             .jobs
             .result(pb::JobRef { id: id.to_owned() })
+            .await?
+            .into_inner())
+    }
+
+    /// `Jobs.ResultKeys`: a released intersection's matching keys, chunk by chunk.
+    pub async fn job_result_keys(&mut self, id: &str) -> Result<KeyChunks, ClientError> {
+        Ok(self
+            .jobs
+            .result_keys(pb::JobRef { id: id.to_owned() })
             .await?
             .into_inner())
     }

@@ -136,6 +136,14 @@ const MIGRATIONS: &[&str] = &[
         updated_ms   INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX jobs_by_time ON jobs (created_ms);",
+    // 6: an intersection's matching keys, in chunks (encoded `KeyRows`) written before its
+    // release; a job that does not release has its chunks deleted.
+    "CREATE TABLE job_keys (
+        job  TEXT    NOT NULL,
+        seq  INTEGER NOT NULL,
+        rows BLOB    NOT NULL,
+        PRIMARY KEY (job, seq)
+    ) STRICT;",
 ];
 
 /// Everything that can go wrong with the database.

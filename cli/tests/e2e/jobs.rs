@@ -717,8 +717,9 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     let fed = Fed::init("health,civil");
     let _health = fed.start("health");
     let _civil = fed.start("civil");
-    // 20,000 rows at health: an automatic intersection takes the OT mode (from 16,384 rows).
-    patients_and_insured(&fed, 0..20_000, 15_000..21_000);
+    // 40,000 rows at health: an automatic intersection takes the OT mode (from 16,384 rows).
+    // The 25,000 matching keys come back in two chunks.
+    patients_and_insured(&fed, 0..40_000, 15_000..41_000);
     let operator = fed.path("health/operator.toml");
     let run = |protocol: &[&str]| {
         let base = [
@@ -743,10 +744,24 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
         keys.sort();
         keys
     };
-    let expected: Vec<String> = (15_000..20_000).map(|i| format!("N{i:07}")).collect();
+    let expected: Vec<String> = (15_000..40_000).map(|i| format!("N{i:07}")).collect();
     assert_eq!(run(&["--protocol", "ecdh"]), expected);
     assert_eq!(run(&["--protocol", "ot"]), expected);
     assert_eq!(run(&[]), expected);
+    // The last job's result again, as JSON: the count and every key, in the dataset's order.
+    let jobs = ok(&["job", "list", "--profile", &operator, "--json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    let last = jobs[0]["id"].as_str().unwrap();
+    let out = ok(&["job", "result", "--profile", &operator, last, "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["values"][0]["value"], 25_000.0);
+    let keys: Vec<String> = result["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k[0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, expected);
 
     let err = fails(&[
         "run",

@@ -558,6 +558,8 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
                 false
             };
             let _ = super::transition(store, &id, state, state.as_str(), &reason, &at, now);
+            // An intersection's keys stored before a release that did not happen.
+            let _ = super::drop_keys(store, &id);
             returned
         })
         .await
@@ -824,7 +826,7 @@ async fn run_query(
         delta: 0.0,
         values: out.values,
         accuracy: out.accuracy,
-        keys: Vec::new(),
+        key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
     };

@@ -207,7 +207,7 @@ pub(super) async fn run(
         } else {
             "95% interval".into()
         },
-        keys: Vec::new(),
+        key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: contributors.clone(),
     };

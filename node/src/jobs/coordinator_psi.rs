@@ -67,7 +67,9 @@ pub(super) async fn run(
     // Release: the DP-noised count, or the matching keys, for the recipient only.
     step(node, row, Some(handle), State::Running, "releasing").await;
     let epsilon = row.spec.epsilon;
-    let (values, keys, mechanism, accuracy) = match row.kind {
+    // What leaves the node: an intersection's key chunks, then the result.
+    let mut digest = Sha256::new();
+    let (values, key_count, mechanism, accuracy) = match row.kind {
         Kind::PsiCardinality => {
             let spec = concord_dp::Epsilon::new(epsilon)
                 .map(NoiseSpec::Laplace)
@@ -79,30 +81,21 @@ pub(super) async fn run(
                 .map_err(|e| Failure::at(&me, e.to_string()))?;
             (
                 vec![query::scalar("cardinality", &r)],
-                Vec::new(),
+                0,
                 query::mechanism_name(r.mechanism),
                 "95% interval",
             )
         }
         _ => {
             let matched = output.matched_rows.clone().unwrap_or_default();
-            let columns = row.spec.columns.clone();
-            let rows =
-                tokio::task::spawn_blocking(move || input::rows_at(&path, &columns, &matched))
-                    .await
-                    .map_err(|e| Failure::at(&me, e.to_string()))?
-                    .map_err(|e| Failure::at(&me, e))?;
-            let keys = rows
-                .into_iter()
-                .map(|values| pb::KeyRow { values })
-                .collect();
+            let stored = store_keys(node, row, path, matched, &mut digest).await?;
             let count = vec![pb::ResultValue {
                 label: "matching keys".into(),
                 value: output.cardinality as f64,
                 lower: None,
                 upper: None,
             }];
-            (count, keys, "none", "exact (not a DP release)")
+            (count, stored, "none", "exact (not a DP release)")
         }
     };
     let result = pb::JobResult {
@@ -115,11 +108,12 @@ pub(super) async fn run(
         delta: 0.0,
         values,
         accuracy: accuracy.into(),
-        keys,
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
+        key_count,
     };
-    let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
+    digest.update(result.encode_to_vec());
+    let digest: [u8; 32] = digest.finalize().into();
     let detail = format!(
         "released {} ({}) of {} with {} to {}: {} own keys, {} peer keys",
         row.kind.as_str(),
@@ -135,6 +129,63 @@ pub(super) async fn run(
         output.peer_items
     );
     commit_release(node, row, Some(result), digest, detail).await
+}
+
+/// Most matching keys in one stored chunk, and about the most bytes of key values in one.
+const KEY_CHUNK_ROWS: usize = 16_384;
+const KEY_CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads the matching rows' key values from the file as it streams by, and stores them in
+/// chunks for `Jobs.ResultKeys` before the release (a few chunks in memory at a time, however
+/// large the intersection). Adds each chunk to `digest`; returns how many keys.
+async fn store_keys(
+    node: &Arc<Node>,
+    row: &JobRow,
+    path: PathBuf,
+    matched: Vec<u64>,
+    digest: &mut Sha256,
+) -> Result<u64, Failure> {
+    let me = node.config.node.name.clone();
+    let mine = |e: String| Failure::at(&me, e);
+    let count = matched.len() as u64;
+    let columns = row.spec.columns.clone();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let reader = tokio::task::spawn_blocking(move || {
+        let send = |chunk: &mut pb::KeyRows| {
+            tx.blocking_send(std::mem::take(chunk).encode_to_vec())
+                .map_err(|_| "the matching keys could not be stored".to_owned())
+        };
+        let (mut chunk, mut bytes) = (pb::KeyRows::default(), 0);
+        input::rows_at(&path, &columns, &matched, |values| {
+            bytes += values.iter().map(String::len).sum::<usize>();
+            chunk.rows.push(pb::KeyRow { values });
+            if chunk.rows.len() == KEY_CHUNK_ROWS || bytes >= KEY_CHUNK_BYTES {
+                bytes = 0;
+                send(&mut chunk)?;
+            }
+            Ok(())
+        })?;
+        if chunk.rows.is_empty() {
+            Ok(())
+        } else {
+            send(&mut chunk)
+        }
+    });
+    let mut seq = 0u64;
+    while let Some(encoded) = rx.recv().await {
+        digest.update(&encoded);
+        let id = row.id.clone();
+        node.with_store(move |_, store| super::put_keys(store, &id, seq, &encoded))
+            .await
+            .map_err(|e| mine(e.to_string()))?
+            .map_err(|e| mine(format!("storing the matching keys: {e}")))?;
+        seq += 1;
+    }
+    reader
+        .await
+        .map_err(|e| mine(format!("reading the matching keys: {e}")))?
+        .map_err(mine)?;
+    Ok(count)
 }
 
 /// The other party's dataset use, which a two-party job records at its coordinator.

@@ -64,29 +64,37 @@ pub(super) fn key_set(path: &Path, columns: &[String]) -> Result<KeySet, String>
     }
 }
 
-/// The key values of the rows at `matched` (0-based data rows, ascending), streamed.
+/// Hands `each` the key values of the rows at `matched` (0-based data rows, ascending), as the
+/// file streams by; `each` may stop the reading with an error.
 pub(super) fn rows_at(
     path: &Path,
     columns: &[String],
     matched: &[u64],
-) -> Result<Vec<Vec<String>>, String> {
+    mut each: impl FnMut(Vec<String>) -> Result<(), String>,
+) -> Result<(), String> {
     let mut rdr = reader(path)?;
     let at = positions(path, &mut rdr, columns)?;
-    let mut out = Vec::with_capacity(matched.len());
     let mut wanted = matched.iter().copied().peekable();
     for (row, record) in rdr.records().enumerate() {
         let Some(&next) = wanted.peek() else { break };
         let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
         if row as u64 == next {
-            out.push(
+            each(
                 at.iter()
                     .map(|&i| record.get(i).unwrap_or_default().to_owned())
                     .collect(),
-            );
+            )?;
             wanted.next();
         }
     }
-    Ok(out)
+    match wanted.peek() {
+        None => Ok(()),
+        Some(row) => Err(format!(
+            "{}: matched row {} is past the end of the file (did it change?)",
+            path.display(),
+            row + 1
+        )),
+    }
 }
 
 /// Every value of `column` (empty fields, the nulls, are `None`), streamed.

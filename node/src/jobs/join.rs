@@ -327,7 +327,7 @@ pub(super) async fn run(
         accuracy: "95% interval (ε/2 for the counts, ε/2 for the sums; a mean is their ratio, \
                    without an interval)"
             .into(),
-        keys: Vec::new(),
+        key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
     };

@@ -431,8 +431,62 @@ pub fn fail_interrupted(store: &mut Store, node: &str, now_ms: i64) -> Result<u6
              WHERE state NOT IN ('released', 'failed', 'cancelled')",
             params![node, now_ms],
         )
+        .map_err(&err)?;
+    // Key chunks of an intersection that never released.
+    store
+        .conn()
+        .execute(
+            "DELETE FROM job_keys WHERE job NOT IN (SELECT id FROM jobs WHERE state = 'released')",
+            [],
+        )
         .map_err(err)?;
     Ok(changed as u64)
+}
+
+/// Stores chunk `seq` of a job's matching keys (an encoded `KeyRows`), before its release.
+pub(crate) fn put_keys(
+    store: &mut Store,
+    id: &str,
+    seq: u64,
+    rows: &[u8],
+) -> Result<(), StoreError> {
+    let err = db(store);
+    store
+        .conn()
+        .execute(
+            "INSERT INTO job_keys (job, seq, rows) VALUES (?1, ?2, ?3)",
+            params![id, seq as i64, rows],
+        )
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Chunk `seq` of a job's matching keys, if there is one.
+pub(crate) fn keys_chunk(
+    store: &mut Store,
+    id: &str,
+    seq: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let err = db(store);
+    store
+        .conn()
+        .query_row(
+            "SELECT rows FROM job_keys WHERE job = ?1 AND seq = ?2",
+            params![id, seq as i64],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)
+}
+
+/// Deletes a job's key chunks (it ended without release).
+pub(crate) fn drop_keys(store: &mut Store, id: &str) -> Result<(), StoreError> {
+    let err = db(store);
+    store
+        .conn()
+        .execute("DELETE FROM job_keys WHERE job = ?1", [id])
+        .map_err(err)?;
+    Ok(())
 }
 
 /// A running job's live side: its progress, which `Jobs.Watch` streams, and its cancel switch.
@@ -739,6 +793,11 @@ mod tests {
         let mut store = Store::open(&dir.path().join("node.db")).unwrap();
         insert(&mut store, &row("job-a", State::Submitted)).unwrap();
         insert(&mut store, &row("job-b", State::Submitted)).unwrap();
+        // Both stored matching keys before their release; only job-a releases.
+        for id in ["job-a", "job-b"] {
+            put_keys(&mut store, id, 0, b"first").unwrap();
+            put_keys(&mut store, id, 1, b"second").unwrap();
+        }
         assert!(transition(&mut store, "job-a", State::Running, "exchanging", "", "", 2).unwrap());
         let result = pb::JobResult {
             job_id: "job-a".into(),
@@ -759,6 +818,16 @@ mod tests {
         assert_eq!(b.failed_at, "health");
         assert!(b.reason.contains("restarted"), "{}", b.reason);
         assert_eq!(list(&mut store, 10).unwrap().len(), 2);
+        // The released job keeps its keys, in order; the failed one has none left.
+        assert_eq!(
+            keys_chunk(&mut store, "job-a", 1).unwrap().unwrap(),
+            b"second"
+        );
+        assert_eq!(keys_chunk(&mut store, "job-a", 2).unwrap(), None);
+        assert_eq!(keys_chunk(&mut store, "job-b", 0).unwrap(), None);
+        put_keys(&mut store, "job-b", 0, b"again").unwrap();
+        drop_keys(&mut store, "job-b").unwrap();
+        assert_eq!(keys_chunk(&mut store, "job-b", 0).unwrap(), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ const OPERATORS: &[Role] = &[Role::Operator];
 const LISTERS: &[Role] = &[Role::Operator, Role::DataManager, Role::Auditor];
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
+type KeysStream = Pin<Box<dyn Stream<Item = Result<pb::KeyRows, Status>> + Send>>;
 
 impl Node {
     async fn job(self: &Arc<Self>, id: &str) -> Result<jobs::JobRow, NodeError> {
@@ -201,4 +202,61 @@ impl Jobs for JobsService {
             .await
             .map(Response::new)
     }
+
+    type ResultKeysStream = KeysStream;
+
+    async fn result_keys(&self, req: Request<pb::JobRef>) -> Result<Response<KeysStream>, Status> {
+        let node = &self.0;
+        let action = "job.result-keys";
+        let caller = node.admit(&req, action, Admit::People(JOB_READERS)).await?;
+        let id = req.into_inner().id;
+        let subjects = vec![id.clone()];
+        // The same check as the result's: its recipient, once released.
+        let result = coordinator::result(node, &caller, id.clone())
+            .await
+            .map(|(r, _)| {
+                let detail = format!(
+                    "{} matching keys of {id} read by its recipient",
+                    r.key_count
+                );
+                (stream_keys(node, id), detail)
+            });
+        node.finish(&caller, action, subjects, result)
+            .await
+            .map(Response::new)
+    }
+}
+
+/// A released job's key chunks, read one at a time as the client takes them.
+fn stream_keys(node: &Arc<Node>, id: String) -> KeysStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let node = Arc::clone(node);
+    tokio::spawn(async move {
+        for seq in 0u64.. {
+            let job = id.clone();
+            let chunk = node
+                .with_store(move |_, store| jobs::keys_chunk(store, &job, seq))
+                .await
+                .map_err(Status::from)
+                .and_then(|r| r.map_err(|e| Status::internal(e.to_string())))
+                .and_then(|chunk| {
+                    chunk
+                        .map(|bytes| {
+                            prost::Message::decode(bytes.as_slice())
+                                .map_err(|e| Status::internal(format!("stored keys of {id}: {e}")))
+                        })
+                        .transpose()
+                });
+            let last = !matches!(chunk, Ok(Some(_)));
+            let sent = match chunk {
+                Ok(None) => true,
+                Ok(Some(rows)) => tx.send(Ok(rows)).await.is_ok(),
+                Err(status) => tx.send(Err(status)).await.is_ok(),
+            };
+            if last || !sent {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
