@@ -127,7 +127,7 @@ impl KeyHolderUnblinding {
                         found: public.len(),
                     });
                 }
-                check_peer_count(items, self.params.peer_limit())?;
+                check_peer_count(items, self.params.peer_limit)?;
                 self.offer = Some((items, Encryptor::new(&public)));
                 Ok(())
             }

@@ -33,7 +33,7 @@ pub struct JoinParams {
     hi: i64,
     noise_bound: u64,
     /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
-    peer_limit: u64,
+    pub(crate) peer_limit: u64,
 }
 
 impl JoinParams {
@@ -98,11 +98,6 @@ impl JoinParams {
             peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
             ..self
         }
-    }
-
-    /// The most keys a peer may announce.
-    pub fn peer_limit(&self) -> u64 {
-        self.peer_limit
     }
 
     /// The session id (also the hash domain: every session blinds under fresh keys).

@@ -160,7 +160,7 @@ impl ValueHolderAwaitQuery {
         if params != self.state.params.digest() {
             return Err(JoinError::ParamsMismatch);
         }
-        check_peer_count(items, self.state.params.peer_limit())?;
+        check_peer_count(items, self.state.params.peer_limit)?;
         Ok(ValueHolderEvaluating {
             state: self.state,
             announced: items,

@@ -173,7 +173,7 @@ pub struct OtPsiParams {
     session: SessionId,
     keys: KeySpec,
     /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
-    peer_limit: u64,
+    pub(crate) peer_limit: u64,
 }
 
 impl OtPsiParams {
@@ -209,11 +209,6 @@ impl OtPsiParams {
             peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
             ..self
         }
-    }
-
-    /// The most keys a peer may announce.
-    pub fn peer_limit(&self) -> u64 {
-        self.peer_limit
     }
 
     /// The session id (fresh per session: it separates digests, base-OT keys and hashes).

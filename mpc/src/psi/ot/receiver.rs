@@ -130,7 +130,7 @@ impl OtReceiverAwaitSetup {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch.into());
         }
-        check_peer_count(items, self.params.peer_limit())?;
+        check_peer_count(items, self.params.peer_limit)?;
         let keys = base::sender_keys(self.params.session(), &self.secret, &self.point, &points);
         let prgs = keys
             .iter()

@@ -139,7 +139,7 @@ impl OtSenderAwaitHello {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch.into());
         }
-        check_peer_count(items, self.params.peer_limit())?;
+        check_peer_count(items, self.params.peer_limit)?;
         let expected = cuckoo::bins_for(items);
         if bins != expected {
             return Err(OtPsiError::BinsMismatch {
