@@ -688,7 +688,7 @@ fn a_node_refuses_a_psi_over_its_key_limit_on_either_side() {
     assert!(
         err.contains(
             "failed at civil: refused (too-large): dataset insured has 1000 rows, more \
-             than the 600 keys a PSI or join may hold at this node"
+             than the 600 a PSI, join or query may hold at this node"
         ),
         "{err}"
     );

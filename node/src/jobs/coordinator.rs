@@ -485,14 +485,11 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<PathB
         .map_err(|e| Failure::at(me, e.to_string()))?;
     let size = found.as_ref().map_or(0, |d| d.1);
     let limit = node.config.limits.max_keys;
-    let holds_keys = matches!(
-        row.kind,
-        Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join
-    );
-    if holds_keys && size > limit {
+    // An aggregate streams its dataset into a vector; every other kind holds its rows.
+    if row.kind != Kind::Aggregate && size > limit {
         let reason = format!(
-            "dataset {} has {size} rows, more than the {limit} keys a PSI or join may hold at \
-             this node ([limits] max_keys in its configuration)",
+            "dataset {} has {size} rows, more than the {limit} a PSI, join or query may hold \
+             at this node ([limits] max_keys in its configuration)",
             row.spec.dataset
         );
         return Err(Failure {

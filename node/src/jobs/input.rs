@@ -97,17 +97,26 @@ pub(super) fn rows_at(
     }
 }
 
-/// Every value of `column` (empty fields, the nulls, are `None`), streamed.
-pub(super) fn column(path: &Path, column: &str) -> Result<Vec<Option<String>>, String> {
+/// Hands `each` every non-empty value of `column` (empty fields are nulls, skipped) as the file
+/// streams by; `each` may stop the reading with an error.
+pub(super) fn each_value(
+    path: &Path,
+    column: &str,
+    mut each: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
     let mut rdr = reader(path)?;
     let at = positions(path, &mut rdr, &[column.to_owned()])?[0];
-    rdr.records()
-        .map(|r| {
-            let record = r.map_err(|e| format!("{}: {e}", path.display()))?;
-            let v = record.get(at).unwrap_or_default();
-            Ok((!v.is_empty()).then(|| v.to_owned()))
-        })
-        .collect()
+    let mut record = csv::StringRecord::new();
+    while rdr
+        .read_record(&mut record)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        let v = record.get(at).unwrap_or_default();
+        if !v.is_empty() {
+            each(v)?;
+        }
+    }
+    Ok(())
 }
 
 /// The number of data rows, streamed.
