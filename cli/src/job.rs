@@ -183,7 +183,8 @@ fn print_job(j: &pb::Job, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn result_json(r: &pb::JobResult, keys: &[Vec<String>]) -> serde_json::Value {
+/// The result as JSON, without its keys (which stream after it).
+fn result_json(r: &pb::JobResult) -> serde_json::Value {
     let values: Vec<_> = r
         .values
         .iter()
@@ -203,7 +204,6 @@ fn result_json(r: &pb::JobResult, keys: &[Vec<String>]) -> serde_json::Value {
         "delta": r.delta,
         "accuracy": r.accuracy,
         "values": values,
-        "keys": keys,
         "contributors": r.contributors,
         "released_ms": r.released_ms,
     })
@@ -281,15 +281,19 @@ async fn print_result(
 ) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if output.json {
-        let mut all = Vec::new();
+        // One object whose last member, "keys", is written as its rows arrive.
+        let head = serde_json::to_string_pretty(&result_json(r))?;
+        let head = head.strip_suffix("\n}").unwrap_or(&head);
+        write!(out, "{head},\n  \"keys\": [")?;
+        let mut first = true;
         while let Some(rows) = keys.next().await? {
-            all.extend(rows);
+            for k in rows {
+                let sep = if first { "" } else { "," };
+                write!(out, "{sep}\n    {}", serde_json::to_string(&k)?)?;
+                first = false;
+            }
         }
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&result_json(r, &all))?
-        )?;
+        writeln!(out, "{}]\n}}", if first { "" } else { "\n  " })?;
         return Ok(out.flush()?);
     }
     let bound = |b: Option<f64>| b.map_or(String::new(), |b| format!("{b}"));
