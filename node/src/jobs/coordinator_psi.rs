@@ -88,7 +88,7 @@ pub(super) async fn run(
         }
         _ => {
             let matched = output.matched_rows.clone().unwrap_or_default();
-            let stored = store_keys(node, row, path, matched, &mut digest).await?;
+            let stored = store_keys(node, row, handle, path, matched, &mut digest).await?;
             let count = vec![pb::ResultValue {
                 label: "matching keys".into(),
                 value: output.cardinality as f64,
@@ -137,10 +137,12 @@ const KEY_CHUNK_BYTES: usize = 1 << 20;
 
 /// Reads the matching rows' key values from the file as it streams by, and stores them in
 /// chunks for `Jobs.ResultKeys` before the release (a few chunks in memory at a time, however
-/// large the intersection). Adds each chunk to `digest`; returns how many keys.
+/// large the intersection), reporting the keys stored so far. Adds each chunk to `digest`;
+/// returns how many keys.
 async fn store_keys(
     node: &Arc<Node>,
     row: &JobRow,
+    handle: &Handle,
     path: PathBuf,
     matched: Vec<u64>,
     digest: &mut Sha256,
@@ -149,10 +151,11 @@ async fn store_keys(
     let mine = |e: String| Failure::at(&me, e);
     let count = matched.len() as u64;
     let columns = row.spec.columns.clone();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(2);
     let reader = tokio::task::spawn_blocking(move || {
         let send = |chunk: &mut pb::KeyRows| {
-            tx.blocking_send(std::mem::take(chunk).encode_to_vec())
+            let chunk = std::mem::take(chunk);
+            tx.blocking_send((chunk.rows.len(), chunk.encode_to_vec()))
                 .map_err(|_| "the matching keys could not be stored".to_owned())
         };
         let (mut chunk, mut bytes) = (pb::KeyRows::default(), 0);
@@ -171,8 +174,8 @@ async fn store_keys(
             send(&mut chunk)
         }
     });
-    let mut seq = 0u64;
-    while let Some(encoded) = rx.recv().await {
+    let (mut seq, mut stored) = (0u64, 0u64);
+    while let Some((rows, encoded)) = rx.recv().await {
         digest.update(&encoded);
         let id = row.id.clone();
         node.with_store(move |_, store| super::put_keys(store, &id, seq, &encoded))
@@ -180,6 +183,8 @@ async fn store_keys(
             .map_err(|e| mine(e.to_string()))?
             .map_err(|e| mine(format!("storing the matching keys: {e}")))?;
         seq += 1;
+        stored += rows as u64;
+        handle.report(State::Running, "releasing", stored, count, "");
     }
     reader
         .await
