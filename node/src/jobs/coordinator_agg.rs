@@ -28,10 +28,10 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::coordinator::{commit_budget, settle_release, step};
+use super::coordinator::{settle_release, step};
 use super::coordinator_psi::{Terms, open_exchange, propose};
 use super::exchange::{Inbound, Outbound, SECAGG};
-use super::secagg::{self, PartyLink, Up};
+use super::secagg::{self, Contribution, PartyLink, Up};
 use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
 use crate::service::Node;
 
@@ -104,33 +104,22 @@ pub(super) async fn run(
             let (params, plan, column) = (params.clone(), plan, row.spec.columns.first().cloned());
             let q = agg.query.clone();
             Some(tokio::task::spawn_blocking(move || {
-                let ran = (|| {
-                    let exact = aggregate::exact_vector(&path, column.as_deref(), &q)?;
-                    let input = aggregate::noised(&exact, &plan)?;
-                    let identity = node
-                        .secagg
-                        .as_ref()
-                        .ok_or_else(|| "no secure-aggregation identity key".to_owned())?;
-                    let frames_up = up.clone();
-                    let mut link = PartyLink {
-                        send: Box::new(move |f| frames_up.send(Up::Frame(index, f)).is_ok()),
-                        recv: Box::new(move || rx.blocking_recv()),
-                    };
-                    let mut commit = || {
-                        rt.block_on(commit_budget(&node, &row))
-                            .map_err(|f| f.reason)
-                    };
-                    secagg::party(
-                        params,
-                        index,
-                        identity,
-                        &input,
-                        &mut link,
-                        &|_| {},
-                        &mut commit,
-                    )
-                    .map_err(|e| e.to_string())
-                })();
+                let frames_up = up.clone();
+                let mut link = PartyLink {
+                    send: Box::new(move |f| frames_up.send(Up::Frame(index, f)).is_ok()),
+                    recv: Box::new(move || rx.blocking_recv()),
+                };
+                let contribution = Contribution {
+                    params,
+                    index,
+                    path,
+                    column,
+                    query: q,
+                    plan,
+                };
+                // The server reports this node's phases; its own party's go nowhere.
+                let ran = secagg::contribute(&node, &row, &rt, contribution, &mut link, &|_| {})
+                    .map_err(|(_, e)| e);
                 if let Err(reason) = &ran {
                     let _ = up.send(Up::Abort(index, reason.clone()));
                 }

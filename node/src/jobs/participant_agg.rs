@@ -12,12 +12,10 @@ use concord_proto::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::coordinator::{
-    commit_budget, dataset, during_protocol, next_control, settle_release, step,
-};
+use super::coordinator::{dataset, during_protocol, next_control, settle_release, step};
 use super::exchange::{Inbound, Outbound, SECAGG};
 use super::participant::ended;
-use super::secagg::{self, PartyLink};
+use super::secagg::{self, Contribution, PartyLink};
 use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
 use crate::service::{Node, NodeError};
 
@@ -122,14 +120,6 @@ pub(super) async fn participate(
         let phase = |phase: &str| {
             rt.block_on(step(&node2, &row2, Some(&handle2), State::Running, phase));
         };
-        phase("reading");
-        let exact =
-            aggregate::exact_vector(&path, column.as_deref(), &agg.query).map_err(|e| (true, e))?;
-        let input = aggregate::noised(&exact, &plan).map_err(|e| (true, e))?;
-        let identity = node2
-            .secagg
-            .as_ref()
-            .ok_or_else(|| (true, "no secure-aggregation identity key".to_owned()))?;
         let mut frames_rx = frames_rx;
         let mut sent = Sha256::new();
         let mut link = PartyLink {
@@ -139,20 +129,15 @@ pub(super) async fn participate(
             }),
             recv: Box::new(move || frames_rx.blocking_recv()),
         };
-        let mut commit = || {
-            rt.block_on(commit_budget(&node2, &row2))
-                .map_err(|f| f.reason)
-        };
-        secagg::party(
+        let contribution = Contribution {
             params,
             index,
-            identity,
-            &input,
-            &mut link,
-            &phase,
-            &mut commit,
-        )
-        .map_err(|e| (e.is_own(), e.to_string()))?;
+            path,
+            column,
+            query: agg.query,
+            plan,
+        };
+        secagg::contribute(&node2, &row2, &rt, contribution, &mut link, &phase)?;
         drop(link);
         Ok::<[u8; 32], (bool, String)>(sent.finalize().into())
     });

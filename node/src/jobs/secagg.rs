@@ -16,10 +16,16 @@ use concord_mpc::secagg::{
     Aggregate, Body, IdentityKey, Message, PartyAwaitRoster, PublicKey, SecAggError, SecAggParams,
     ServerAwaitKeys,
 };
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use concord_dp::shares::SharePlan;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
+use super::coordinator::commit_budget;
+use super::{JobRow, QueryParams, aggregate};
 use crate::service::Node;
 
 /// What the server hears about party `i`.
@@ -133,6 +139,49 @@ impl PartyLink<'_> {
         let frame = (self.recv)().ok_or(PartyError::Gone)?;
         Ok(Message::decode(&frame).map_err(SecAggError::from)?)
     }
+}
+
+/// A contributor's input: where it reads its vector, and the noise share it adds.
+pub(super) struct Contribution {
+    pub(super) params: SecAggParams,
+    pub(super) index: u16,
+    pub(super) path: PathBuf,
+    pub(super) column: Option<String>,
+    pub(super) query: QueryParams,
+    pub(super) plan: SharePlan,
+}
+
+/// A contributor's whole part, on a blocking thread, at the coordinator as at a participant:
+/// reads its dataset into its vector (streamed), adds its noise share, and runs [`party`] over
+/// `link`, committing this node's budget on `rt` just before its masked vector leaves. An
+/// error says whether this node's own input or key (true) or the protocol failed.
+pub(super) fn contribute(
+    node: &Arc<Node>,
+    row: &JobRow,
+    rt: &tokio::runtime::Handle,
+    c: Contribution,
+    link: &mut PartyLink<'_>,
+    phase: &dyn Fn(&str),
+) -> Result<(), (bool, String)> {
+    phase("reading");
+    let exact =
+        aggregate::exact_vector(&c.path, c.column.as_deref(), &c.query).map_err(|e| (true, e))?;
+    let input = aggregate::noised(&exact, &c.plan).map_err(|e| (true, e))?;
+    let identity = node
+        .secagg
+        .as_ref()
+        .ok_or_else(|| (true, "no secure-aggregation identity key".to_owned()))?;
+    let mut commit = || rt.block_on(commit_budget(node, row)).map_err(|f| f.reason);
+    party(
+        c.params,
+        c.index,
+        identity,
+        &input,
+        link,
+        phase,
+        &mut commit,
+    )
+    .map_err(|e| (e.is_own(), e.to_string()))
 }
 
 /// One contributor: advertises, shares, masks its `input` (its noise share already added) and
