@@ -105,23 +105,39 @@ fn patients_and_insured(fed: &Fed, left: std::ops::Range<u32>, right: std::ops::
     set_budget(fed, "civil", "insured", 10);
 }
 
-/// Submits a cardinality of patients × insured (ε = 1) without waiting; returns its id.
-fn submit_cardinality(operator: &str) -> String {
-    ok(&[
+/// `concord run psi --profile OPERATOR --kind KIND --left LEFT --right RIGHT`, then `extra`.
+fn run_psi<'a>(
+    operator: &'a str,
+    kind: &'a str,
+    left: &'a str,
+    right: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
         "run",
         "psi",
         "--profile",
         operator,
         "--kind",
-        "cardinality",
+        kind,
         "--left",
-        "health:patients:nin",
+        left,
         "--right",
+        right,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Submits a cardinality of patients × insured (ε = 1) without waiting; returns its id.
+fn submit_cardinality(operator: &str) -> String {
+    ok(&run_psi(
+        operator,
+        "cardinality",
+        "health:patients:nin",
         "civil:insured:nin",
-        "--epsilon",
-        "1",
-        "--detach",
-    ])
+        &["--epsilon", "1", "--detach"],
+    ))
     .trim()
     .to_owned()
 }
@@ -181,22 +197,13 @@ fn psi_cardinality_intersection_and_query_reach_only_their_recipient() {
     let researcher = fed.path("health/researcher.toml");
 
     // Cardinality, DP-noised, for the researcher: the operator sees only that it was released.
-    let out = concord(&[
-        "run",
-        "psi",
-        "--profile",
+    let out = concord(&run_psi(
         &operator,
-        "--kind",
         "cardinality",
-        "--left",
         "health:patients:nin",
-        "--right",
         "civil:insured:nin",
-        "--epsilon",
-        "1",
-        "--recipient",
-        "researcher.health.concord",
-    ]);
+        &["--epsilon", "1", "--recipient", "researcher.health.concord"],
+    ));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
@@ -251,19 +258,13 @@ fn psi_cardinality_intersection_and_query_reach_only_their_recipient() {
     assert_eq!(at_civil["role"], "participant");
 
     // Intersection to the operator (the default recipient): the matching keys, as CSV.
-    let out = ok(&[
-        "run",
-        "psi",
-        "--profile",
+    let out = ok(&run_psi(
         &operator,
-        "--kind",
         "intersection",
-        "--left",
         "health:patients:nin",
-        "--right",
         "civil:insured:nin",
-        "--csv",
-    ]);
+        &["--csv"],
+    ));
     let keys: Vec<&str> = out.lines().collect();
     let expected: Vec<String> = (150..200).map(|i| format!("N{i:07}")).collect();
     assert_eq!(keys, expected);
@@ -362,20 +363,13 @@ fn a_refusal_at_either_party_fails_the_job_everywhere() {
     grant(&fed, "civil", "unbudgeted");
     let operator = fed.path("health/operator.toml");
     let psi = |left: &str, right: &str| {
-        let out = concord(&[
-            "run",
-            "psi",
-            "--profile",
+        let out = concord(&run_psi(
             &operator,
-            "--kind",
             "cardinality",
-            "--left",
             left,
-            "--right",
             right,
-            "--epsilon",
-            "1",
-        ]);
+            &["--epsilon", "1"],
+        ));
         assert!(!out.status.success());
         String::from_utf8(out.stderr).unwrap()
     };
@@ -668,20 +662,13 @@ fn a_node_refuses_a_psi_over_its_key_limit_on_either_side() {
     set_budget(&fed, "civil", "small", 10);
     let operator = fed.path("health/operator.toml");
     let run = |right: &str| {
-        fails(&[
-            "run",
-            "psi",
-            "--profile",
+        fails(&run_psi(
             &operator,
-            "--kind",
             "cardinality",
-            "--left",
             "health:patients:nin",
-            "--right",
             right,
-            "--epsilon",
-            "1",
-        ])
+            &["--epsilon", "1"],
+        ))
     };
     // Its own dataset is too large: refused at the proposal, before civil reserves anything.
     let err = run("civil:insured:nin");
@@ -722,20 +709,14 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     patients_and_insured(&fed, 0..40_000, 15_000..41_000);
     let operator = fed.path("health/operator.toml");
     let run = |protocol: &[&str]| {
-        let base = [
-            "run",
-            "psi",
-            "--profile",
+        let extra = [&["--csv"], protocol].concat();
+        let out = ok(&run_psi(
             &operator,
-            "--kind",
             "intersection",
-            "--left",
             "health:patients:nin",
-            "--right",
             "civil:insured:nin",
-            "--csv",
-        ];
-        let out = ok(&[&base[..], protocol].concat());
+            &extra,
+        ));
         let mut keys: Vec<String> = out
             .lines()
             .filter(|l| l.starts_with('N'))
@@ -763,22 +744,13 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
         .collect();
     assert_eq!(keys, expected);
 
-    let err = fails(&[
-        "run",
-        "psi",
-        "--profile",
+    let err = fails(&run_psi(
         &operator,
-        "--kind",
         "cardinality",
-        "--left",
         "health:patients:nin",
-        "--right",
         "civil:insured:nin",
-        "--epsilon",
-        "1",
-        "--protocol",
-        "ot",
-    ]);
+        &["--epsilon", "1", "--protocol", "ot"],
+    ));
     assert!(err.contains("cannot give a cardinality alone"), "{err}");
 }
 
