@@ -255,10 +255,10 @@ impl Default for PolicySection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// The most keys a PSI or join holds on either side at this node: rows of its own dataset
-    /// (for a query too, which holds its column), and keys a peer announces. A PSI party's memory grows with both (see the README's
-    /// "Memory of a node"); a job over the limit is refused, before any budget is reserved
-    /// when it is this node's own dataset, and the moment the peer announces its size
-    /// otherwise.
+    /// (for a query too, which holds its column), and keys a peer announces. A PSI party's
+    /// memory grows with both (see the README's "Memory of a node"); a job over the limit is
+    /// refused, before any budget is reserved when it is this node's own dataset, and the
+    /// moment the peer announces its size otherwise.
     #[serde(default = "default_max_keys")]
     pub max_keys: u64,
 }

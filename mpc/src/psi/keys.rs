@@ -34,17 +34,37 @@ pub const MAX_COMPONENT_BYTES: usize = 64 * 1024;
 /// Largest number of distinct keys in one set (row positions are stored as `u32`).
 pub const MAX_DISTINCT_KEYS: usize = u32::MAX as usize - 1;
 
-/// Refuses a peer's announced key count over `limit` (this party's own cap on the state it
-/// allocates for a peer, at most [`MAX_DISTINCT_KEYS`]: positions are `u32`).
-pub(crate) fn check_peer_count(items: u64, limit: u64) -> Result<(), PsiError> {
-    let limit = limit.min(MAX_DISTINCT_KEYS as u64);
-    if items > limit {
-        return Err(PsiError::PeerTooLarge {
-            announced: items,
-            limit,
-        });
+/// The most keys a party lets its peer announce: its own bound on the state a peer's set costs
+/// it, never agreed with the peer and not part of the session digest. At most (and by default)
+/// [`MAX_DISTINCT_KEYS`], since positions are `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerLimit(u64);
+
+impl PeerLimit {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self(limit.min(MAX_DISTINCT_KEYS as u64))
     }
-    Ok(())
+
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Refuses a peer's announced key count over the limit.
+    pub(crate) fn check(self, items: u64) -> Result<(), PsiError> {
+        if items > self.0 {
+            return Err(PsiError::PeerTooLarge {
+                announced: items,
+                limit: self.0,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for PeerLimit {
+    fn default() -> Self {
+        Self(MAX_DISTINCT_KEYS as u64)
+    }
 }
 
 /// Rows normalized in parallel per step when building a key set.

@@ -4,7 +4,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::PsiError;
 use super::group::{DigestTag, HashToGroup};
-use super::keys::{KeySpec, MAX_DISTINCT_KEYS};
+use super::keys::{KeySpec, PeerLimit};
 use crate::PROTOCOL_VERSION;
 pub use crate::session::SessionId;
 
@@ -38,8 +38,7 @@ pub struct PsiParams {
     output: OutputKind,
     recipients: Recipients,
     keys: KeySpec,
-    /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
-    peer_limit: u64,
+    pub(crate) peer_limit: PeerLimit,
 }
 
 impl PsiParams {
@@ -56,7 +55,7 @@ impl PsiParams {
             output,
             recipients,
             keys,
-            peer_limit: MAX_DISTINCT_KEYS as u64,
+            peer_limit: PeerLimit::default(),
         }
     }
 
@@ -76,7 +75,7 @@ impl PsiParams {
             output: OutputKind::Intersection,
             recipients,
             keys,
-            peer_limit: MAX_DISTINCT_KEYS as u64,
+            peer_limit: PeerLimit::default(),
         }
     }
 
@@ -107,18 +106,18 @@ impl PsiParams {
 
     /// The same session, refusing a peer that announces more than `limit` keys (this party's
     /// own bound on the memory a peer's set costs it; the peer need not agree). The default,
-    /// and the most, is [`MAX_DISTINCT_KEYS`].
+    /// and the most, is [`MAX_DISTINCT_KEYS`](super::MAX_DISTINCT_KEYS).
     #[must_use]
     pub fn with_peer_limit(self, limit: u64) -> Self {
         Self {
-            peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
+            peer_limit: PeerLimit::new(limit),
             ..self
         }
     }
 
     /// The most keys a peer may announce.
     pub fn peer_limit(&self) -> u64 {
-        self.peer_limit
+        self.peer_limit.get()
     }
 
     /// SHA-256 over the protocol version and every parameter.

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use super::PsiError;
 use super::blinding::{Blinded, Blinder};
 use super::group::{BlindingKey, DigestTag, ItemDigest, blind_and_digest};
-use super::keys::{InputReport, KeySet, check_peer_count};
+use super::keys::{InputReport, KeySet};
 use super::params::{OutputKind, PsiParams, Recipients};
 use super::wire::{self, Frame, Message};
 
@@ -149,7 +149,7 @@ impl ReceiverCollecting {
                         message: "a second set header",
                     });
                 }
-                check_peer_count(items, self.params.peer_limit())?;
+                self.params.peer_limit.check(items)?;
                 self.peer_items = Some(items);
                 Ok(())
             }

@@ -10,7 +10,6 @@ use rand::{CryptoRng, SeedableRng as _};
 
 use super::PsiError;
 use super::group::{BlindingKey, ItemDigest, POINT_LEN, blind_points, hash_blind_and_digest};
-use super::keys::check_peer_count;
 use super::keys::{InputReport, KeySet, KeySpec};
 use super::params::{OutputKind, PsiParams, Recipients, SessionId, digest_tag, hash_to_group};
 use super::wire::{self, DEFAULT_BATCH_ITEMS, Frame, Message};
@@ -167,7 +166,7 @@ impl SenderAwaitQuery {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch);
         }
-        check_peer_count(items, self.params.peer_limit())?;
+        self.params.peer_limit.check(items)?;
         Ok(SenderEvaluating {
             params: self.params,
             encoding: self.encoding,

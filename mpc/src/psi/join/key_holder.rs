@@ -10,7 +10,6 @@ use super::wire::{self, JoinMessage};
 use super::{Frame, InputReport, JoinError, JoinNoise, JoinParams, KeySet};
 use crate::psi::blinding::{Blinded, Blinder};
 use crate::psi::group::{BlindingKey, DigestTag, ItemDigest, blind_and_digest};
-use crate::psi::keys::check_peer_count;
 
 /// What the key holder learns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +126,7 @@ impl KeyHolderUnblinding {
                         found: public.len(),
                     });
                 }
-                check_peer_count(items, self.params.peer_limit)?;
+                self.params.peer_limit.check(items)?;
                 self.offer = Some((items, Encryptor::new(&public)));
                 Ok(())
             }

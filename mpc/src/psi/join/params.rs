@@ -6,7 +6,7 @@ use zeroize::Zeroize;
 use super::JoinError;
 use crate::PROTOCOL_VERSION;
 use crate::psi::group::{DigestTag, HashToGroup};
-use crate::psi::keys::MAX_DISTINCT_KEYS;
+use crate::psi::keys::PeerLimit;
 use crate::psi::{KeySpec, SessionId};
 
 /// Most categories in one session (the cost per row is linear in it).
@@ -32,8 +32,7 @@ pub struct JoinParams {
     lo: i64,
     hi: i64,
     noise_bound: u64,
-    /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
-    pub(crate) peer_limit: u64,
+    pub(crate) peer_limit: PeerLimit,
 }
 
 impl JoinParams {
@@ -86,7 +85,7 @@ impl JoinParams {
             lo,
             hi,
             noise_bound,
-            peer_limit: MAX_DISTINCT_KEYS as u64,
+            peer_limit: PeerLimit::default(),
         })
     }
 
@@ -95,7 +94,7 @@ impl JoinParams {
     #[must_use]
     pub fn with_peer_limit(self, limit: u64) -> Self {
         Self {
-            peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
+            peer_limit: PeerLimit::new(limit),
             ..self
         }
     }

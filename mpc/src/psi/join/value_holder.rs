@@ -14,7 +14,6 @@ use super::values::{ValueReport, ValueSet};
 use super::wire::{self, JoinMessage, row_width, rows_per_frame};
 use super::{Frame, JoinError, JoinParams};
 use crate::psi::group::{BlindingKey, CHUNK, POINT_LEN, blind_points, hash_blind_and_digest};
-use crate::psi::keys::check_peer_count;
 use crate::psi::wire::DEFAULT_BATCH_ITEMS;
 
 /// One category's released figures: exact values plus the key holder's noise.
@@ -160,7 +159,7 @@ impl ValueHolderAwaitQuery {
         if params != self.state.params.digest() {
             return Err(JoinError::ParamsMismatch);
         }
-        check_peer_count(items, self.state.params.peer_limit)?;
+        self.state.params.peer_limit.check(items)?;
         Ok(ValueHolderEvaluating {
             state: self.state,
             announced: items,

@@ -30,9 +30,8 @@
 //! `H` is the SHA-256 compression function keyed by the whole row, from a chaining value fixed
 //! by a tag and the bin index: a random oracle on the row, as KKRT16's proof assumes, when
 //! SHACAL-2 is an ideal cipher ([`prims::CrHash`] gives the argument, and says why not a
-//! fixed-key AES construction). The receiver
-//! keeps its own values in an open-addressing hash table, one probe per received value. The
-//! rounds are types:
+//! fixed-key AES construction). The receiver keeps its own values in an open-addressing hash
+//! table, one probe per received value. The rounds are types:
 //! [`OtReceiverStart`] → [`OtReceiverAwaitSetup`] → [`OtReceiverExtending`] →
 //! [`OtReceiverComparing`]; [`OtSenderAwaitHello`] → [`OtSenderExtending`] → [`OtSenderAnswering`].
 //! [`local`] runs both in one process.
@@ -56,16 +55,16 @@
 //! results to both parties with [`OtPsiError::RecipientsUnsupported`] (not built yet). The cuckoo
 //! seed is public and may have been redrawn (see [`cuckoo`] for what that leaks: ≤ 2^-40).
 //! Security: semi-honest, in the random-oracle model for the KDF (SHA-256) and `H` (the SHA-256
-//! compression function, ideal-cipher model for SHACAL-2), CDH in ristretto255 for the base OTs, AES as a PRF for the code and the column PRG. A malicious
-//! party is not detected (KKRT16 is a semi-honest protocol); as with the ECDH mode, cap set sizes
-//! with grants.
+//! compression function, ideal-cipher model for SHACAL-2), CDH in ristretto255 for the base
+//! OTs, AES as a PRF for the code and the column PRG. A malicious party is not detected (KKRT16
+//! is a semi-honest protocol); as with the ECDH mode, cap set sizes with grants.
 //!
 //! # Cost and memory
 //! Per item, a few dozen AES blocks (each of the code's twelve keys encrypts a whole batch in
 //! one call), one 128-bit digest (one SHA-256 compression for a key of up to 55 canonical
 //! bytes), and one SHA-256 compression per OPRF value (the tag blocks are compressed once); no
-//! elliptic-curve operation except 1,536 for the base OTs. Traffic
-//! ≈ `64·m + 3·ℓ·n_s` bytes (123 MB at 2^20 per side).
+//! elliptic-curve operation except 1,536 for the base OTs. Traffic ≈ `64·m + 3·ℓ·n_s` bytes
+//! (123 MB at 2^20 per side).
 //!
 //! Memory, beyond the two key sets: the sender keeps 16-byte digests, its outputs as they will
 //! be sent (`3·ℓ` bytes an item) and the bin index (15 bytes an item and 8 a bin), ≈ 80 bytes
@@ -104,7 +103,7 @@ pub use receiver::{
 pub use sender::{OtSenderAnswering, OtSenderAwaitHello, OtSenderExtending};
 pub use wire::{OtDecodeError, OtMessage};
 
-use super::keys::{KeySpec, MAX_DISTINCT_KEYS};
+use super::keys::{KeySpec, PeerLimit};
 use super::params::{OutputKind, Recipients};
 use super::{PsiError, SessionId};
 use crate::PROTOCOL_VERSION;
@@ -172,8 +171,7 @@ pub enum OtPsiError {
 pub struct OtPsiParams {
     session: SessionId,
     keys: KeySpec,
-    /// This party's own cap on the peer's announced keys; not agreed, not in the digest.
-    pub(crate) peer_limit: u64,
+    pub(crate) peer_limit: PeerLimit,
 }
 
 impl OtPsiParams {
@@ -197,7 +195,7 @@ impl OtPsiParams {
         Ok(Self {
             session,
             keys,
-            peer_limit: MAX_DISTINCT_KEYS as u64,
+            peer_limit: PeerLimit::default(),
         })
     }
 
@@ -206,7 +204,7 @@ impl OtPsiParams {
     #[must_use]
     pub fn with_peer_limit(self, limit: u64) -> Self {
         Self {
-            peer_limit: limit.min(MAX_DISTINCT_KEYS as u64),
+            peer_limit: PeerLimit::new(limit),
             ..self
         }
     }

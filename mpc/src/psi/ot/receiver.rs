@@ -15,7 +15,7 @@ use super::prims::{
 };
 use super::wire::{self, DEFAULT_BATCH_ROWS, OtMessage};
 use super::{OtPsiError, OtPsiParams, output_len};
-use crate::psi::keys::{KeySet, check_peer_count};
+use crate::psi::keys::KeySet;
 use crate::psi::{PsiError, ReceiverOutput};
 use crate::session::Frame;
 
@@ -130,7 +130,7 @@ impl OtReceiverAwaitSetup {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch.into());
         }
-        check_peer_count(items, self.params.peer_limit)?;
+        self.params.peer_limit.check(items)?;
         let keys = base::sender_keys(self.params.session(), &self.secret, &self.point, &points);
         let prgs = keys
             .iter()

@@ -15,7 +15,7 @@ use super::prims::{
 use super::receiver::truncate;
 use super::wire::{self, MAX_OUTPUT_ITEMS, OtMessage};
 use super::{OtPsiError, OtPsiParams, output_len};
-use crate::psi::keys::{KeySet, check_peer_count};
+use crate::psi::keys::KeySet;
 use crate::psi::{PsiError, SenderOutput};
 use crate::session::Frame;
 
@@ -139,7 +139,7 @@ impl OtSenderAwaitHello {
         if params != self.params.digest() {
             return Err(PsiError::ParamsMismatch.into());
         }
-        check_peer_count(items, self.params.peer_limit)?;
+        self.params.peer_limit.check(items)?;
         let expected = cuckoo::bins_for(items);
         if bins != expected {
             return Err(OtPsiError::BinsMismatch {
