@@ -699,10 +699,7 @@ async fn run(node: Arc<Node>, row: JobRow, handle: Arc<Handle>) {
     match outcome {
         Ok(()) => handle.report(State::Released, "released", 0, 0, "released"),
         Err(failure) => {
-            let abort = pb::Abort {
-                reason: format!("{}: {}", failure.at, failure.reason),
-                cancelled: failure.cancelled,
-            };
+            let abort = failure.abort();
             let told = async {
                 let outs = std::mem::take(&mut p.peer.outs);
                 // Proposed but no exchange yet: the peer may hold a reservation for the job, so

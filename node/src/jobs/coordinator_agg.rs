@@ -279,8 +279,7 @@ async fn open(
         }
         let fate = match ctl_rx.recv().await {
             Some(Inbound::Control(pb::job_control::Kind::Abort(a))) => {
-                let parties = [peer.clone()];
-                Up::Abort(index, Failure::aborted(&peer, &parties, a).reason)
+                Up::Abort(index, Failure::aborted(&peer, &[&peer], a).reason)
             }
             Some(Inbound::Control(_)) => Up::Abort(
                 index,

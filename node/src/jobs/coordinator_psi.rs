@@ -397,7 +397,7 @@ pub(super) async fn release_handshake(
             v.code, v.reason
         ))),
         Inbound::Control(pb::job_control::Kind::Abort(a)) => {
-            Err(Failure::aborted(peer, &[peer.to_owned()], a))
+            Err(Failure::aborted(peer, &[peer], a))
         }
         Inbound::Control(_) => Err(at_peer("unexpected control message".into())),
         Inbound::Closed(reason) => Err(at_peer(reason)),

@@ -91,15 +91,19 @@ impl Outbound {
     }
 }
 
+/// The control message a `CONTROL` envelope carries, if it is readable.
+fn control_of(envelope: &pb::Envelope) -> Option<pb::job_control::Kind> {
+    envelope
+        .frames
+        .first()
+        .and_then(|f| pb::JobControl::decode(f.as_slice()).ok())
+        .and_then(|c| c.kind)
+}
+
 /// Whether an exchange's first envelope ends the job at once (the coordinator ended it before
 /// its protocol began).
 pub(super) fn opens_with_abort(first: &pb::Envelope) -> bool {
-    first.protocol == CONTROL
-        && first
-            .frames
-            .first()
-            .and_then(|f| pb::JobControl::decode(f.as_slice()).ok())
-            .is_some_and(|c| matches!(c.kind, Some(pb::job_control::Kind::Abort(_))))
+    first.protocol == CONTROL && matches!(control_of(first), Some(pb::job_control::Kind::Abort(_)))
 }
 
 /// What the inbound reader hands to the job besides protocol frames.
@@ -179,12 +183,7 @@ pub(super) async fn read<S>(
                 }
             }
             CONTROL => {
-                let kind = envelope
-                    .frames
-                    .first()
-                    .and_then(|f| pb::JobControl::decode(f.as_slice()).ok())
-                    .and_then(|c| c.kind);
-                match kind {
+                match control_of(&envelope) {
                     // The opening of an aggregate's exchange: nothing to hand on.
                     Some(pb::job_control::Kind::Start(_)) => {}
                     Some(kind) => {

@@ -121,9 +121,8 @@ impl NoisePlan {
     }
 }
 
-/// The join's terms and the session parameters both parties derive from the job.
-/// The job's terms, noise plan and session parameters, with this node's own limit on the
-/// peer's keys.
+/// The job's terms, its noise plan, and the session parameters both parties derive from it,
+/// with this node's own limit on the peer's keys.
 fn params(row: &JobRow, peer_limit: u64) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
     let terms = row
         .spec

@@ -710,11 +710,23 @@ impl Failure {
         }
     }
 
-    /// How a peer's abort ends the job here. Its sender writes the reason as `node: reason`;
-    /// the job failed at that node when it is one of `parties`, else at the sender.
-    pub(crate) fn aborted(sender: &str, parties: &[String], abort: pb::Abort) -> Self {
+    /// The abort that tells the other parties of this failure: its reason is `node: reason`,
+    /// which [`Failure::aborted`] reads back.
+    pub(crate) fn abort(&self) -> pb::Abort {
+        pb::Abort {
+            reason: format!("{}: {}", self.at, self.reason),
+            cancelled: self.cancelled,
+        }
+    }
+
+    /// How a peer's abort ends the job here. Its sender writes the reason as `node: reason`
+    /// ([`Failure::abort`]); the job failed at that node when it is one of `parties`, else at
+    /// the sender.
+    pub(crate) fn aborted(sender: &str, parties: &[impl AsRef<str>], abort: pb::Abort) -> Self {
         let (at, reason) = match abort.reason.split_once(": ") {
-            Some((at, reason)) if parties.iter().any(|p| p == at) => (at, reason.to_owned()),
+            Some((at, reason)) if parties.iter().any(|p| p.as_ref() == at) => {
+                (at, reason.to_owned())
+            }
             _ => (sender, abort.reason),
         };
         Self {

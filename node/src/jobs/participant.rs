@@ -224,14 +224,11 @@ pub(crate) async fn exchange(
             } else {
                 awaiting().await?
             };
-            match decided_now {
-                Some(row) => row,
-                None => {
-                    let detail =
-                        format!("{peer} ended job {id} before this node had authorized it");
-                    return Ok((Box::pin(tokio_stream::empty()), detail));
-                }
-            }
+            let Some(row) = decided_now else {
+                let detail = format!("{peer} ended job {id} before this node had authorized it");
+                return Ok((Box::pin(tokio_stream::empty()), detail));
+            };
+            row
         }
         None => {
             return Err(NodeError::NotFound(format!(
@@ -284,16 +281,11 @@ async fn run(
     let (state, message) = match outcome {
         Ok(()) => (State::Released, "released".to_owned()),
         Err(failure) => {
-            let me = node.config.node.name.clone();
             // Tell the coordinator, unless it is the one who ended the job.
-            if failure.at == me {
-                let abort = pb::Abort {
-                    reason: format!("{me}: {}", failure.reason),
-                    cancelled: false,
-                };
+            if failure.at == node.config.node.name {
                 let _ = tokio::time::timeout(
                     std::time::Duration::from_secs(5),
-                    out.control(pb::job_control::Kind::Abort(abort)),
+                    out.control(pb::job_control::Kind::Abort(failure.abort())),
                 )
                 .await;
             }

@@ -12,14 +12,14 @@
 //! any round fails the job. A party that *ends* the job (an `Abort`: a refusal at its recheck,
 //! an unreadable file) fails it for everyone, as does a frame that breaks the protocol.
 
-use concord_mpc::secagg::{
-    Aggregate, Body, IdentityKey, Message, PartyAwaitRoster, PublicKey, SecAggError, SecAggParams,
-    ServerAwaitKeys,
-};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_dp::shares::SharePlan;
+use concord_mpc::secagg::{
+    Aggregate, Body, IdentityKey, Message, PartyAwaitRoster, PublicKey, SecAggError, SecAggParams,
+    ServerAwaitKeys,
+};
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;

@@ -227,33 +227,36 @@ impl Jobs for JobsService {
     }
 }
 
+/// Chunk `seq` of a released job's keys, `None` past the last.
+async fn key_chunk(node: &Arc<Node>, id: &str, seq: u64) -> Result<Option<pb::KeyRows>, Status> {
+    let job = id.to_owned();
+    let bytes = node
+        .with_store(move |_, store| jobs::keys_chunk(store, &job, seq))
+        .await?
+        .map_err(|e| Status::internal(e.to_string()))?;
+    bytes
+        .map(|b| {
+            prost::Message::decode(b.as_slice())
+                .map_err(|e| Status::internal(format!("stored keys of {id}: {e}")))
+        })
+        .transpose()
+}
+
 /// A released job's key chunks, read one at a time as the client takes them.
 fn stream_keys(node: &Arc<Node>, id: String) -> KeysStream {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let node = Arc::clone(node);
     tokio::spawn(async move {
         for seq in 0u64.. {
-            let job = id.clone();
-            let chunk = node
-                .with_store(move |_, store| jobs::keys_chunk(store, &job, seq))
-                .await
-                .map_err(Status::from)
-                .and_then(|r| r.map_err(|e| Status::internal(e.to_string())))
-                .and_then(|chunk| {
-                    chunk
-                        .map(|bytes| {
-                            prost::Message::decode(bytes.as_slice())
-                                .map_err(|e| Status::internal(format!("stored keys of {id}: {e}")))
-                        })
-                        .transpose()
-                });
-            let last = !matches!(chunk, Ok(Some(_)));
-            let sent = match chunk {
-                Ok(None) => true,
+            let sent = match key_chunk(&node, &id, seq).await {
+                Ok(None) => return,
                 Ok(Some(rows)) => tx.send(Ok(rows)).await.is_ok(),
-                Err(status) => tx.send(Err(status)).await.is_ok(),
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
             };
-            if last || !sent {
+            if !sent {
                 return;
             }
         }
