@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use concord_mpc::psi::KeyType;
 use concord_node::catalog::{self, ColumnSpec, Tier};
 use concord_node::client::{self, tier_name, type_name};
 use concord_node::hex::encode as hex;
@@ -17,15 +18,28 @@ pub(crate) enum DatasetCommand {
     ///
     /// The node checks the whole file against the declared columns (UTF-8, RFC 4180 quoting,
     /// a header naming the columns in order, every value of its type; an empty field is a null,
-    /// allowed only in columns marked nullable) and records the schema, each field's tier, the
-    /// row count and the file's SHA-256. A bad file is refused with its line and reason.
+    /// allowed only in columns marked nullable; every key valid for its key type) and records
+    /// the schema, each field's tier, the row count and the file's SHA-256. A bad row refuses
+    /// the file with its line and reason, or, with --on-bad-row skip, is left out of every
+    /// job, listed in a reject report (line, column, reason; never the value) and counted.
+    ///
+    /// Key types (--key-columns NAME:TYPE), how a key column's values are matched:
+    ///   text (default)            NFKC (full-width to ASCII), trimmed, inner spaces collapsed,
+    ///                             case-folded; text:case-sensitive keeps case
+    ///   cn-resident-id            18-character resident identity number, check digit verified,
+    ///                             lowercase x accepted; cn-resident-id:legacy-15 also converts
+    ///                             15-digit numbers
+    ///   cn-uscc                   18-character unified social credit code, check verified
+    ///   phone, email              see the README's "Matching real exports"
+    /// Both sides of a joint job must declare the same key types; a mismatch is refused before
+    /// any message.
     ///
     /// Tiers: public < internal < sensitive < restricted. Peers see the dataset's columns
     /// except restricted ones; restricted fields never leave the node in any form.
     ///
     /// Example:
     ///   concord dataset add --profile health/manager.toml --id insured
-    ///     --file /data/insured.csv --key-columns nin
+    ///     --file /data/insured.csv --key-columns nin:cn-resident-id --on-bad-row skip
     ///     --column nin:text:internal --column district:text:public
     ///     --column claims:decimal:sensitive:nullable
     #[command(verbatim_doc_comment)]
@@ -81,9 +95,15 @@ pub(crate) struct AddArgs {
     /// The CSV file, as a path on the node's machine.
     #[arg(long)]
     file: PathBuf,
-    /// Columns forming the record key for joint jobs, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    key_columns: Vec<String>,
+    /// Columns forming the record key for joint jobs, comma-separated, each NAME or NAME:TYPE
+    /// (key types: text, text:case-sensitive, cn-resident-id, cn-resident-id:legacy-15,
+    /// cn-uscc, phone, email; default text). Several columns form one composite key.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "NAME[:TYPE]", value_parser = catalog::parse_key_column)]
+    key_columns: Vec<(String, KeyType)>,
+    /// What to do with a row that does not fit: fail (refuse the file, the default) or skip
+    /// (leave it out of every job, list it in the reject report, count it).
+    #[arg(long, value_enum, default_value_t = OnBadRow::Fail)]
+    on_bad_row: OnBadRow,
     /// A column, in file order: name:type:tier or name:type:tier:nullable, with type one of
     /// text, integer, decimal, date and tier one of public, internal, sensitive, restricted.
     #[arg(long = "column", value_name = "NAME:TYPE:TIER", required = true, value_parser = catalog::parse_column)]
@@ -94,6 +114,14 @@ pub(crate) struct AddArgs {
     /// Sector or domain tag (grants can be scoped to a domain).
     #[arg(long, default_value = "")]
     domain: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum OnBadRow {
+    /// Refuse the file at its first bad row.
+    Fail,
+    /// Leave bad rows out, report and count them.
+    Skip,
 }
 
 #[derive(Args)]
@@ -115,6 +143,13 @@ fn dataset_json(d: &pb::Dataset) -> serde_json::Value {
         "description": d.description,
         "domain": d.domain,
         "key_columns": d.key_columns,
+        "key_types": d.key_types,
+        "on_bad_row": d.on_bad_row,
+        "rows_left_out": d.rejects.as_ref().map(|r| serde_json::json!({
+            "ragged": r.ragged, "not_utf8": r.not_utf8, "null": r.null,
+            "bad_value": r.bad_value, "bad_key": r.bad_key,
+        })),
+        "reject_report": (!d.reject_report.is_empty()).then_some(&d.reject_report),
         "columns": d.columns.iter().map(|c| serde_json::json!({
             "name": c.name, "type": type_name(c.r#type), "tier": tier_name(c.tier), "nullable": c.nullable,
         })).collect::<Vec<_>>(),
@@ -127,14 +162,58 @@ fn dataset_json(d: &pb::Dataset) -> serde_json::Value {
     })
 }
 
+/// Rows left out by the bad-row policy, by reason, e.g. "3 (2 bad key, 1 wrong field count)".
+pub(crate) fn rejects_text(r: Option<&pb::RejectCounts>) -> (u64, String) {
+    let Some(r) = r else {
+        return (0, String::new());
+    };
+    let parts: Vec<String> = [
+        (r.ragged, "wrong field count"),
+        (r.not_utf8, "not UTF-8"),
+        (r.null, "null not allowed"),
+        (r.bad_value, "value not of its type"),
+        (r.bad_key, "bad key"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    let total = r.ragged + r.not_utf8 + r.null + r.bad_value + r.bad_key;
+    (total, parts.join(", "))
+}
+
 fn print_dataset(d: &pb::Dataset) {
+    let keys: Vec<String> = d
+        .key_columns
+        .iter()
+        .enumerate()
+        .map(|(i, k)| match d.key_types.get(i) {
+            Some(t) => format!("{k}:{t}"),
+            None => k.clone(),
+        })
+        .collect();
     println!(
         "{}/{}  {} rows  keys: {}",
         d.node,
         d.id,
         d.rows,
-        d.key_columns.join(",")
+        keys.join(",")
     );
+    let (left_out, why) = rejects_text(d.rejects.as_ref());
+    if d.on_bad_row == "skip" || left_out > 0 {
+        println!(
+            "  on bad row: {}; {left_out} rows left out{}",
+            d.on_bad_row,
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            }
+        );
+    }
+    if !d.reject_report.is_empty() {
+        println!("  reject report: {}", d.reject_report);
+    }
     if !d.description.is_empty() || !d.domain.is_empty() {
         println!("  {}  [domain: {}]", d.description, d.domain);
     }
@@ -168,7 +247,13 @@ pub(crate) fn run(cmd: DatasetCommand) -> anyhow::Result<()> {
             let request = pb::AddDatasetRequest {
                 id: a.id,
                 path,
-                key_columns: a.key_columns,
+                key_types: a.key_columns.iter().map(|(_, t)| t.name().into()).collect(),
+                key_columns: a.key_columns.into_iter().map(|(c, _)| c).collect(),
+                on_bad_row: match a.on_bad_row {
+                    OnBadRow::Fail => "fail",
+                    OnBadRow::Skip => "skip",
+                }
+                .into(),
                 columns: a.columns.iter().map(client::column_to_pb).collect(),
                 description: a.description,
                 domain: a.domain,

@@ -82,9 +82,13 @@ pub(crate) struct OutputArgs {
     /// Print the result as one JSON object.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
-    /// Print the result as CSV (values, or the matching keys of an intersection).
+    /// Print the result as CSV (values, or the matching keys of an intersection, with a header:
+    /// the normalized keys that matched).
     #[arg(long)]
     csv: bool,
+    /// An intersection's keys also as written in your own file, beside the normalized ones.
+    #[arg(long)]
+    original_keys: bool,
 }
 
 pub(crate) fn run(cmd: JobCommand) -> anyhow::Result<()> {
@@ -206,7 +210,20 @@ fn result_json(r: &pb::JobResult) -> serde_json::Value {
         "values": values,
         "contributors": r.contributors,
         "released_ms": r.released_ms,
+        "inputs": crate::inputs::json(&r.inputs),
+        "nulls": (!r.nulls.is_empty()).then_some(&r.nulls),
+        "key_header": (!r.key_header.is_empty()).then_some(&r.key_header),
     })
+}
+
+/// How many of a key row's values to print: the normalized keys, and the keys as written in
+/// the file when asked.
+fn key_values_shown(r: &pb::JobResult, output: &OutputArgs) -> usize {
+    if output.original_keys || r.key_header.is_empty() {
+        usize::MAX
+    } else {
+        r.key_header.len() / 2
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -279,6 +296,11 @@ async fn print_result(
     mut keys: KeyStream,
     output: &OutputArgs,
 ) -> anyhow::Result<()> {
+    // Warnings go to standard error, so that CSV and JSON output stay clean.
+    for w in crate::inputs::warnings(&r.inputs) {
+        eprintln!("warning: {w}");
+    }
+    let shown = key_values_shown(r, output);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if output.json {
         // One object whose last member, "keys", is written as its rows arrive.
@@ -289,7 +311,8 @@ async fn print_result(
         while let Some(rows) = keys.next().await? {
             for k in rows {
                 let sep = if first { "" } else { "," };
-                write!(out, "{sep}\n    {}", serde_json::to_string(&k)?)?;
+                let k = &k[..k.len().min(shown)];
+                write!(out, "{sep}\n    {}", serde_json::to_string(k)?)?;
                 first = false;
             }
         }
@@ -310,10 +333,18 @@ async fn print_result(
                     bound(v.upper)
                 )?;
             }
+        } else {
+            let header: Vec<String> = r
+                .key_header
+                .iter()
+                .take(shown)
+                .map(|h| csv_field(h))
+                .collect();
+            writeln!(out, "{}", header.join(","))?;
         }
         while let Some(rows) = keys.next().await? {
             for k in rows {
-                let row: Vec<String> = k.iter().map(|v| csv_field(v)).collect();
+                let row: Vec<String> = k.iter().take(shown).map(|v| csv_field(v)).collect();
                 writeln!(out, "{}", row.join(","))?;
             }
         }
@@ -330,28 +361,53 @@ async fn print_result(
     writeln!(out, "epsilon    {}", r.epsilon)?;
     writeln!(out, "delta      {}", r.delta)?;
     writeln!(out, "accuracy   {}", r.accuracy)?;
+    if !r.nulls.is_empty() {
+        writeln!(out, "nulls      {}", r.nulls)?;
+    }
     writeln!(out)?;
     let width = r
         .values
         .iter()
-        .map(|v| v.label.len())
+        .map(|v| crate::inputs::width(&v.label))
         .max()
         .unwrap_or(5)
         .max(5);
-    writeln!(out, "{:<width$}  {:>14}  95% interval", "label", "value")?;
+    let pad = crate::inputs::pad;
+    writeln!(
+        out,
+        "{}  {:>14}  95% interval",
+        pad("label", width),
+        "value"
+    )?;
     for v in &r.values {
         let interval = match (v.lower, v.upper) {
             (Some(l), Some(u)) => format!("[{l:.2}, {u:.2}]"),
             _ => "-".into(),
         };
-        writeln!(out, "{:<width$}  {:>14.2}  {interval}", v.label, v.value)?;
+        writeln!(
+            out,
+            "{}  {:>14.2}  {interval}",
+            pad(&v.label, width),
+            v.value
+        )?;
+    }
+    if !r.inputs.is_empty() {
+        writeln!(out)?;
+        crate::inputs::table(&mut out, &r.inputs)?;
     }
     if r.key_count > 0 {
         writeln!(out)?;
-        writeln!(out, "matching keys:")?;
+        let header: Vec<&str> = r
+            .key_header
+            .iter()
+            .take(shown)
+            .map(String::as_str)
+            .collect();
+        writeln!(out, "matching keys ({}):", header.join(", "))?;
     }
     while let Some(rows) = keys.next().await? {
         for k in rows {
+            let k = &k[..k.len().min(shown)];
             writeln!(out, "  {}", k.join(", "))?;
         }
     }

@@ -25,6 +25,7 @@ mod demo;
 mod dp;
 mod federation;
 mod governance;
+mod inputs;
 mod job;
 mod node;
 mod profile;

@@ -40,12 +40,15 @@ pub(crate) enum RunCommand {
     /// and audit every step.
     ///
     /// What is released, per group (--group-by with its public --categories, else one group):
-    ///   count   your distinct keys the peer also holds; discrete Laplace noise, scale 2/ε
-    ///   sum     their values (rows of one key added, then clamped to [LO, HI]); noise scale
-    ///           2·max(|LO|, |HI|)/ε
+    ///   count   your distinct keys (people) the peer also holds, including people whose value
+    ///           cells are all empty (they add 0; --nulls exclude leaves such rows out);
+    ///           discrete Laplace noise, scale 2/(0.9ε)
+    ///   sum     their values; noise scale 2·max(|LO|, |HI|)/(0.9ε)
     ///   mean    sum / count, post-processing of the two (no interval)
-    /// count and sum with their 95% intervals. Every node spends ε (ε/2 for the counts, ε/2 for
-    /// the sums).
+    /// count and sum with their 95% intervals. Clamping applies to a person's total: the rows
+    /// of one key are added first, then the total is clamped to [LO, HI]. The result says how
+    /// many people were clamped (noised with 0.1ε) and warns when it is more than 1%. Every
+    /// node spends ε (0.45ε for the counts, 0.45ε for the sums, 0.1ε for the clamped figure).
     ///
     /// Example:
     ///   concord run join --profile health/operator.toml
@@ -163,7 +166,8 @@ pub(crate) struct JoinArgs {
     #[command(flatten)]
     profile: ProfileArg,
     /// Your side: NODE:DATASET:KEYCOLS:VALUECOL:LO:HI (key columns comma-separated; the
-    /// integer column summed, clamped per person to [LO, HI]), at your node.
+    /// integer column summed). Clamping applies to a person's total: rows sharing a key are
+    /// added, then clamped to [LO, HI]. At your node.
     #[arg(long, value_name = "NODE:DATASET:KEYCOLS:VALUECOL:LO:HI", value_parser = parse_values)]
     values: (pb::DatasetUse, String, i64, i64),
     /// The peer's side: NODE:DATASET:KEYCOLS.
@@ -181,8 +185,21 @@ pub(crate) struct JoinArgs {
     /// The grant to use at the peer.
     #[arg(long, value_name = "ID")]
     grant_keys: Option<String>,
+    /// Empty value cells: include (a matched person with no value is counted and adds 0) or
+    /// exclude (rows with an empty value are left out, and a person with only such rows is
+    /// not counted).
+    #[arg(long, value_enum, default_value_t = Nulls::Include)]
+    nulls: Nulls,
     #[command(flatten)]
     job: JobArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Nulls {
+    /// Count people with empty values; their values add 0.
+    Include,
+    /// Leave rows with an empty value out.
+    Exclude,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -398,6 +415,7 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
                 hi,
                 group_by: a.group_by.unwrap_or_default(),
                 categories: a.categories,
+                exclude_nulls: a.nulls == Nulls::Exclude,
             });
             (a.profile, kind, a.job)
         }

@@ -10,7 +10,7 @@
 use concord_mpc::psi::keys::canonical_key;
 use concord_mpc::psi::ot::vectors::{bins, codeword, cr_hash, digest};
 use concord_mpc::psi::ot::{OtDecodeError, OtMessage};
-use concord_mpc::psi::{DecodeError, KeySpec, SessionId};
+use concord_mpc::psi::{DecodeError, KeySpec, KeyType, SessionId};
 use serde::{Deserialize, Serialize};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/psi_ot_v1.json");
@@ -212,7 +212,11 @@ fn decode_result(frame: &[u8]) -> String {
 }
 
 fn key_case(name: &str, components: &[String]) -> KeyCase {
-    let canonical = canonical_key(KeySpec::SINGLE, components).unwrap();
+    // One case-sensitive text column: the spec these vectors were made with.
+    let spec = KeySpec::one(KeyType::Text {
+        case_sensitive: true,
+    });
+    let canonical = canonical_key(spec, components).unwrap();
     let d = digest(session(), &canonical);
     KeyCase {
         name: name.into(),

@@ -4,6 +4,12 @@
 //! A dataset is registered only after its file validates in full against the declared schema
 //! ([`crate::csv_input`]); the recorded SHA-256 lets a later job detect that the file changed.
 //!
+//! Each key column has a key type (`concord_mpc::psi::KeyType`: `text`, `cn-resident-id`, …)
+//! that says how its values are normalized and checked; a column a job matches on that is not a
+//! declared key column is `text`. With `--on-bad-row skip` the bad rows are left out, listed in
+//! a reject report next to the node's database (line, column, reason; never a value), and
+//! counted in the profile.
+//!
 //! # What each reader sees
 //! | reader | sees |
 //! |---|---|
@@ -18,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension as _, params};
 
-use crate::csv_input::{self, Column, ColumnType, CsvError};
+use concord_mpc::psi::KeyType;
+
+use crate::csv_input::{self, Column, ColumnType, CsvError, OnBadRow, RejectCounts, Schema};
 use crate::store::{Store, StoreError};
 
 /// A field's classification, lowest to highest. A tier bounds what any grant can allow.
@@ -82,6 +90,10 @@ pub struct DatasetSpec {
     pub path: PathBuf,
     /// Columns forming the record key used by joint jobs (e.g. a national ID number).
     pub key_columns: Vec<String>,
+    /// Each key column's key type, in the same order.
+    pub key_types: Vec<KeyType>,
+    /// What a read does with a bad row.
+    pub on_bad_row: OnBadRow,
     /// Every column, in file order.
     pub columns: Vec<ColumnSpec>,
     /// Free text.
@@ -101,6 +113,8 @@ pub struct Dataset {
     pub digest: [u8; 32],
     /// Nulls per column, in order.
     pub nulls: Vec<u64>,
+    /// Bad rows left out at registration (`skip`), by reason.
+    pub rejects: RejectCounts,
     /// When (ms since the Unix epoch).
     pub registered_at_ms: i64,
     /// The data manager's identity.
@@ -168,6 +182,19 @@ impl DatasetSpec {
         if self.key_columns.is_empty() {
             return Err(invalid("name its key columns (--key-columns)".into()));
         }
+        if self.key_columns.len() > concord_mpc::psi::MAX_KEY_COLUMNS {
+            return Err(invalid(format!(
+                "at most {} key columns",
+                concord_mpc::psi::MAX_KEY_COLUMNS
+            )));
+        }
+        if self.key_types.len() != self.key_columns.len() {
+            return Err(invalid(format!(
+                "{} key columns but {} key types",
+                self.key_columns.len(),
+                self.key_types.len()
+            )));
+        }
         for k in &self.key_columns {
             if !seen.contains(k.as_str()) {
                 return Err(invalid(format!(
@@ -182,23 +209,101 @@ impl DatasetSpec {
         }
         Ok(())
     }
+
+    /// What every read of the file checks: its columns, key columns with their key types, and
+    /// the bad-row policy.
+    pub fn schema(&self) -> Schema {
+        let columns: Vec<Column> = self.columns.iter().map(|c| c.column.clone()).collect();
+        let keys = self
+            .key_columns
+            .iter()
+            .zip(&self.key_types)
+            .filter_map(|(k, &t)| Some((columns.iter().position(|c| c.name == *k)?, t)))
+            .collect();
+        Schema {
+            columns,
+            keys,
+            on_bad_row: self.on_bad_row,
+        }
+    }
+
+    /// The key type a job matching on `column` uses: the declared one for a key column, `text`
+    /// for any other column.
+    pub fn key_type(&self, column: &str) -> KeyType {
+        self.key_columns
+            .iter()
+            .position(|k| k == column)
+            .and_then(|i| self.key_types.get(i).copied())
+            .unwrap_or(KeyType::TEXT)
+    }
+}
+
+/// Where the reject report of dataset `id` is written, under the node's data directory.
+pub fn reject_report_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("rejects").join(format!("{id}.csv"))
 }
 
 /// Validates the file against `spec` (the slow part: call it without holding the database) and
-/// returns what registration will record.
+/// returns what registration will record. Bad rows left out (`skip`) are listed in a CSV at
+/// `report` (`line,column,reason`, never a value), written only when there are some.
 pub fn inspect(
     spec: DatasetSpec,
     registered_by: &str,
     now_ms: i64,
+    report: &Path,
 ) -> Result<Dataset, CatalogError> {
+    use std::io::Write as _;
     spec.check()?;
-    let columns: Vec<Column> = spec.columns.iter().map(|c| c.column.clone()).collect();
-    let summary = csv_input::validate(&spec.path, &columns)?;
+    let io = |source| {
+        CatalogError::Csv(CsvError::Io {
+            file: report.to_owned(),
+            source,
+        })
+    };
+    let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
+    let summary = csv_input::profile(&spec.path, &spec.schema(), |r| {
+        let out = match &mut out {
+            Some(out) => out,
+            None => {
+                if let Some(dir) = report.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut file = std::io::BufWriter::new(std::fs::File::create(report)?);
+                writeln!(file, "line,column,reason")?;
+                out.insert(file)
+            }
+        };
+        let column = match &r.problem {
+            csv_input::RowProblem::NotUtf8 { column }
+            | csv_input::RowProblem::Null { column }
+            | csv_input::RowProblem::BadValue { column, .. }
+            | csv_input::RowProblem::BadKey { column, .. } => column.as_str(),
+            _ => "",
+        };
+        let reason = r.problem.to_string();
+        let reason = reason.split_once(": ").map_or(reason.as_str(), |(_, r)| r);
+        writeln!(
+            out,
+            "{},{},\"{}\"",
+            r.line,
+            column,
+            reason.replace('"', "'")
+        )
+    })?;
+    match out {
+        Some(mut out) => out.flush().map_err(io)?,
+        // No bad rows this time: an older report would mislead.
+        None => match std::fs::remove_file(report) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        },
+    }
     Ok(Dataset {
         spec,
         rows: summary.rows,
         digest: summary.digest,
         nulls: summary.nulls,
+        rejects: summary.rejects,
         registered_at_ms: now_ms,
         registered_by: registered_by.to_owned(),
     })
@@ -219,8 +324,9 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
         let s = &dataset.spec;
         tx.execute(
             "INSERT INTO datasets (id, path, description, domain, key_columns, rows, digest,
-                                   registered_at_ms, registered_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                   registered_at_ms, registered_by, key_types, on_bad_row,
+                                   rejects)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 s.id,
                 s.path.to_string_lossy(),
@@ -231,6 +337,10 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
                 dataset.digest.to_vec(),
                 dataset.registered_at_ms,
                 dataset.registered_by,
+                serde_json::to_string(&s.key_types.iter().map(|t| t.name()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                s.on_bad_row.name(),
+                rejects_to_json(&dataset.rejects),
             ],
         )?;
         for (i, c) in s.columns.iter().enumerate() {
@@ -273,24 +383,31 @@ pub(crate) fn load(
     {
         let mut stmt = conn.prepare(
             "SELECT id, path, description, domain, key_columns, rows, digest, registered_at_ms,
-                    registered_by FROM datasets WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+                    registered_by, key_types, on_bad_row, rejects
+             FROM datasets WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
         )?;
         let mut datasets = stmt
             .query_map([id], |r| {
                 let digest: Vec<u8> = r.get(6)?;
                 let keys: String = r.get(4)?;
+                let key_columns: Vec<String> = serde_json::from_str(&keys).unwrap_or_default();
+                let key_types = key_types_from_json(&r.get::<_, String>(9)?, key_columns.len());
                 Ok(Dataset {
                     spec: DatasetSpec {
                         id: r.get(0)?,
                         path: PathBuf::from(r.get::<_, String>(1)?),
                         description: r.get(2)?,
                         domain: r.get(3)?,
-                        key_columns: serde_json::from_str(&keys).unwrap_or_default(),
+                        key_columns,
+                        key_types,
+                        // An unreadable policy is read as the strict one.
+                        on_bad_row: OnBadRow::parse(&r.get::<_, String>(10)?).unwrap_or_default(),
                         columns: Vec::new(),
                     },
                     rows: r.get::<_, i64>(5)? as u64,
                     digest: digest.try_into().unwrap_or([0u8; 32]),
                     nulls: Vec::new(),
+                    rejects: rejects_from_json(&r.get::<_, String>(11)?),
                     registered_at_ms: r.get(7)?,
                     registered_by: r.get(8)?,
                 })
@@ -325,6 +442,52 @@ pub(crate) fn load(
         }
         Ok(datasets)
     }
+}
+
+/// Datasets registered before key types matched their keys trimmed, in NFC, case-sensitively:
+/// the nearest key type is `text:case-sensitive`. An unreadable name reads the same way.
+fn key_types_from_json(text: &str, columns: usize) -> Vec<KeyType> {
+    let legacy = KeyType::Text {
+        case_sensitive: true,
+    };
+    let names: Vec<String> = serde_json::from_str(text).unwrap_or_default();
+    (0..columns)
+        .map(|i| {
+            names
+                .get(i)
+                .and_then(|n| KeyType::parse(n).ok())
+                .unwrap_or(legacy)
+        })
+        .collect()
+}
+
+fn rejects_to_json(r: &RejectCounts) -> String {
+    serde_json::json!([r.ragged, r.not_utf8, r.null, r.bad_value, r.bad_key]).to_string()
+}
+
+fn rejects_from_json(text: &str) -> RejectCounts {
+    let n: Vec<u64> = serde_json::from_str(text).unwrap_or_default();
+    let at = |i: usize| n.get(i).copied().unwrap_or(0);
+    RejectCounts {
+        ragged: at(0),
+        not_utf8: at(1),
+        null: at(2),
+        bad_value: at(3),
+        bad_key: at(4),
+    }
+}
+
+/// Parses a `--key-columns` entry: `name` (key type `text`) or `name:type`, with the key types
+/// of `concord_mpc::psi::KeyType::parse` (`text:case-sensitive`, `cn-resident-id:legacy-15`, …).
+pub fn parse_key_column(s: &str) -> Result<(String, KeyType), String> {
+    let (name, ty) = match s.split_once(':') {
+        Some((name, ty)) => (name, KeyType::parse(ty).map_err(|e| format!("{s:?}: {e}"))?),
+        None => (s, KeyType::TEXT),
+    };
+    if name.is_empty() {
+        return Err(format!("{s:?}: empty column name"));
+    }
+    Ok((name.to_owned(), ty))
 }
 
 /// Sets the tier of named columns of dataset `id`; returns each change as (column, old, new).
@@ -418,14 +581,27 @@ pub fn parse_column(s: &str) -> Result<ColumnSpec, String> {
 
 /// Whether `path` looks like the file that was registered (same bytes), for jobs to check.
 pub fn unchanged(dataset: &Dataset) -> Result<bool, CsvError> {
-    let columns: Vec<Column> = dataset
-        .spec
-        .columns
-        .iter()
-        .map(|c| c.column.clone())
-        .collect();
-    let summary = csv_input::validate(Path::new(&dataset.spec.path), &columns)?;
+    let summary = csv_input::profile(&dataset.spec.path, &dataset.spec.schema(), |_| Ok(()))?;
     Ok(summary.digest == dataset.digest)
+}
+
+/// A dataset registered from `path` with `columns` (`name:type:tier[:nullable]`), the first
+/// column its key, for tests of the code that reads datasets.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn for_tests(path: &Path, columns: &[&str]) -> Dataset {
+    let columns: Vec<ColumnSpec> = columns.iter().map(|c| parse_column(c).unwrap()).collect();
+    let spec = DatasetSpec {
+        id: "test".into(),
+        path: path.to_owned(),
+        key_columns: vec![columns[0].column.name.clone()],
+        key_types: vec![KeyType::TEXT],
+        on_bad_row: OnBadRow::Fail,
+        columns,
+        description: String::new(),
+        domain: String::new(),
+    };
+    inspect(spec, "test", 0, &path.with_extension("rejects.csv")).unwrap()
 }
 
 #[cfg(test)]
@@ -440,6 +616,8 @@ mod tests {
             id: "people".into(),
             path,
             key_columns: vec!["nin".into()],
+            key_types: vec![KeyType::TEXT],
+            on_bad_row: OnBadRow::Fail,
             columns: vec![
                 parse_column("nin:text:internal").unwrap(),
                 parse_column("district:text:public").unwrap(),
@@ -456,7 +634,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("n.sqlite")).unwrap();
         let csv = "nin,district,claims,diagnosis\nA1,north,12.5,x\nA2,south,,y\n";
-        let d = inspect(spec(dir.path(), csv), "manager.health.concord", 1000).unwrap();
+        let d = inspect(
+            spec(dir.path(), csv),
+            "manager.health.concord",
+            1000,
+            &dir.path().join("r.csv"),
+        )
+        .unwrap();
         register(&mut store, &d).unwrap();
         let listed = list(&mut store).unwrap();
         assert_eq!(listed, vec![d.clone()]);
@@ -487,25 +671,78 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_checked_and_bad_rows_skipped_and_reported_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "\u{feff}nin,district,claims,diagnosis\r\n\
+                   11010519491231002x,north,12.5,x\r\n\
+                   110105194912310021,north,1,x\r\n\
+                   \u{ff11}\u{ff11}0105194912310\u{ff10}2X ,south,,y\r\n\
+                   44052418800101001,south,3\r\n\
+                   440524188001010014,south,abc,z\r\n";
+        let mut s = spec(dir.path(), csv);
+        s.key_types = vec![KeyType::CnResidentId { legacy_15: false }];
+        let report = dir.path().join("rejects").join("people.csv");
+        let err = inspect(s.clone(), "m", 0, &report).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3, column nin: not a valid cn-resident-id key"),
+            "{err}"
+        );
+        assert!(!err.contains("110105194912310021"), "{err}");
+        s.on_bad_row = OnBadRow::Skip;
+        let d = inspect(s, "m", 0, &report).unwrap();
+        assert_eq!(d.rows, 2);
+        assert_eq!(
+            d.rejects,
+            RejectCounts {
+                ragged: 1,
+                bad_value: 1,
+                bad_key: 1,
+                ..RejectCounts::default()
+            }
+        );
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert_eq!(
+            text,
+            "line,column,reason\n\
+             3,nin,\"not a valid cn-resident-id key: check digit does not match\"\n\
+             5,,\"3 fields, expected 4\"\n\
+             6,claims,\"not a valid decimal\"\n"
+        );
+        let mut store = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        register(&mut store, &d).unwrap();
+        assert_eq!(list(&mut store).unwrap(), vec![d]);
+        assert_eq!(
+            parse_key_column("nin:cn-resident-id:legacy-15").unwrap(),
+            ("nin".into(), KeyType::CnResidentId { legacy_15: true })
+        );
+        assert_eq!(parse_key_column("name").unwrap().1, KeyType::TEXT);
+        assert!(parse_key_column("nin:passport").is_err());
+    }
+
+    #[test]
     fn refuses_bad_requests_and_bad_files_with_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spec(
             dir.path(),
             "nin,district,claims,diagnosis\nA1,north,abc,x\n",
         );
-        let err = inspect(s.clone(), "m", 0).unwrap_err().to_string();
+        let err = inspect(s.clone(), "m", 0, &dir.path().join("r.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with("people.csv, line 2, column claims: \"abc\" is not a valid decimal"),
             "{err}"
         );
         s.key_columns = vec!["name".into()];
-        let err = inspect(s.clone(), "m", 0).unwrap_err().to_string();
+        let err = inspect(s.clone(), "m", 0, &dir.path().join("r.csv"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "dataset \"people\": key column \"name\" is not a declared column"
         );
         s.id = "People!".into();
-        assert!(inspect(s, "m", 0).is_err());
+        assert!(inspect(s, "m", 0, &dir.path().join("r.csv")).is_err());
         assert_eq!(
             parse_column("age:int:public").unwrap_err(),
             "\"age:int:public\": unknown type \"int\" (use text, integer, decimal or date)"

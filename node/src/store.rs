@@ -144,6 +144,12 @@ const MIGRATIONS: &[&str] = &[
         rows BLOB    NOT NULL,
         PRIMARY KEY (job, seq)
     ) STRICT;",
+    // 7: each key column's key type (JSON names, parallel to key_columns; empty for datasets
+    // registered before key types, which read as `text:case-sensitive`), the bad-row policy,
+    // and the bad rows left out at registration (JSON counts by reason).
+    "ALTER TABLE datasets ADD COLUMN key_types TEXT NOT NULL DEFAULT '';
+    ALTER TABLE datasets ADD COLUMN on_bad_row TEXT NOT NULL DEFAULT 'fail';
+    ALTER TABLE datasets ADD COLUMN rejects TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Everything that can go wrong with the database.

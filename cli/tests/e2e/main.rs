@@ -7,6 +7,7 @@ mod aggregate;
 mod audit;
 mod catalog;
 mod demo;
+mod exports;
 mod governance;
 mod jobs;
 mod support;

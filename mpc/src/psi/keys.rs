@@ -1,10 +1,8 @@
 //! Canonical key encoding, and the deduplicated key set each party blinds.
 //!
 //! # Canonical encoding
-//! A key is one or more text components (columns). Each component is normalized:
-//! 1. leading and trailing Unicode `White_Space` is trimmed;
-//! 2. the result is put in Unicode NFC; with case folding on, it becomes
-//!    `NFC(toCasefold(NFD(s)))` (Unicode default case folding, so `"Straße"` and `"STRASSE"` agree).
+//! A key is one to [`MAX_KEY_COLUMNS`] text components (columns). Each component is normalized by
+//! its column's [`KeyType`] ([`super::normalize`]: NFKC, trimming, case folding, check digits).
 //!
 //! The canonical bytes of a key with components `c₁…c_k` are
 //! `u32be(k) ‖ u32be(len(c₁)) ‖ c₁ ‖ … ‖ u32be(len(c_k)) ‖ c_k` (UTF-8), so component boundaries are
@@ -12,21 +10,23 @@
 //! group. `tests/vectors/psi_ecdh_v1.json` pins the encoding.
 //!
 //! # Rows that do not take part
-//! - **Empty component** (after trimming): the row is *excluded*. A missing value is not a key; two
+//! - **Empty component** (after normalization): the row is *excluded*. A missing value is not a key; two
 //!   parties with blank cells must not "match" on them. Excluded rows are counted in the report.
 //! - **Duplicates**: rows whose canonical keys are equal share one *distinct key*. Each distinct key
 //!   is blinded and sent once, so the peer never sees how often a key repeats. Cardinality counts
 //!   distinct keys; an intersection lists *every* row whose key matched. The number of duplicate
 //!   rows is reported to the local party only.
+//! - **Bad key** (a check digit that does not match, a wrong length): the row is refused with
+//!   [`PsiError::BadKey`]. Datasets whose policy skips bad rows leave such rows out before they
+//!   reach a key set, so a bad key here means the input changed since it was checked.
 
 use std::hash::{BuildHasher as _, RandomState};
 
 use hashbrown::hash_table::{Entry, HashTable};
 
-use rayon::prelude::*;
-use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
-
 use super::PsiError;
+use super::normalize::{self, KeyFault, KeyType};
+use rayon::prelude::*;
 
 /// Largest accepted component, in bytes after normalization.
 pub const MAX_COMPONENT_BYTES: usize = 64 * 1024;
@@ -79,22 +79,68 @@ const MAX_PRESIZE_ROWS: usize = 1 << 24;
 /// Most bytes of distinct keys allocated before the keys are seen.
 const MAX_PRESIZE_BYTES: usize = 1 << 30;
 
-/// How keys are normalized. Both parties must use the same spec; it is part of the session
-/// parameters, whose digest the peers compare before any key is sent.
+/// Most key columns (components) in one key: enough for composite keys such as name, date of
+/// birth and district, and small enough for [`KeySpec`] to be a plain value.
+pub const MAX_KEY_COLUMNS: usize = 8;
+
+/// How keys are normalized: one [`KeyType`] per key column. Both parties must use the same
+/// spec; it is part of the session parameters, whose digest the peers compare before any key is
+/// sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KeySpec {
-    /// Number of key columns (components) per row; at least 1.
-    pub columns: u8,
-    /// Apply Unicode default case folding.
-    pub case_fold: bool,
+    columns: u8,
+    types: [KeyType; MAX_KEY_COLUMNS],
 }
 
 impl KeySpec {
-    /// One key column, case-sensitive.
-    pub const SINGLE: Self = Self {
-        columns: 1,
-        case_fold: false,
-    };
+    /// One key column of the default type (`text`: NFKC, trimmed, case-folded).
+    pub const SINGLE: Self = Self::one(KeyType::TEXT);
+
+    /// One key column of type `ty`.
+    pub const fn one(ty: KeyType) -> Self {
+        Self {
+            columns: 1,
+            types: [ty; MAX_KEY_COLUMNS],
+        }
+    }
+
+    /// A key of `types.len()` columns, column `i` normalized by `types[i]`: 1 to
+    /// [`MAX_KEY_COLUMNS`] of them.
+    pub fn new(types: &[KeyType]) -> Result<Self, PsiError> {
+        if types.is_empty() {
+            return Err(PsiError::NoKeyColumns);
+        }
+        if types.len() > MAX_KEY_COLUMNS {
+            return Err(PsiError::TooManyKeyColumns {
+                found: types.len(),
+                limit: MAX_KEY_COLUMNS,
+            });
+        }
+        let mut all = [types[0]; MAX_KEY_COLUMNS];
+        all[..types.len()].copy_from_slice(types);
+        Ok(Self {
+            // At most MAX_KEY_COLUMNS, checked above.
+            columns: types.len() as u8,
+            types: all,
+        })
+    }
+
+    /// Number of key columns.
+    pub fn columns(&self) -> usize {
+        usize::from(self.columns)
+    }
+
+    /// Each column's key type.
+    pub fn types(&self) -> &[KeyType] {
+        &self.types[..self.columns()]
+    }
+
+    /// The bytes of the spec in session digests: the column count, then each type's code.
+    pub(crate) fn digest_bytes(&self) -> Vec<u8> {
+        std::iter::once(self.columns)
+            .chain(self.types().iter().map(|t| t.code()))
+            .collect()
+    }
 }
 
 /// What a party's own input looked like. Never sent to the peer.
@@ -151,6 +197,7 @@ enum RowFault {
     Empty,
     ColumnCount(usize),
     TooLong { column: usize, len: usize },
+    BadKey { column: usize, fault: KeyFault },
 }
 
 impl KeySet {
@@ -162,9 +209,6 @@ impl KeySet {
         R: AsRef<[S]> + Sync,
         S: AsRef<str>,
     {
-        if spec.columns == 0 {
-            return Err(PsiError::NoKeyColumns);
-        }
         let mut rows = rows.into_iter();
         // Sized up front from what the caller says it holds (bounded, as the hint is not
         // trusted): growing the table moves every entry already in it.
@@ -262,6 +306,9 @@ impl KeySet {
                                 expected: spec.columns,
                                 found,
                             });
+                        }
+                        Err(RowFault::BadKey { column, fault }) => {
+                            return Err(PsiError::BadKey { row, column, fault });
                         }
                         Err(RowFault::TooLong { column, len }) => {
                             return Err(PsiError::ComponentTooLong {
@@ -396,18 +443,18 @@ fn canonical_row_into<S: AsRef<str>>(
     row: &[S],
     out: &mut Vec<u8>,
 ) -> Result<(), RowFault> {
-    if row.len() != spec.columns as usize {
+    if row.len() != spec.columns() {
         return Err(RowFault::ColumnCount(row.len()));
     }
     out.extend_from_slice(&(row.len() as u32).to_be_bytes());
-    for (column, component) in row.iter().enumerate() {
-        let text = trim(component.as_ref());
-        if text.is_empty() {
-            return Err(RowFault::Empty);
-        }
+    for ((column, component), &ty) in row.iter().enumerate().zip(spec.types()) {
         let start = out.len();
         out.extend_from_slice(&[0u8; 4]);
-        normalize_into(text, spec.case_fold, out);
+        match normalize::normalize_into(ty, component.as_ref(), out) {
+            Ok(()) => {}
+            Err(KeyFault::Empty) => return Err(RowFault::Empty),
+            Err(fault) => return Err(RowFault::BadKey { column, fault }),
+        }
         let len = out.len() - start - 4;
         if len > MAX_COMPONENT_BYTES {
             return Err(RowFault::TooLong { column, len });
@@ -415,35 +462,6 @@ fn canonical_row_into<S: AsRef<str>>(
         out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
     }
     Ok(())
-}
-
-/// `text` without leading and trailing Unicode `White_Space`, as [`str::trim`]. Most keys are
-/// identifiers that begin and end with an ASCII letter or digit; they are returned as they are.
-fn trim(text: &str) -> &str {
-    let solid = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !char::from(b).is_whitespace());
-    let bytes = text.as_bytes();
-    if solid(bytes.first()) && solid(bytes.last()) {
-        text
-    } else {
-        text.trim()
-    }
-}
-
-/// Appends the NFC (or folded NFC) form of `text` to `out`.
-fn normalize_into(text: &str, case_fold: bool, out: &mut Vec<u8>) {
-    use caseless::Caseless;
-    if !case_fold && text.is_ascii() {
-        // ASCII text is in NFC already.
-        out.extend_from_slice(text.as_bytes());
-    } else if case_fold {
-        let folded: String = text.chars().nfd().default_case_fold().nfc().collect();
-        out.extend_from_slice(folded.as_bytes());
-    } else if is_nfc_quick(text.chars()) == IsNormalized::Yes {
-        out.extend_from_slice(text.as_bytes());
-    } else {
-        let nfc: String = text.nfc().collect();
-        out.extend_from_slice(nfc.as_bytes());
-    }
 }
 
 /// The canonical bytes of one key, as hashed to the group. Public so that other implementations
@@ -457,31 +475,31 @@ pub fn canonical_key<S: AsRef<str>>(spec: KeySpec, components: &[S]) -> Option<V
 mod tests {
     use super::*;
 
-    const TWO: KeySpec = KeySpec {
-        columns: 2,
-        case_fold: false,
+    const EXACT: KeyType = KeyType::Text {
+        case_sensitive: true,
     };
+
+    fn two() -> KeySpec {
+        KeySpec::new(&[EXACT; 2]).unwrap()
+    }
 
     #[test]
     fn composite_keys_are_length_prefixed() {
-        let a = canonical_key(TWO, &["ab", "c"]).unwrap();
-        let b = canonical_key(TWO, &["a", "bc"]).unwrap();
+        let a = canonical_key(two(), &["ab", "c"]).unwrap();
+        let b = canonical_key(two(), &["a", "bc"]).unwrap();
         assert_ne!(a, b);
         assert_eq!(hex::encode(&a), "000000020000000261620000000163");
     }
 
     #[test]
     fn trims_and_normalizes() {
-        let spec = KeySpec::SINGLE;
+        let spec = KeySpec::one(EXACT);
         // "é" precomposed vs "e" + combining acute, with surrounding white space (incl. NBSP).
         let a = canonical_key(spec, &["\u{e9}"]).unwrap();
         let b = canonical_key(spec, &[" e\u{301}\u{a0}\t"]).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, canonical_key(spec, &["\u{c9}"]).unwrap());
-        let folded = KeySpec {
-            columns: 1,
-            case_fold: true,
-        };
+        let folded = KeySpec::SINGLE;
         assert_eq!(
             canonical_key(folded, &["Stra\u{df}e"]).unwrap(),
             canonical_key(folded, &["STRASSE"]).unwrap()
@@ -518,10 +536,10 @@ mod tests {
                 [format!("key-{}", i % 1500), blank.repeat(1 + i % 3)]
             })
             .collect();
-        let set = KeySet::from_rows(TWO, &rows).unwrap();
+        let set = KeySet::from_rows(two(), &rows).unwrap();
         let mut expected: Vec<Vec<u8>> = Vec::new();
         for (row, key) in rows.iter().zip(set.row_keys()) {
-            match (canonical_key(TWO, row), key) {
+            match (canonical_key(two(), row), key) {
                 (Some(bytes), Some(k)) => {
                     if k as usize == expected.len() {
                         expected.push(bytes.clone());
@@ -544,7 +562,7 @@ mod tests {
 
     #[test]
     fn bad_rows_are_typed_errors() {
-        let err = KeySet::from_rows(TWO, [vec!["a", "b"], vec!["c"]]).unwrap_err();
+        let err = KeySet::from_rows(two(), [vec!["a", "b"], vec!["c"]]).unwrap_err();
         assert!(matches!(
             err,
             PsiError::ColumnCount {
@@ -563,13 +581,10 @@ mod tests {
                 ..
             }
         ));
-        let none = KeySpec {
-            columns: 0,
-            case_fold: false,
-        };
+        assert!(matches!(KeySpec::new(&[]), Err(PsiError::NoKeyColumns)));
         assert!(matches!(
-            KeySet::from_strings(none, ["a"]).unwrap_err(),
-            PsiError::NoKeyColumns
+            KeySpec::new(&[EXACT; MAX_KEY_COLUMNS + 1]),
+            Err(PsiError::TooManyKeyColumns { found: 9, limit: 8 })
         ));
     }
 }

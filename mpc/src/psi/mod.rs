@@ -66,6 +66,7 @@ mod group;
 pub mod join;
 pub mod keys;
 pub mod local;
+pub mod normalize;
 pub mod ot;
 mod params;
 mod receiver;
@@ -74,7 +75,8 @@ pub mod vectors;
 pub mod wire;
 
 pub use group::{BlindingKey, DIGEST_LEN, ItemDigest, POINT_LEN};
-pub use keys::{InputReport, KeySet, KeySpec};
+pub use keys::{InputReport, KeySet, KeySpec, MAX_KEY_COLUMNS};
+pub use normalize::{KeyFault, KeyType};
 pub use ot::{OtPsiError, OtPsiParams};
 pub use params::{OutputKind, PsiParams, Recipients, SessionId};
 pub use receiver::{ReceiverBlinding, ReceiverCollecting, ReceiverOutput};
@@ -170,6 +172,24 @@ pub enum PsiError {
     /// A key spec with zero columns.
     #[error("a key needs at least one column")]
     NoKeyColumns,
+    /// A key spec with more columns than a key may have.
+    #[error("a key has at most {limit} columns, not {found}")]
+    TooManyKeyColumns {
+        /// Columns asked for.
+        found: usize,
+        /// [`MAX_KEY_COLUMNS`].
+        limit: usize,
+    },
+    /// A key breaks its key type's rules (a check digit, a length). The key is not shown.
+    #[error("row {row}, key column {column}: not a valid key: {fault}")]
+    BadKey {
+        /// 0-based row.
+        row: u64,
+        /// 0-based key column.
+        column: usize,
+        /// What is wrong with it.
+        fault: KeyFault,
+    },
     /// The peer closed the session before it was complete.
     #[error("the peer closed the session before it was complete")]
     PeerGone,

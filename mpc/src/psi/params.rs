@@ -136,14 +136,13 @@ impl PsiParams {
                 Recipients::Receiver => 1,
                 Recipients::Both => 2,
             },
-            self.keys.columns,
-            u8::from(self.keys.case_fold),
         ]);
+        h.update(self.keys.digest_bytes());
         h.finalize().into()
     }
 
     pub(crate) fn check(&self) -> Result<(), PsiError> {
-        if self.keys.columns == 0 {
+        if self.keys.columns() == 0 {
             return Err(PsiError::NoKeyColumns);
         }
         if self.output == OutputKind::Cardinality && self.hash_domain != self.session {

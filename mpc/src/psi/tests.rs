@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 
 use super::local::{self, Progress};
 use super::*;
+use crate::psi::KeyType;
 
 const MODES: [(OutputKind, Recipients); 4] = [
     (OutputKind::Cardinality, Recipients::Receiver),
@@ -142,10 +143,7 @@ fn batches_split_anywhere() {
 
 #[test]
 fn composite_case_folded_keys() {
-    let spec = KeySpec {
-        columns: 2,
-        case_fold: true,
-    };
+    let spec = KeySpec::new(&[KeyType::TEXT; 2]).unwrap();
     let mut rng = StdRng::seed_from_u64(8);
     let params = PsiParams::one_shot(
         SessionId::random(&mut rng),
@@ -376,10 +374,9 @@ fn receiver_rows_follow_input_order() {
 fn the_failing_role_reports_the_cause() {
     let mut rng = StdRng::seed_from_u64(14);
     let params = one_shot(&mut rng, OutputKind::Intersection);
-    let folded = KeySpec {
-        columns: 1,
-        case_fold: true,
-    };
+    let folded = KeySpec::one(KeyType::Text {
+        case_sensitive: true,
+    });
     // The receiver's keys were normalized differently from the session parameters: the receiver
     // refuses to start, the sender sees the channel close, and the run reports the receiver's
     // reason rather than the hang-up.

@@ -111,7 +111,24 @@ fn an_unterminated_quote_is_refused() {
     // out with one field.
     assert_eq!(
         error(b"nin,age,income,born\n\"open,1,2,2000-01-01\n"),
-        ", line 2: 1 fields, expected 4"
+        ", line 2: 1 fields, expected 4; a quoted field runs over a line end (an unterminated \
+         quote?)"
+    );
+}
+
+#[test]
+fn crlf_line_ends_and_a_byte_order_mark_keep_line_numbers_right() {
+    let (_dir, result) = check(
+        "\u{feff}nin,age,income,born\r\na,1,2,2000-01-01\r\n\"b\r\nc\",,,2000-01-01\r\n\
+         d,,,2000-01-01\r\n"
+            .as_bytes(),
+    );
+    let summary = result.unwrap();
+    assert_eq!(summary.rows, 3);
+    assert_eq!(summary.nulls, vec![0, 2, 2, 0]);
+    assert_eq!(
+        error(b"nin,age,income,born\r\na,1,2,2000-01-01\r\nb,x,2,2000-01-01\r\n"),
+        ", line 3, column age: \"x\" is not a valid integer"
     );
 }
 

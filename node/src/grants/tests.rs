@@ -50,6 +50,8 @@ pub(crate) fn register_claims(store: &mut Store, dir: &Path) {
         id: "claims".into(),
         path: file,
         key_columns: vec!["nin".into()],
+        key_types: vec![concord_mpc::psi::KeyType::TEXT],
+        on_bad_row: crate::csv_input::OnBadRow::Fail,
         columns: [
             "nin:text:internal",
             "amount:integer:sensitive",
@@ -62,7 +64,7 @@ pub(crate) fn register_claims(store: &mut Store, dir: &Path) {
         description: "insurance claims".into(),
         domain: "health".into(),
     };
-    let dataset = catalog::inspect(spec, "dm1", NOW).unwrap();
+    let dataset = catalog::inspect(spec, "dm1", NOW, &dir.join("r.csv")).unwrap();
     catalog::register(store, &dataset).unwrap();
     ledger::set_cap(
         store,

@@ -24,8 +24,6 @@
 //! interval is that distribution's (`concord_dp::accuracy::polya_half_width`), or, when its
 //! table would be too long (huge scales), the conservative Chebyshev bound `√(Var/0.05)`.
 
-use std::path::Path;
-
 use concord_dp::shares::{NoiseTarget, SharePlan};
 use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
@@ -92,7 +90,7 @@ pub(super) fn sensitivity(q: &QueryParams) -> u64 {
 fn integer(column: &str, row: u64, v: &str) -> Result<i64, String> {
     v.trim().parse::<i64>().map_err(|_| {
         format!(
-            "column {column:?}, value {row} ({v:?}): an aggregate needs integers \
+            "column {column:?}, line {row} ({v:?}): an aggregate needs integers \
              (register amounts in a fixed unit such as cents)"
         )
     })
@@ -100,7 +98,7 @@ fn integer(column: &str, row: u64, v: &str) -> Result<i64, String> {
 
 /// This node's exact vector, read from its CSV without holding the file in memory.
 pub(super) fn exact_vector(
-    path: &Path,
+    d: &crate::catalog::Dataset,
     column: Option<&str>,
     q: &QueryParams,
 ) -> Result<Vec<i64>, String> {
@@ -108,7 +106,7 @@ pub(super) fn exact_vector(
     let need = || column.ok_or_else(|| format!("a {} needs a column", q.statistic));
     match q.statistic.as_str() {
         "count" => {
-            let rows = input::row_count(path)?;
+            let rows = input::row_count(d)?.rows;
             Ok(vec![
                 i64::try_from(rows).map_err(|_| "too many rows".to_owned())?,
             ])
@@ -116,7 +114,7 @@ pub(super) fn exact_vector(
         "sum" => {
             let column = need()?;
             let mut total: i128 = 0;
-            input::for_each_value(path, column, |row, v| {
+            input::for_each_value(d, column, |row, v| {
                 total += i128::from(integer(column, row, v)?.clamp(q.lo, q.hi));
                 Ok(())
             })?;
@@ -128,7 +126,7 @@ pub(super) fn exact_vector(
             let column = need()?;
             let mut counts = vec![0i64; labels.len()];
             if q.categories.is_empty() {
-                input::for_each_value(path, column, |row, v| {
+                input::for_each_value(d, column, |row, v| {
                     if let Some(i) = query::bin_of(integer(column, row, v)?, q, counts.len()) {
                         counts[i] += 1;
                     }
@@ -140,7 +138,7 @@ pub(super) fn exact_vector(
                     .enumerate()
                     .map(|(i, l)| (l.as_str(), i))
                     .collect();
-                input::for_each_value(path, column, |_, v| {
+                input::for_each_value(d, column, |_, v| {
                     if let Some(&i) = index.get(v) {
                         counts[i] += 1;
                     }
@@ -240,31 +238,37 @@ mod tests {
         }
     }
 
-    fn csv(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    fn csv(text: &str) -> (tempfile::TempDir, crate::catalog::Dataset) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.csv");
         std::fs::write(&path, text).unwrap();
-        (dir, path)
+        let columns = [
+            "id:text:internal",
+            "amount:integer:sensitive:nullable",
+            "kind:text:public",
+        ];
+        let d = crate::catalog::for_tests(&path, &columns);
+        (dir, d)
     }
 
     #[test]
     fn vectors_count_rows_clamp_sums_and_fill_bins() {
-        let (_d, path) = csv("id,amount,kind\n1,50,a\n2,150,b\n3,-20,a\n4,,c\n5,99,z\n");
-        assert_eq!(exact_vector(&path, None, &params("count")).unwrap(), [5]);
+        let (_dir, d) = csv("id,amount,kind\n1,50,a\n2,150,b\n3,-20,a\n4,,c\n5,99,z\n");
+        assert_eq!(exact_vector(&d, None, &params("count")).unwrap(), [5]);
         // 50 + 100 (clamped) + 0 (clamped) + 99; the null is left out.
-        let sum = exact_vector(&path, Some("amount"), &params("sum")).unwrap();
+        let sum = exact_vector(&d, Some("amount"), &params("sum")).unwrap();
         assert_eq!(sum, [249]);
         // Bins [0,25) [25,50) [50,75) [75,100]: 150 and -20 are outside.
-        let hist = exact_vector(&path, Some("amount"), &params("histogram")).unwrap();
+        let hist = exact_vector(&d, Some("amount"), &params("histogram")).unwrap();
         assert_eq!(hist, [0, 0, 1, 1]);
         let mut q = params("histogram");
         q.categories = vec!["a".into(), "b".into(), "c".into()];
-        assert_eq!(exact_vector(&path, Some("kind"), &q).unwrap(), [2, 1, 1]);
+        assert_eq!(exact_vector(&d, Some("kind"), &q).unwrap(), [2, 1, 1]);
         assert_eq!(labels(&q).unwrap(), ["a", "b", "c"]);
 
-        let err = exact_vector(&path, Some("kind"), &params("sum")).unwrap_err();
+        let err = exact_vector(&d, Some("kind"), &params("sum")).unwrap_err();
         assert!(err.contains("needs integers"), "{err}");
-        assert!(exact_vector(&path, Some("nope"), &params("sum")).is_err());
+        assert!(exact_vector(&d, Some("nope"), &params("sum")).is_err());
         assert!(labels(&params("mean")).is_err());
         let mut bad = params("sum");
         bad.hi = 0;

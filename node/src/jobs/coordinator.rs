@@ -3,7 +3,6 @@
 //! with every party, releases the result for its recipient, and fails the job everywhere when
 //! anything goes wrong.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_mpc::psi::PsiError;
@@ -18,9 +17,10 @@ use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
 use super::gate::{FieldUse, UseRequest};
 use super::{
     AggregateParams, Failure, Handle, JobRow, JoinSpec, Kind, PeerUse, QueryParams, Spec, State,
-    aggregate, psi, query,
+    aggregate, input, psi, query,
 };
 use crate::audit::{Outcome, Record};
+use crate::catalog::Dataset;
 use crate::config::Role;
 use crate::service::governance::Phase;
 use crate::service::{MAX_MESSAGE_BYTES, Node, NodeError};
@@ -93,7 +93,7 @@ pub(crate) async fn submit(
                 }
                 ("ecdh" | "ot", _) => p.protocol.clone(),
                 ("", Kind::PsiIntersection) => {
-                    let rows = dataset(node, &left.dataset).await?.map_or(0, |d| d.1);
+                    let rows = dataset(node, &left.dataset).await?.map_or(0, |d| d.rows);
                     if rows >= psi::OT_FROM_ROWS {
                         "ot"
                     } else {
@@ -188,6 +188,7 @@ pub(crate) async fn submit(
                 hi: j.hi,
                 group_by: j.group_by,
                 categories: j.categories,
+                exclude_nulls: j.exclude_nulls,
             };
             (
                 Kind::Join,
@@ -246,6 +247,7 @@ pub(crate) async fn submit(
             protocol,
             join,
             aggregate,
+            key_types: Vec::new(),
         },
         state: State::Submitted,
         phase: "submitted".into(),
@@ -436,21 +438,55 @@ pub(super) fn record(
     }
 }
 
-/// The dataset's file and row count at this node.
-pub(super) async fn dataset(
-    node: &Arc<Node>,
-    id: &str,
-) -> Result<Option<(PathBuf, u64)>, NodeError> {
+/// The dataset as this node's catalog has it.
+pub(super) async fn dataset(node: &Arc<Node>, id: &str) -> Result<Option<Dataset>, NodeError> {
     let id = id.to_owned();
     node.with_store(move |_, store| {
-        crate::catalog::list(store).map(|all| {
-            all.into_iter()
-                .find(|d| d.spec.id == id)
-                .map(|d| (d.spec.path, d.rows))
-        })
+        crate::catalog::list(store).map(|all| all.into_iter().find(|d| d.spec.id == id))
     })
     .await?
     .map_err(NodeError::from)
+}
+
+/// A participant's check of the key types the coordinator's proposal states against its own
+/// catalog's for the columns it is asked to match on: both sides must normalize alike, or the
+/// job would match nothing (or the wrong people) while looking right.
+fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), String> {
+    if row.coordinator_role
+        || !matches!(
+            row.kind,
+            Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join
+        )
+    {
+        return Ok(());
+    }
+    let own: Vec<String> = input::key_types(d, &row.spec.columns)
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    if own == row.spec.key_types {
+        return Ok(());
+    }
+    let pairs = |types: &[String]| {
+        row.spec
+            .columns
+            .iter()
+            .zip(types)
+            .map(|(c, t)| format!("{c}:{t}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    Err(format!(
+        "key types differ: {} matches on {} here, but the proposal states {} (both datasets must \
+         declare the same key types, e.g. --key-columns nin:cn-resident-id)",
+        row.spec.dataset,
+        pairs(&own),
+        if row.spec.key_types.is_empty() {
+            "none".to_owned()
+        } else {
+            pairs(&row.spec.key_types)
+        }
+    ))
 }
 
 /// This node's name and the job's request of its policy (the other parties as peers).
@@ -477,13 +513,21 @@ fn refused(node: &Node, at_release: bool, e: NodeError) -> Failure {
 /// Audited by the check (`policy.admit`). Returns the dataset's file, read from the catalog
 /// once for the check and the job (`None` only if the dataset went away meanwhile: the policy
 /// refuses one the catalog does not have).
-pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<PathBuf>, Failure> {
+pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Dataset>, Failure> {
     let me = &node.config.node.name;
     let req = request_here(node, row)?;
     let found = dataset(node, &row.spec.dataset)
         .await
         .map_err(|e| Failure::at(me, e.to_string()))?;
-    let size = found.as_ref().map_or(0, |d| d.1);
+    if let Some(d) = &found
+        && let Err(reason) = agree_key_types(row, d)
+    {
+        return Err(Failure {
+            refusal: Some(("key-types", reason.clone())),
+            ..Failure::at(me, format!("refused (key-types): {reason}"))
+        });
+    }
+    let size = found.as_ref().map_or(0, |d| d.rows);
     let limit = node.config.limits.max_keys;
     // An aggregate streams its dataset into a vector; every other kind holds its rows.
     if row.kind != Kind::Aggregate && size > limit {
@@ -500,7 +544,7 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<PathB
     node.authorize(&req, Phase::Admit { own_set_size: size }, Vec::new(), None)
         .await
         .map_err(|e| refused(node, false, e))?;
-    Ok(found.map(|d| d.0))
+    Ok(found)
 }
 
 /// Runs this node's policy check again before release (`policy.release`): the grant must
@@ -763,24 +807,24 @@ async fn work(
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     // An aggregate's coordinator may only aggregate, without a dataset of its own.
-    let path = if row.spec.dataset.is_empty() {
+    let found = if row.spec.dataset.is_empty() {
         None
     } else {
         handle.report(State::Submitted, "authorizing", 0, 0, "");
-        let path = admit(node, row).await?;
+        let found = admit(node, row).await?;
         p.reserved = true;
-        Some(path.ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?)
+        Some(found.ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?)
     };
-    let own = |path: Option<PathBuf>| path.ok_or_else(|| Failure::at(&me, "no dataset"));
+    let own = |d: Option<Dataset>| d.ok_or_else(|| Failure::at(&me, "no dataset"));
     match row.kind {
         Kind::Aggregate => {
-            super::coordinator_agg::run(node, row, handle, path, &mut p.peer.outs).await
+            super::coordinator_agg::run(node, row, handle, found, &mut p.peer.outs).await
         }
         Kind::PsiCardinality | Kind::PsiIntersection => {
-            super::coordinator_psi::run(node, row, handle, own(path)?, &mut p.peer).await
+            super::coordinator_psi::run(node, row, handle, own(found)?, &mut p.peer).await
         }
-        Kind::Join => super::join::run(node, row, handle, own(path)?, &mut p.peer).await,
-        Kind::Query => run_query(node, row, handle, own(path)?).await,
+        Kind::Join => super::join::run(node, row, handle, own(found)?, &mut p.peer).await,
+        Kind::Query => run_query(node, row, handle, own(found)?).await,
     }?;
     p.released = true;
     Ok(())
@@ -790,7 +834,7 @@ async fn run_query(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
-    path: PathBuf,
+    d: Dataset,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     step(node, row, Some(handle), State::Authorized, "authorized").await;
@@ -802,11 +846,10 @@ async fn run_query(
         .ok_or_else(|| Failure::at(&me, "no query"))?;
     let column = row.spec.columns.first().cloned();
     let epsilon = row.spec.epsilon;
-    let out =
-        tokio::task::spawn_blocking(move || query::run(&path, column.as_deref(), &q, epsilon))
-            .await
-            .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
-            .map_err(|e| Failure::at(&me, e))?;
+    let out = tokio::task::spawn_blocking(move || query::run(&d, column.as_deref(), &q, epsilon))
+        .await
+        .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
+        .map_err(|e| Failure::at(&me, e))?;
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, Vec::new()).await?;
     begin_release(node, handle)?;
@@ -823,13 +866,19 @@ async fn run_query(
         key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
+        inputs: vec![pb::PartyInput {
+            node: me.clone(),
+            ..out.input
+        }],
+        ..pb::JobResult::default()
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let detail = format!(
-        "released {} of {} to {}",
+        "released {} of {} to {}: {}",
         row.spec.query.as_ref().map_or("", |q| q.statistic.as_str()),
         row.spec.dataset,
-        row.recipient
+        row.recipient,
+        super::party_input::describe(&result.inputs[0])
     );
     commit_release(node, row, Some(result), digest, detail).await
 }

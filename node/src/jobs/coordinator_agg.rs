@@ -18,7 +18,6 @@
 //!   returns its reservation when it restarts (no job survives a restart) unless it had
 //!   already committed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_mpc::SessionId;
@@ -54,7 +53,7 @@ pub(super) async fn run(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
-    path: Option<PathBuf>,
+    dataset: Option<crate::catalog::Dataset>,
     outs: &mut Vec<Arc<Outbound>>,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
@@ -98,8 +97,8 @@ pub(super) async fn run(
 
     // This node's own party, when it contributes.
     let rt = tokio::runtime::Handle::current();
-    let own_party = match (own, path) {
-        (Some((index, mut rx)), Some(path)) => {
+    let own_party = match (own, dataset) {
+        (Some((index, mut rx)), Some(dataset)) => {
             let (node, row, up, rt) = (Arc::clone(node), row.clone(), up_tx.clone(), rt.clone());
             let (params, plan, column) = (params.clone(), plan, row.spec.columns.first().cloned());
             let q = agg.query.clone();
@@ -112,7 +111,7 @@ pub(super) async fn run(
                 let contribution = Contribution {
                     params,
                     index,
-                    path,
+                    dataset,
                     column,
                     query: q,
                     plan,
@@ -199,6 +198,7 @@ pub(super) async fn run(
         key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: contributors.clone(),
+        ..pb::JobResult::default()
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
     let dropped: Vec<String> = outcome
@@ -245,6 +245,7 @@ async fn open(
     let q = &agg.query;
     let terms = Terms {
         join: None,
+        key_types: Vec::new(),
         aggregate: Some(pb::AggregateProposal {
             statistic: q.statistic.clone(),
             lo: q.lo,

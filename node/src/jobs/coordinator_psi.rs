@@ -1,10 +1,10 @@
 //! The coordinator's side of a PSI job: read its keys, propose the job to the participant, run
 //! the receiver over `Federation.Exchange`, recheck with the participant, release.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_dp::release::{self, NoiseSpec};
+use concord_mpc::psi::KeySpec;
 use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use prost::Message as _;
@@ -17,38 +17,48 @@ use super::coordinator::{
     peer_of, psi_error_is_peers, recheck, step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
+use super::party_input::{describe, party_input};
 use super::psi::{self, Link};
 use super::{Failure, Handle, JobRow, Kind, PeerUse, State, input, query};
+use crate::catalog::Dataset;
 use crate::service::Node;
 
 pub(super) async fn run(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
-    path: PathBuf,
+    d: Dataset,
     link: &mut PeerLink,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = peer_use(row, &me)?;
+    let types = input::key_types(&d, &row.spec.columns);
+    let spec = input::key_spec(&types).map_err(|e| Failure::at(&me, e))?;
 
     // Own keys first: a broken file fails here, before the peer is asked for anything.
     handle.report(State::Submitted, "reading", 0, 0, "");
     let columns = row.spec.columns.clone();
-    let read_path = path.clone();
-    let keys = tokio::task::spawn_blocking(move || input::key_set(&read_path, &columns))
-        .await
-        .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?
-        .map_err(|e| Failure::at(&me, e))?;
-    let own_keys = keys.len() as u64;
+    let dataset = Arc::new(d);
+    let read = Arc::clone(&dataset);
+    let (keys, own_read) =
+        tokio::task::spawn_blocking(move || input::key_set(&read, &columns, spec))
+            .await
+            .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?
+            .map_err(|e| Failure::at(&me, e))?;
+    let own_input = party_input(&me, &row.spec.dataset, &own_read, Some(&keys.report()));
 
-    // Propose: the participant runs its own gate and reserves its budget.
+    // Propose: the participant checks the key types, runs its own gate and reserves its budget.
     handle.report(State::Submitted, "proposing", 0, 0, "");
-    let mut client = propose(node, row, &peer, Terms::default(), &mut link.proposed).await?;
+    let terms = Terms {
+        key_types: types.iter().map(|t| t.name().to_owned()).collect(),
+        ..Terms::default()
+    };
+    let mut client = propose(node, row, &peer, terms, &mut link.proposed).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
     let params =
-        psi::params_of(row, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
+        psi::params_of(row, spec, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
     let protocol = row.spec.protocol.clone();
     let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
         psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {
@@ -62,7 +72,7 @@ pub(super) async fn run(
     // Recheck: own gate first, then the participant's (which commits its budget if it agrees).
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, vec![output.peer_items]).await?;
-    release_handshake(node, handle, &mut ex, &peer.node).await?;
+    let peer_input = release_handshake(node, handle, &mut ex, &peer.node).await?;
 
     // Release: the DP-noised count, or the matching keys, for the recipient only.
     step(node, row, Some(handle), State::Running, "releasing").await;
@@ -88,7 +98,7 @@ pub(super) async fn run(
         }
         _ => {
             let matched = output.matched_rows.clone().unwrap_or_default();
-            let stored = store_keys(node, row, handle, path, matched, &mut digest).await?;
+            let stored = store_keys(node, row, handle, dataset, spec, matched, &mut digest).await?;
             let count = vec![pb::ResultValue {
                 label: "matching keys".into(),
                 value: output.cardinality as f64,
@@ -111,11 +121,18 @@ pub(super) async fn run(
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
         key_count,
+        key_header: if row.kind == Kind::PsiIntersection {
+            key_header(&row.spec.columns)
+        } else {
+            Vec::new()
+        },
+        inputs: vec![own_input.clone(), peer_input],
+        nulls: String::new(),
     };
     digest.update(result.encode_to_vec());
     let digest: [u8; 32] = digest.finalize().into();
     let detail = format!(
-        "released {} ({}) of {} with {} to {}: {} own keys, {} peer keys",
+        "released {} ({}) of {} with {} to {}: {}; {} peer keys",
         row.kind.as_str(),
         if row.spec.protocol == "ot" {
             "ot"
@@ -125,10 +142,20 @@ pub(super) async fn run(
         row.spec.dataset,
         peer.node,
         row.recipient,
-        own_keys,
+        describe(&own_input),
         output.peer_items
     );
     commit_release(node, row, Some(result), digest, detail).await
+}
+
+/// The names of an intersection's key values: the normalized columns (what matched), then the
+/// same columns as written in the file.
+fn key_header(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .cloned()
+        .chain(columns.iter().map(|c| format!("{c} (as in file)")))
+        .collect()
 }
 
 /// Most matching keys in one stored chunk, and about the most bytes of key values in one.
@@ -143,7 +170,8 @@ async fn store_keys(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Handle,
-    path: PathBuf,
+    d: Arc<Dataset>,
+    spec: KeySpec,
     matched: Vec<u64>,
     digest: &mut Sha256,
 ) -> Result<u64, Failure> {
@@ -159,7 +187,7 @@ async fn store_keys(
                 .map_err(|_| "the matching keys could not be stored".to_owned())
         };
         let (mut chunk, mut bytes) = (pb::KeyRows::default(), 0);
-        input::rows_at(&path, &columns, &matched, |values| {
+        input::rows_at(&d, &columns, spec, &matched, |values| {
             bytes += values.iter().map(String::len).sum::<usize>();
             chunk.rows.push(pb::KeyRow { values });
             if chunk.rows.len() == KEY_CHUNK_ROWS || bytes >= KEY_CHUNK_BYTES {
@@ -215,6 +243,8 @@ pub(super) struct RoleError {
 pub(super) struct Terms {
     pub(super) join: Option<pb::JoinTerms>,
     pub(super) aggregate: Option<pb::AggregateProposal>,
+    /// The key type of each key column (two-party matching jobs).
+    pub(super) key_types: Vec<String>,
 }
 
 /// Proposes the job to the peer; returns the client once the peer accepted it (and reserved its
@@ -249,6 +279,7 @@ pub(super) async fn propose(
         protocol: row.spec.protocol.clone(),
         join: terms.join,
         aggregate: terms.aggregate,
+        key_types: terms.key_types,
     };
     *proposed = true;
     let decision = client
@@ -375,12 +406,13 @@ where
 
 /// Asks the peer to recheck its policy and commit its budget; Ok once it did. From here on the
 /// job can no longer be cancelled.
+/// Asks the peer to recheck and commit; returns what its input was, from its verdict.
 pub(super) async fn release_handshake(
     node: &Node,
     handle: &Handle,
     ex: &mut Exchanged,
     peer: &str,
-) -> Result<(), Failure> {
+) -> Result<pb::PartyInput, Failure> {
     begin_release(node, handle)?;
     let at_peer = |reason: String| Failure::at(peer, reason);
     if !ex
@@ -391,7 +423,12 @@ pub(super) async fn release_handshake(
         return Err(at_peer("the exchange closed before release".into()));
     }
     match next_control(&mut ex.ctl, peer).await {
-        Inbound::Control(pb::job_control::Kind::Verdict(v)) if v.accepted => Ok(()),
+        Inbound::Control(pb::job_control::Kind::Verdict(v)) if v.accepted => {
+            Ok(v.input.unwrap_or_else(|| pb::PartyInput {
+                node: peer.to_owned(),
+                ..pb::PartyInput::default()
+            }))
+        }
         Inbound::Control(pb::job_control::Kind::Verdict(v)) => Err(at_peer(format!(
             "refused at release ({}): {}",
             v.code, v.reason

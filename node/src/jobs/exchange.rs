@@ -107,6 +107,9 @@ pub(super) fn opens_with_abort(first: &pb::Envelope) -> bool {
 }
 
 /// What the inbound reader hands to the job besides protocol frames.
+// A control message (a verdict carries the party's input figures) is a few hundred bytes, and a
+// job sees a handful of them: not worth a box on every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Inbound {
     Control(pb::job_control::Kind),

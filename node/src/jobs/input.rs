@@ -1,97 +1,137 @@
 //! Reading a registered dataset for a job, streaming: the file is never held whole in memory.
 //! The PSI key set keeps only its distinct normalized keys (what the protocol needs); a query
 //! keeps the one column it releases.
+//!
+//! Every read goes through [`crate::csv_input::Reader`] with the dataset's schema, so a job sees
+//! exactly the rows its profile counted: under `--on-bad-row skip` the same bad rows are left
+//! out, and counted again ([`Read`]).
 
 use std::cell::RefCell;
-use std::path::Path;
 
-use concord_mpc::psi::{KeySet, KeySpec};
+use concord_mpc::psi::{KeySet, KeySpec, KeyType, normalize};
 
-fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, String> {
-    csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+use crate::catalog::Dataset;
+use crate::csv_input::{Reader, RejectCounts};
+
+/// What one read of a dataset used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// Good rows read.
+    pub(crate) rows: u64,
+    /// Bad rows left out (`--on-bad-row skip`).
+    pub(crate) rejects: RejectCounts,
 }
 
-/// Positions of `columns` in the file's header.
-fn positions(
-    path: &Path,
-    rdr: &mut csv::Reader<std::fs::File>,
-    columns: &[String],
-) -> Result<Vec<usize>, String> {
-    let header = rdr
-        .headers()
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .clone();
+impl Read {
+    fn of(reader: &Reader) -> Self {
+        Self {
+            rows: reader.rows(),
+            rejects: reader.rejects(),
+        }
+    }
+}
+
+fn open(d: &Dataset) -> Result<Reader, String> {
+    Reader::open(&d.spec.path, &d.spec.schema()).map_err(|e| e.to_string())
+}
+
+/// Positions of `columns` among the dataset's columns.
+fn positions(reader: &Reader, columns: &[String]) -> Result<Vec<usize>, String> {
     columns
         .iter()
         .map(|c| {
-            header.iter().position(|h| h == c).ok_or_else(|| {
+            reader.position(c).ok_or_else(|| {
                 format!(
-                    "{}: no column {c:?} (the file changed since registration?)",
-                    path.display()
+                    "{}: no column {c:?} in the dataset",
+                    reader.path().display()
                 )
             })
         })
         .collect()
 }
 
-/// The normalized, deduplicated keys of `columns`, streamed from the file.
-pub(super) fn key_set(path: &Path, columns: &[String]) -> Result<KeySet, String> {
-    let mut rdr = reader(path)?;
-    let at = positions(path, &mut rdr, columns)?;
-    let spec = KeySpec {
-        columns: u8::try_from(at.len()).map_err(|_| "more than 255 key columns".to_owned())?,
-        case_fold: false,
-    };
+/// The key type of each of `columns` as a job matching on them uses it.
+pub(crate) fn key_types(d: &Dataset, columns: &[String]) -> Vec<KeyType> {
+    columns.iter().map(|c| d.spec.key_type(c)).collect()
+}
+
+/// The key spec of a job matching on `types`, as agreed in its terms.
+pub(crate) fn key_spec(types: &[KeyType]) -> Result<KeySpec, String> {
+    KeySpec::new(types).map_err(|e| e.to_string())
+}
+
+/// Streams the good rows' fields at `at`, each as owned text, to `rows`; a read error stops the
+/// stream and is returned after it.
+fn with_rows<T>(
+    reader: &mut Reader,
+    at: &[usize],
+    rows: impl FnOnce(&mut dyn Iterator<Item = Vec<String>>) -> T,
+) -> Result<T, String> {
     let failure = RefCell::new(None::<String>);
-    let rows = rdr.records().map_while(|r| match r {
-        Ok(record) => Some(
-            at.iter()
-                .map(|&i| record.get(i).unwrap_or_default().to_owned())
-                .collect::<Vec<String>>(),
-        ),
+    let mut iter = std::iter::from_fn(|| match reader.next_row() {
+        Ok(true) => Some(at.iter().map(|&i| reader.field(i).to_owned()).collect()),
+        Ok(false) => None,
         Err(e) => {
-            *failure.borrow_mut() = Some(format!("{}: {e}", path.display()));
+            *failure.borrow_mut() = Some(e.to_string());
             None
         }
     });
-    let keys = KeySet::from_rows(spec, rows).map_err(|e| e.to_string())?;
+    let out = rows(&mut iter);
     match failure.into_inner() {
         Some(e) => Err(e),
-        None => Ok(keys),
+        None => Ok(out),
     }
 }
 
-/// Hands `each` the key values of the rows at `matched` (0-based data rows, ascending), as the
-/// file streams by; `each` may stop the reading with an error.
-pub(super) fn rows_at(
-    path: &Path,
+/// The normalized, deduplicated keys of `columns`, streamed from the file.
+pub(super) fn key_set(
+    d: &Dataset,
     columns: &[String],
+    spec: KeySpec,
+) -> Result<(KeySet, Read), String> {
+    let mut reader = open(d)?;
+    let at = positions(&reader, columns)?;
+    let keys = with_rows(&mut reader, &at, |rows| KeySet::from_rows(spec, rows))?
+        .map_err(|e| format!("{}: {e}", d.spec.path.display()))?;
+    Ok((keys, Read::of(&reader)))
+}
+
+/// Hands `each` the normalized key values, then the key values as written in the file, of the
+/// good rows at `matched` (0-based among the good rows, ascending), as the file streams by;
+/// `each` may stop the reading with an error.
+pub(super) fn rows_at(
+    d: &Dataset,
+    columns: &[String],
+    spec: KeySpec,
     matched: &[u64],
     mut each: impl FnMut(Vec<String>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let mut rdr = reader(path)?;
-    let at = positions(path, &mut rdr, columns)?;
+    let mut reader = open(d)?;
+    let at = positions(&reader, columns)?;
     let mut wanted = matched.iter().copied().peekable();
-    for (row, record) in rdr.records().enumerate() {
-        let Some(&next) = wanted.peek() else { break };
-        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
-        if row as u64 == next {
-            each(
-                at.iter()
-                    .map(|&i| record.get(i).unwrap_or_default().to_owned())
-                    .collect(),
-            )?;
+    let mut row = 0u64;
+    while let Some(&next) = wanted.peek() {
+        if !reader.next_row().map_err(|e| e.to_string())? {
+            break;
+        }
+        if row == next {
+            let original: Vec<&str> = at.iter().map(|&i| reader.field(i)).collect();
+            let mut values = Vec::with_capacity(2 * at.len());
+            for (text, &ty) in original.iter().zip(spec.types()) {
+                // The key matched, so it normalized when the key set was built.
+                values.push(normalize::normalize(ty, text).unwrap_or_default());
+            }
+            values.extend(original.iter().map(|t| (*t).to_owned()));
+            each(values)?;
             wanted.next();
         }
+        row += 1;
     }
     match wanted.peek() {
         None => Ok(()),
         Some(row) => Err(format!(
             "{}: matched row {} is past the end of the file (did it change?)",
-            path.display(),
+            d.spec.path.display(),
             row + 1
         )),
     }
@@ -100,119 +140,119 @@ pub(super) fn rows_at(
 /// Hands `each` every non-empty value of `column` (empty fields are nulls, skipped) as the file
 /// streams by; `each` may stop the reading with an error.
 pub(super) fn each_value(
-    path: &Path,
+    d: &Dataset,
     column: &str,
     mut each: impl FnMut(&str) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut rdr = reader(path)?;
-    let at = positions(path, &mut rdr, &[column.to_owned()])?[0];
-    let mut record = csv::StringRecord::new();
-    while rdr
-        .read_record(&mut record)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-    {
-        let v = record.get(at).unwrap_or_default();
-        if !v.is_empty() {
-            each(v)?;
-        }
-    }
-    Ok(())
+) -> Result<Read, String> {
+    for_each_value(d, column, |_, v| each(v))
 }
 
-/// The number of data rows, streamed.
-pub(super) fn row_count(path: &Path) -> Result<u64, String> {
-    let mut rdr = reader(path)?;
-    let mut record = csv::ByteRecord::new();
-    let mut n = 0;
-    while rdr
-        .read_byte_record(&mut record)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-    {
-        n += 1;
-    }
-    Ok(n)
+/// The number of good rows, streamed.
+pub(super) fn row_count(d: &Dataset) -> Result<Read, String> {
+    let mut reader = open(d)?;
+    while reader.next_row().map_err(|e| e.to_string())? {}
+    Ok(Read::of(&reader))
+}
+
+/// Whether a join counts people whose value cells are all empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Nulls {
+    /// A matched person with only empty value cells is counted, contributing 0 to the sum.
+    #[default]
+    Include,
+    /// Rows with an empty value are left out; a person with only such rows is not in the join.
+    Exclude,
 }
 
 /// A join's value holder input, streamed: per row its key, its integer value and its category.
 pub(super) struct Values {
     pub(super) set: concord_mpc::psi::join::ValueSet,
-    /// Rows left out because their value was empty (a null).
+    /// Rows whose value was empty (a null): counted as 0, or left out (see [`Nulls`]).
     pub(super) null_values: u64,
+    /// What the read used.
+    pub(super) read: Read,
 }
 
-/// Reads `(key columns, value column, group column)` rows for a join. Rows with an empty value
-/// are left out (counted); a value that is not an integer, or a category outside `categories`,
-/// stops the read with the file's line. `group_by` empty: every row is in category 0.
+/// Reads `(key columns, value column, group column)` rows for a join. A row with an empty value
+/// counts as 0 or is left out (`nulls`); a value that is not an integer, or a category outside
+/// `categories`, stops the read with the file's line. `group_by` empty: every row is in
+/// category 0.
 pub(super) fn value_set(
-    path: &Path,
+    d: &Dataset,
     key_columns: &[String],
-    value_column: &str,
-    group_by: &str,
-    categories: &[String],
+    spec: KeySpec,
+    (value_column, group_by, categories): (&str, &str, &[String]),
+    nulls: Nulls,
 ) -> Result<Values, String> {
     use concord_mpc::psi::join::{JoinError, ValueSet};
 
-    let mut rdr = reader(path)?;
-    let at = positions(path, &mut rdr, key_columns)?;
-    let value_at = positions(path, &mut rdr, &[value_column.to_owned()])?[0];
+    let path = d.spec.path.display();
+    let mut reader = open(d)?;
+    let at = positions(&reader, key_columns)?;
+    let value_at = positions(&reader, &[value_column.to_owned()])?[0];
     let group_at = if group_by.is_empty() {
         None
     } else {
-        Some(positions(path, &mut rdr, &[group_by.to_owned()])?[0])
-    };
-    let spec = KeySpec {
-        columns: u8::try_from(at.len()).map_err(|_| "more than 255 key columns".to_owned())?,
-        case_fold: false,
+        Some(positions(&reader, &[group_by.to_owned()])?[0])
     };
     let failure = RefCell::new(None::<String>);
     // Line of each kept row in the file (the header is line 1), to point errors at it.
     let lines = RefCell::new(Vec::<u64>::new());
     let mut null_values = 0u64;
-    let rows = rdr.records().enumerate().filter_map(|(i, r)| {
-        if failure.borrow().is_some() {
-            return None;
-        }
-        let line = i as u64 + 2;
-        let fail = |m: String| {
-            *failure.borrow_mut() = Some(format!("{}: line {line}: {m}", path.display()));
-            None
-        };
-        let record = match r {
-            Ok(record) => record,
-            Err(e) => return fail(e.to_string()),
-        };
-        let raw = record.get(value_at).unwrap_or_default();
-        if raw.is_empty() {
-            null_values += 1;
-            return None;
-        }
-        let Ok(value) = raw.parse::<i64>() else {
-            return fail(format!(
-                "{value_column} = {raw:?} is not an integer (register amounts in a fixed unit \
-                 such as cents)"
-            ));
-        };
-        let category = match group_at {
-            None => 0,
-            Some(g) => {
-                let c = record.get(g).unwrap_or_default();
-                match categories.iter().position(|x| x == c) {
-                    Some(p) => p as u32,
-                    None => {
-                        return fail(format!(
-                            "{group_by} = {c:?} is not one of the declared categories {}",
-                            categories.join(", ")
-                        ));
-                    }
+    let rows = std::iter::from_fn(|| {
+        loop {
+            if failure.borrow().is_some() {
+                return None;
+            }
+            match reader.next_row() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    *failure.borrow_mut() = Some(e.to_string());
+                    return None;
                 }
             }
-        };
-        lines.borrow_mut().push(line);
-        let key: Vec<String> = at
-            .iter()
-            .map(|&i| record.get(i).unwrap_or_default().to_owned())
-            .collect();
-        Some((key, value, category))
+            let line = reader.line();
+            let fail = |m: String| {
+                *failure.borrow_mut() = Some(format!("{path}: line {line}: {m}"));
+            };
+            let raw = reader.field(value_at);
+            let value = if raw.is_empty() {
+                null_values += 1;
+                if nulls == Nulls::Exclude {
+                    continue;
+                }
+                0
+            } else {
+                let Ok(value) = raw.parse::<i64>() else {
+                    fail(format!(
+                        "{value_column} = {raw:?} is not an integer (register amounts in a fixed \
+                         unit such as cents)"
+                    ));
+                    return None;
+                };
+                value
+            };
+            let category = match group_at {
+                None => 0,
+                Some(g) => {
+                    let c = reader.field(g);
+                    match categories.iter().position(|x| x == c) {
+                        Some(p) => p as u32,
+                        None => {
+                            fail(format!(
+                                "{group_by} = {c:?} is not one of the declared categories {}",
+                                categories.join(", ")
+                            ));
+                            return None;
+                        }
+                    }
+                }
+            };
+            lines.borrow_mut().push(line);
+            let key: Vec<String> = at.iter().map(|&i| reader.field(i).to_owned()).collect();
+            return Some((key, value, category));
+        }
     });
     let set = ValueSet::from_rows(spec, rows);
     if let Some(e) = failure.into_inner() {
@@ -222,36 +262,33 @@ pub(super) fn value_set(
         JoinError::CategoryConflict { row, .. } => {
             let line = lines.borrow().get(row as usize).copied().unwrap_or(0);
             format!(
-                "{}: line {line}: {group_by} differs from an earlier row with the same key (one \
-                 person, one category)",
-                path.display()
+                "{path}: line {line}: {group_by} differs from an earlier row with the same key \
+                 (one person, one category)"
             )
         }
-        other => format!("{}: {other}", path.display()),
+        other => format!("{path}: {other}"),
     })?;
-    Ok(Values { set, null_values })
+    Ok(Values {
+        set,
+        null_values,
+        read: Read::of(&reader),
+    })
 }
 
-/// Calls `f` with every non-empty value of `column` (nulls left out) and its 1-based data row,
+/// Calls `f` with every non-empty value of `column` (nulls left out) and its line in the file,
 /// streamed.
 pub(super) fn for_each_value(
-    path: &Path,
+    d: &Dataset,
     column: &str,
     mut f: impl FnMut(u64, &str) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut rdr = reader(path)?;
-    let at = positions(path, &mut rdr, &[column.to_owned()])?[0];
-    let mut record = csv::StringRecord::new();
-    let mut row = 0u64;
-    while rdr
-        .read_record(&mut record)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-    {
-        row += 1;
-        match record.get(at) {
-            Some(v) if !v.is_empty() => f(row, v)?,
-            _ => {}
+) -> Result<Read, String> {
+    let mut reader = open(d)?;
+    let at = positions(&reader, &[column.to_owned()])?[0];
+    while reader.next_row().map_err(|e| e.to_string())? {
+        let v = reader.field(at);
+        if !v.is_empty() {
+            f(reader.line(), v)?;
         }
     }
-    Ok(())
+    Ok(Read::of(&reader))
 }

@@ -8,12 +8,17 @@
 //!
 //! # Noise and budget
 //! Every party spends the job's ε: both parties' data move the result (a key of `K`'s can add
-//! one person to a count). The ε is split evenly between the counts and the sums (sequential
-//! composition); categories compose in parallel, since a person is in one category only (rows of
-//! `V` sharing a key must name the same one, and their values are added and clamped to
-//! `[lo, hi]` as one). So, per category:
-//! - count: sensitivity 1, discrete Laplace with scale `2/ε`;
-//! - sum: sensitivity `max(|lo|, |hi|)`, discrete Laplace with scale `2·max(|lo|, |hi|)/ε`.
+//! one person to a count). A tenth of ε goes to the clamped figure (how many of `V`'s people had
+//! their total clamped, `party_input`); the rest, `ε' = 0.9ε`, is split evenly between the
+//! counts and the sums (sequential composition); categories compose in parallel, since a person
+//! is in one category only (rows of `V` sharing a key must name the same one, and their values
+//! are added and clamped to `[lo, hi]` as one). So, per category:
+//! - count: sensitivity 1, discrete Laplace with scale `2/ε'`;
+//! - sum: sensitivity `max(|lo|, |hi|)`, discrete Laplace with scale `2·max(|lo|, |hi|)/ε'`.
+//!
+//! A person of `V` whose value cells are all empty is still a person: by default their rows
+//! count with value 0, so a matched person with no claims is in the count (`--nulls exclude`
+//! leaves such rows out instead).
 //!
 //! Scales are rounded up to multiples of 2^-32 (`Ratio::from_f64_up`) and both parties compute
 //! the same ones: `K` to draw, `V` for the 95% intervals. The protocol needs a public bound on
@@ -27,7 +32,6 @@
 //! distinct keys and the noised figures. The intersection size that `K` learns is not a DP
 //! release; the grant at `K` must allow the join kind, which says so.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_dp::sample::{Ratio, discrete_laplace};
@@ -44,8 +48,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::coordinator::{PeerLink, commit_release, recheck, step};
 use super::coordinator_psi::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
+use super::party_input::{describe, party_input, split_epsilon, with_clamped};
 use super::psi::Link;
 use super::{Failure, Handle, JobRow, JoinSpec, State, input};
+use crate::catalog::Dataset;
 use crate::service::Node;
 
 /// The noise bound, in sum scales.
@@ -57,6 +63,8 @@ pub(super) struct NoisePlan {
     count: Ratio,
     sum: Ratio,
     bound: u64,
+    /// The ε of the clamped figure (`party_input::CLAMP_SHARE` of the job's).
+    clamp: f64,
 }
 
 impl NoisePlan {
@@ -65,7 +73,8 @@ impl NoisePlan {
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(format!("a join needs epsilon > 0, not {epsilon}"));
         }
-        let half = epsilon / 2.0;
+        let (main, clamp) = split_epsilon(epsilon);
+        let half = main / 2.0;
         let sensitivity = lo.unsigned_abs().max(hi.unsigned_abs()).max(1) as f64;
         let dp = |e: concord_dp::DpError| e.to_string();
         let count = Ratio::from_f64_up("count noise scale", 1.0 / half).map_err(dp)?;
@@ -81,6 +90,7 @@ impl NoisePlan {
             count,
             sum,
             bound: bound as u64,
+            clamp,
         })
     }
 
@@ -121,9 +131,13 @@ impl NoisePlan {
     }
 }
 
-/// The job's terms, its noise plan, and the session parameters both parties derive from it,
-/// with this node's own limit on the peer's keys.
-fn params(row: &JobRow, peer_limit: u64) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
+/// The job's terms, its noise plan, and the session parameters both parties derive from it and
+/// its agreed key spec, with this node's own limit on the peer's keys.
+fn params(
+    row: &JobRow,
+    keys: KeySpec,
+    peer_limit: u64,
+) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
     let terms = row
         .spec
         .join
@@ -131,10 +145,6 @@ fn params(row: &JobRow, peer_limit: u64) -> Result<(JoinSpec, NoisePlan, JoinPar
         .ok_or_else(|| "a join job without its terms".to_owned())?;
     let plan = NoisePlan::new(row.spec.epsilon, (terms.lo, terms.hi))?;
     let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
-    let keys = KeySpec {
-        columns: u8::try_from(row.spec.columns.len()).map_err(|_| "too many key columns")?,
-        case_fold: false,
-    };
     let categories =
         u16::try_from(terms.categories.len().max(1)).map_err(|_| "too many categories")?;
     let params = JoinParams::new(
@@ -244,17 +254,17 @@ fn role_error(e: JoinError) -> RoleError {
     }
 }
 
-/// The key holder's part at a participant: reads its keys, draws the noise, runs its rounds.
+/// The key holder's part at a participant: draws the noise, runs its rounds over its keys.
 /// Returns the number of the value holder's distinct keys. Errors say whether the protocol
 /// (true) or this node's input (false) failed. `peer_limit` is this node's `[limits] max_keys`.
 pub(super) fn participate(
     row: &JobRow,
-    path: &std::path::Path,
+    spec: KeySpec,
+    keys: KeySet,
     peer_limit: u64,
     link: &mut Link<'_>,
 ) -> Result<u64, (bool, String)> {
-    let (_, plan, params) = params(row, peer_limit).map_err(|e| (false, e))?;
-    let keys = input::key_set(path, &row.spec.columns).map_err(|e| (false, e))?;
+    let (_, plan, params) = params(row, spec, peer_limit).map_err(|e| (false, e))?;
     let noise = plan
         .draw(usize::from(params.categories()))
         .map_err(|e| (false, e))?;
@@ -269,13 +279,20 @@ pub(super) async fn run(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
-    path: PathBuf,
+    d: Dataset,
     link: &mut PeerLink,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = peer_use(row, &me)?;
+    let types = input::key_types(&d, &row.spec.columns);
+    let spec = input::key_spec(&types).map_err(|e| Failure::at(&me, e))?;
     let (terms, plan, params) =
-        params(row, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
+        params(row, spec, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
+    let nulls = if terms.exclude_nulls {
+        input::Nulls::Exclude
+    } else {
+        input::Nulls::Include
+    };
 
     // Own values first, clamped and encrypted (the value holder's heavy part): a broken file
     // fails here, before the peer is asked for anything, and the peer never waits on it.
@@ -283,22 +300,26 @@ pub(super) async fn run(
     let t = terms.clone();
     let columns = row.spec.columns.clone();
     let started = tokio::task::spawn_blocking(move || {
-        let values =
-            input::value_set(&path, &columns, &t.value_column, &t.group_by, &t.categories)?;
-        let own_keys = values.set.len() as u64;
+        let columns_used = (
+            t.value_column.as_str(),
+            t.group_by.as_str(),
+            &t.categories[..],
+        );
+        let values = input::value_set(&d, &columns, spec, columns_used, nulls)?;
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let (waiting, offer) = ValueHolderAwaitQuery::start(params, values.set, &mut rng)
             .map_err(|e| format!("join: {e}"))?;
-        Ok::<_, String>((waiting, offer, own_keys, values.null_values))
+        Ok::<_, String>((waiting, offer, values.read, values.null_values))
     })
     .await
     .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?;
-    let (waiting, offer, own_keys, null_values) = started.map_err(|e| Failure::at(&me, e))?;
+    let (waiting, offer, own_read, null_values) = started.map_err(|e| Failure::at(&me, e))?;
 
     handle.report(State::Submitted, "proposing", 0, 0, "");
     let proposal = Terms {
         join: Some(self::terms(&terms)),
         aggregate: None,
+        key_types: types.iter().map(|t| t.name().to_owned()).collect(),
     };
     let mut client = propose(node, row, &peer, proposal, &mut link.proposed).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
@@ -310,10 +331,22 @@ pub(super) async fn run(
 
     step(node, row, Some(handle), State::Running, "rechecking").await;
     recheck(node, row, vec![output.peer_items]).await?;
-    release_handshake(node, handle, &mut ex, &peer.node).await?;
+    let peer_input = release_handshake(node, handle, &mut ex, &peer.node).await?;
 
     step(node, row, Some(handle), State::Running, "releasing").await;
     let (count_hw, sum_hw) = plan.half_widths().map_err(|e| Failure::at(&me, e))?;
+    let clamped = output.input.clamped_low + output.input.clamped_high;
+    let own_input = pb::PartyInput {
+        null_values,
+        ..party_input(&me, &row.spec.dataset, &own_read, Some(&output.input.keys))
+    };
+    let own_input = with_clamped(
+        own_input,
+        (clamped, output.input.keys.distinct_keys),
+        format!("[{}, {}] per person", terms.lo, terms.hi),
+        plan.clamp,
+    )
+    .map_err(|e| Failure::at(&me, e))?;
     let result = pb::JobResult {
         job_id: row.id.clone(),
         kind: row.kind.as_str().into(),
@@ -323,19 +356,33 @@ pub(super) async fn run(
         epsilon: row.spec.epsilon,
         delta: 0.0,
         values: figures(&output, &terms.categories, count_hw, sum_hw),
-        accuracy: "95% interval (ε/2 for the counts, ε/2 for the sums; a mean is their ratio, \
-                   without an interval)"
+        accuracy: "95% interval (0.45ε for the counts, 0.45ε for the sums, 0.1ε for the clamped \
+                   figure; a mean is their ratio, without an interval)"
             .into(),
         key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
+        inputs: vec![own_input.clone(), peer_input],
+        key_header: Vec::new(),
+        nulls: if terms.exclude_nulls {
+            "exclude: rows with an empty value are left out; a person with only such rows is \
+             not counted"
+        } else {
+            "include: a matched person whose value cells are all empty is counted and adds 0 \
+             to the sum"
+        }
+        .into(),
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
-    let clamped = output.input.clamped_low + output.input.clamped_high;
     let detail = format!(
-        "released join of {}.{} over {}'s keys to {}: {own_keys} own keys ({clamped} clamped, \
-         {null_values} null values left out), {} peer keys",
-        row.spec.dataset, terms.value_column, peer.node, row.recipient, output.peer_items
+        "released join of {}.{} over {}'s keys to {}: {} ({clamped} exactly clamped); {} peer \
+         keys",
+        row.spec.dataset,
+        terms.value_column,
+        peer.node,
+        row.recipient,
+        describe(&own_input),
+        output.peer_items
     );
     commit_release(node, row, Some(result), digest, detail).await
 }
@@ -389,10 +436,12 @@ mod tests {
 
     #[test]
     fn the_plan_splits_epsilon_and_refuses_what_cannot_be_decrypted() {
+        // 0.9 of ε for the figures, halved between counts and sums; 0.1 for the clamped figure.
         let plan = NoisePlan::new(1.0, (-200, 1000)).unwrap();
-        assert!((plan.count.to_f64() - 2.0).abs() < 1e-6);
-        assert!((plan.sum.to_f64() - 2000.0).abs() < 1e-6);
-        assert_eq!(plan.bound, 128_000);
+        assert!((plan.count.to_f64() - 2.0 / 0.9).abs() < 1e-6);
+        assert!((plan.sum.to_f64() - 2000.0 / 0.9).abs() < 1e-4);
+        assert!((plan.clamp - 0.1).abs() < 1e-12);
+        assert_eq!(plan.bound, 142_223);
         assert!(NoisePlan::new(0.0, (0, 1)).is_err());
         assert!(NoisePlan::new(f64::NAN, (0, 1)).is_err());
         assert!(NoisePlan::new(1e-9, (0, 1 << 40)).is_err());

@@ -39,6 +39,7 @@ mod input;
 mod join;
 pub(crate) mod participant;
 mod participant_agg;
+mod party_input;
 mod psi;
 mod query;
 mod secagg;
@@ -167,6 +168,9 @@ pub(crate) struct JoinSpec {
     pub(crate) hi: i64,
     pub(crate) group_by: String,
     pub(crate) categories: Vec<String>,
+    /// Rows with an empty value are left out, instead of counting their person with 0.
+    #[serde(default)]
+    pub(crate) exclude_nulls: bool,
 }
 
 /// An aggregate's session, as every party keeps it.
@@ -201,6 +205,10 @@ pub(crate) struct Spec {
     /// coordinates).
     #[serde(default)]
     pub(crate) aggregate: Option<AggregateParams>,
+    /// The key type of each of `columns`, as the job's terms state them (a participant's, from
+    /// the proposal; a coordinator reads its own from its catalog).
+    #[serde(default)]
+    pub(crate) key_types: Vec<String>,
 }
 
 /// One row of the job table.
@@ -760,6 +768,7 @@ impl Failure {
             accepted: false,
             code,
             reason,
+            input: None,
         }
     }
 }
@@ -789,6 +798,7 @@ mod tests {
                 protocol: String::new(),
                 join: None,
                 aggregate: None,
+                key_types: Vec::new(),
             },
             state,
             phase: "submitted".into(),

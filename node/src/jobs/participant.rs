@@ -15,6 +15,7 @@ use super::coordinator::{
     admit, cost_text, dataset, during_protocol, fail, next_control, recheck, step,
 };
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
+use super::party_input::describe;
 use super::psi::{self, Link};
 use super::{Failure, Handle, JobRow, JoinSpec, Kind, Spec, State, input};
 use crate::service::{Node, NodeError};
@@ -43,6 +44,7 @@ pub(crate) async fn propose(
             hi: t.hi,
             group_by: String::new(),
             categories: t.categories,
+            exclude_nulls: false,
         }),
         (Kind::Join, None) => {
             return Err(NodeError::Invalid("a join proposal needs its terms".into()));
@@ -113,6 +115,7 @@ pub(crate) async fn propose(
             protocol: p.protocol.clone(),
             join,
             aggregate,
+            key_types: p.key_types,
         },
         state: State::Submitted,
         phase: "proposed".into(),
@@ -175,8 +178,7 @@ pub(crate) async fn propose(
     Ok((
         pb::ProposalDecision {
             accepted: true,
-            code: String::new(),
-            reason: String::new(),
+            ..pb::ProposalDecision::default()
         },
         detail,
     ))
@@ -188,6 +190,7 @@ fn withdrawn(reason: String) -> pb::ProposalDecision {
         accepted: false,
         code: "withdrawn".into(),
         reason,
+        input: None,
     }
 }
 
@@ -308,12 +311,15 @@ async fn participate(
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
     let peer = row.coordinator.clone();
-    let (path, _) = dataset(node, &row.spec.dataset)
+    let d = dataset(node, &row.spec.dataset)
         .await
         .map_err(|e| Failure::at(&me, e.to_string()))?
         .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
     let peer_limit = node.config.limits.max_keys;
-    let params = psi::params_of(row, peer_limit).map_err(|e| Failure::at(&me, e))?;
+    // The key types were checked against this node's catalog when it accepted the proposal.
+    let spec = input::key_spec(&input::key_types(&d, &row.spec.columns))
+        .map_err(|e| Failure::at(&me, e))?;
+    let params = psi::params_of(row, spec, peer_limit).map_err(|e| Failure::at(&me, e))?;
     let role_row = row.clone();
     let role_out = Arc::clone(out);
     let role_handle = Arc::clone(handle);
@@ -327,17 +333,19 @@ async fn participate(
             sent: Sha256::new(),
             frames: 0,
         };
+        let (keys, read) =
+            input::key_set(&d, &role_row.spec.columns, spec).map_err(|e| (false, e))?;
+        let own = party_input(&role_row.spec.dataset, &read, &keys.report());
         let peer_items = if role_row.kind == Kind::Join {
-            super::join::participate(&role_row, &path, peer_limit, &mut link)?
+            super::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
         } else {
-            let keys = input::key_set(&path, &role_row.spec.columns).map_err(|e| (false, e))?;
             psi::sender(&role_row.spec.protocol, params, keys, &mut link)
                 .map_err(|e| (true, e.to_string()))?
         };
         let digest: [u8; 32] = link.sent.finalize().into();
-        Ok::<_, (bool, String)>((peer_items, digest, link.frames))
+        Ok::<_, (bool, String)>((peer_items, digest, link.frames, own))
     });
-    let (peer_items, digest, frames) = tokio::select! {
+    let (peer_items, digest, frames, own) = tokio::select! {
         joined = &mut role => match joined {
             Ok(Ok(done)) => done,
             Ok(Err((protocol, e))) => {
@@ -363,19 +371,34 @@ async fn participate(
         let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
         return Err(failure);
     }
+    let own = pb::PartyInput {
+        node: me.clone(),
+        ..own
+    };
     let detail = format!(
-        "released {} to {peer} for {}: {frames} protocol frames sent, {peer_items} peer keys",
+        "released {} to {peer} for {}: {frames} protocol frames sent, {}; {peer_items} peer keys",
         row.kind.as_str(),
-        row.recipient
+        row.recipient,
+        describe(&own)
     );
     super::coordinator::commit_release(node, row, None, digest, detail).await?;
     let verdict = pb::ProposalDecision {
         accepted: true,
         code: String::new(),
         reason: String::new(),
+        input: Some(own),
     };
     let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
     Ok(())
+}
+
+/// This node's input figures, before it knows its name in them.
+fn party_input(
+    dataset: &str,
+    read: &input::Read,
+    keys: &concord_mpc::psi::InputReport,
+) -> pb::PartyInput {
+    super::party_input::party_input("", dataset, read, Some(keys))
 }
 
 /// How the coordinator's stream or its abort ended the job at this participant.

@@ -107,7 +107,7 @@ pub(super) async fn participate(
         .map_err(|e| mine(e.to_string()))?;
     let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
         .map_err(mine)?;
-    let (path, _) = dataset(node, &row.spec.dataset)
+    let found = dataset(node, &row.spec.dataset)
         .await
         .map_err(|e| mine(e.to_string()))?
         .ok_or_else(|| mine(format!("no dataset {:?}", row.spec.dataset)))?;
@@ -132,7 +132,7 @@ pub(super) async fn participate(
         let contribution = Contribution {
             params,
             index,
-            path,
+            dataset: found,
             column,
             query: agg.query,
             plan,

@@ -65,32 +65,22 @@ impl From<OtPsiError> for ProtoError {
     }
 }
 
-/// The session parameters both parties derive from the job, with this node's own limit on
-/// the peer's keys (`[limits] max_keys`).
-pub(super) fn params_of(row: &super::JobRow, peer_limit: u64) -> Result<PsiParams, String> {
+/// The session parameters both parties derive from the job and its agreed key spec, with this
+/// node's own limit on the peer's keys (`[limits] max_keys`).
+pub(super) fn params_of(
+    row: &super::JobRow,
+    keys: concord_mpc::psi::KeySpec,
+    peer_limit: u64,
+) -> Result<PsiParams, String> {
     let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
-    Ok(params(
-        session,
-        row.kind == super::Kind::PsiIntersection,
-        u8::try_from(row.spec.columns.len()).map_err(|_| "too many key columns")?,
-    )
-    .with_peer_limit(peer_limit))
-}
-
-fn params(session: [u8; 16], intersection: bool, key_columns: u8) -> PsiParams {
-    let output = if intersection {
+    let output = if row.kind == super::Kind::PsiIntersection {
         OutputKind::Intersection
     } else {
         OutputKind::Cardinality
     };
-    PsiParams::one_shot(
-        SessionId(session),
-        output,
-        Recipients::Receiver,
-        concord_mpc::psi::KeySpec {
-            columns: key_columns,
-            case_fold: false,
-        },
+    Ok(
+        PsiParams::one_shot(SessionId(session), output, Recipients::Receiver, keys)
+            .with_peer_limit(peer_limit),
     )
 }
 

@@ -3,16 +3,17 @@
 //! Every release here is pure ε-DP (discrete Laplace, or the exponential mechanism for a
 //! quantile) with one row per individual: the dataset's rows are taken to be distinct people.
 //! Values are integers (decimal columns should be registered in a fixed unit such as cents);
-//! nulls are left out.
-
-use std::path::Path;
+//! nulls are left out. A sum or mean clamps each value to `[lo, hi]` and states how many it
+//! clamped, noised with a tenth of ε (`party_input`); the statistic gets the rest.
 
 use concord_dp::release::{self, Accuracy, Contributions, Mechanism, NoiseSpec};
 use concord_dp::{Epsilon, Release};
 use concord_proto::v1 as pb;
 
 use super::QueryParams;
-use super::input;
+use super::input::{self, Read};
+use super::party_input::{party_input, split_epsilon, with_clamped};
+use crate::catalog::Dataset;
 
 pub(super) fn mechanism_name(m: Mechanism) -> &'static str {
     match m {
@@ -43,74 +44,106 @@ pub(super) fn scalar(label: &str, r: &Release<i64>) -> pb::ResultValue {
     }
 }
 
-/// The column's values as integers (8 bytes a row in memory; nulls skipped).
-fn integers(path: &Path, column: &str) -> Result<Vec<i64>, String> {
+/// The column's values as integers (8 bytes a row in memory; nulls skipped), and what the read
+/// used.
+fn integers(d: &Dataset, column: &str) -> Result<(Vec<i64>, Read), String> {
     let mut out = Vec::new();
-    input::each_value(path, column, |v| {
+    let read = input::for_each_value(d, column, |line, v| {
         let parsed = v.parse::<i64>().map_err(|_| {
             format!(
-                "column {column:?}, value {} ({v:?}): a query needs integers \
+                "{}: line {line}, column {column:?} ({v:?}): a query needs integers \
                  (register amounts in a fixed unit such as cents)",
-                out.len() + 1
+                d.spec.path.display()
             )
         })?;
         out.push(parsed);
         Ok(())
     })?;
-    Ok(out)
+    Ok((out, read))
 }
 
 /// What a query releases: values with their 95% intervals, the mechanism and how to read the
-/// accuracy.
+/// accuracy, and what its input was (the node's name left for the caller to fill in).
 pub(super) struct Output {
     pub(super) values: Vec<pb::ResultValue>,
     pub(super) mechanism: &'static str,
     pub(super) accuracy: String,
+    pub(super) input: pb::PartyInput,
+}
+
+/// The input figures of a query that read `values` of a column, clamping them to `[lo, hi]`
+/// with the clamped figure noised under `epsilon`.
+fn clamping_input(
+    d: &Dataset,
+    read: &Read,
+    values: &[i64],
+    (lo, hi): (i64, i64),
+    epsilon: f64,
+) -> Result<pb::PartyInput, String> {
+    let clamped = values.iter().filter(|&&v| v < lo || v > hi).count() as u64;
+    let input = pb::PartyInput {
+        null_values: read.rows - values.len() as u64,
+        ..party_input("", &d.spec.id, read, None)
+    };
+    with_clamped(
+        input,
+        (clamped, values.len() as u64),
+        format!("[{lo}, {hi}] per value"),
+        epsilon,
+    )
 }
 
 /// Computes and noises the statistic; the only place a query touches the data.
 pub(super) fn run(
-    path: &Path,
+    d: &Dataset,
     column: Option<&str>,
     q: &QueryParams,
     epsilon: f64,
 ) -> Result<Output, String> {
     let spec = NoiseSpec::Laplace(Epsilon::new(epsilon).map_err(|e| e.to_string())?);
+    // A sum or mean spends a tenth of ε on how many values it clamped.
+    let (main, clamp) = split_epsilon(epsilon);
+    let clamping = NoiseSpec::Laplace(Epsilon::new(main).map_err(|e| e.to_string())?);
+    let plain = |read: &Read| party_input("", &d.spec.id, read, None);
     let dp = |e: concord_dp::DpError| e.to_string();
     let need = || column.ok_or_else(|| format!("{} needs --column", q.statistic));
     let interval95 = "95% interval".to_owned();
     match q.statistic.as_str() {
         "count" => {
-            let rows = input::row_count(path)?;
-            let n = usize::try_from(rows).map_err(|_| "too many rows".to_owned())?;
+            let read = input::row_count(d)?;
+            let n = usize::try_from(read.rows).map_err(|_| "too many rows".to_owned())?;
             let r = release::count(&Contributions::one_row_per_individual(vec![(); n]), spec)
                 .map_err(dp)?;
             Ok(Output {
                 values: vec![scalar("count", &r)],
                 mechanism: mechanism_name(r.mechanism),
                 accuracy: interval95,
+                input: plain(&read),
             })
         }
         "sum" => {
-            let values = integers(path, need()?)?;
+            let (values, read) = integers(d, need()?)?;
+            let input = clamping_input(d, &read, &values, (q.lo, q.hi), clamp)?;
             let r = release::sum(
                 &Contributions::one_row_per_individual(values),
                 (q.lo, q.hi),
-                spec,
+                clamping,
             )
             .map_err(dp)?;
             Ok(Output {
                 values: vec![scalar("sum", &r)],
                 mechanism: mechanism_name(r.mechanism),
-                accuracy: interval95,
+                accuracy: "95% interval (0.9ε; 0.1ε for the clamped figure)".into(),
+                input,
             })
         }
         "mean" => {
-            let values = integers(path, need()?)?;
+            let (values, read) = integers(d, need()?)?;
+            let input = clamping_input(d, &read, &values, (q.lo, q.hi), clamp)?;
             let r = release::mean(
                 &Contributions::one_row_per_individual(values),
                 (q.lo, q.hi),
-                spec,
+                clamping,
             )
             .map_err(dp)?;
             let (lower, upper) = interval(r.accuracy, r.mean);
@@ -122,20 +155,23 @@ pub(super) fn run(
                     upper,
                 }],
                 mechanism: mechanism_name(r.sum.mechanism),
-                accuracy: interval95,
+                accuracy: "95% interval (0.9ε; 0.1ε for the clamped figure)".into(),
+                input,
             })
         }
         "histogram" => {
             let column = need()?;
-            let (labels, data) = if q.categories.is_empty() {
-                bins(&integers(path, column)?, q)?
+            let (labels, data, read) = if q.categories.is_empty() {
+                let (values, read) = integers(d, column)?;
+                let (labels, data) = bins(&values, q)?;
+                (labels, data, read)
             } else {
                 let mut values = Vec::new();
-                input::each_value(path, column, |v| {
+                let read = input::each_value(d, column, |v| {
                     values.push(v.to_owned());
                     Ok(())
                 })?;
-                (q.categories.clone(), values)
+                (q.categories.clone(), values, read)
             };
             let r = release::histogram(
                 &Contributions::one_row_per_individual(data),
@@ -160,10 +196,11 @@ pub(super) fn run(
                 values,
                 mechanism: mechanism_name(r.mechanism),
                 accuracy: "95% interval per bin".into(),
+                input: plain(&read),
             })
         }
         "quantile" => {
-            let values = integers(path, need()?)?;
+            let (values, read) = integers(d, need()?)?;
             let candidates = candidates(q)?;
             let r = release::quantile(
                 &Contributions::one_row_per_individual(values),
@@ -180,6 +217,7 @@ pub(super) fn run(
                 values: vec![scalar(&format!("quantile {}", q.quantile), &r)],
                 mechanism: mechanism_name(r.mechanism),
                 accuracy: format!("95%: within {rows:.1} rows of the true quantile's rank"),
+                input: plain(&read),
             })
         }
         other => Err(format!(
@@ -281,11 +319,12 @@ mod tests {
             text.push_str(&format!("{i},{}\n", i % 90));
         }
         std::fs::write(&path, text).unwrap();
+        let d = crate::catalog::for_tests(&path, &["id:text:internal", "age:integer:sensitive"]);
         let q = params("count");
         let runs = 2000;
         let mut inside = 0;
         for _ in 0..runs {
-            let out = run(&path, None, &q, 0.5).unwrap();
+            let out = run(&d, None, &q, 0.5).unwrap();
             let v = &out.values[0];
             if v.lower.unwrap() <= 500.0 && 500.0 <= v.upper.unwrap() {
                 inside += 1;

@@ -12,7 +12,6 @@
 //! any round fails the job. A party that *ends* the job (an `Abort`: a refusal at its recheck,
 //! an unreadable file) fails it for everyone, as does a frame that breaks the protocol.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use concord_dp::shares::SharePlan;
@@ -145,7 +144,7 @@ impl PartyLink<'_> {
 pub(super) struct Contribution {
     pub(super) params: SecAggParams,
     pub(super) index: u16,
-    pub(super) path: PathBuf,
+    pub(super) dataset: crate::catalog::Dataset,
     pub(super) column: Option<String>,
     pub(super) query: QueryParams,
     pub(super) plan: SharePlan,
@@ -164,8 +163,8 @@ pub(super) fn contribute(
     phase: &dyn Fn(&str),
 ) -> Result<(), (bool, String)> {
     phase("reading");
-    let exact =
-        aggregate::exact_vector(&c.path, c.column.as_deref(), &c.query).map_err(|e| (true, e))?;
+    let exact = aggregate::exact_vector(&c.dataset, c.column.as_deref(), &c.query)
+        .map_err(|e| (true, e))?;
     let input = aggregate::noised(&exact, &c.plan).map_err(|e| (true, e))?;
     let identity = node
         .secagg

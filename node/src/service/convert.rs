@@ -94,6 +94,16 @@ pub(crate) fn dataset_to_pb(node: &str, d: &Dataset, withheld: usize) -> pb::Dat
         path: d.spec.path.to_string_lossy().into_owned(),
         registered_at_ms: d.registered_at_ms,
         registered_by: d.registered_by.clone(),
+        key_types: d.spec.key_types.iter().map(|t| t.name().into()).collect(),
+        on_bad_row: d.spec.on_bad_row.name().into(),
+        rejects: Some(pb::RejectCounts {
+            ragged: d.rejects.ragged,
+            not_utf8: d.rejects.not_utf8,
+            null: d.rejects.null,
+            bad_value: d.rejects.bad_value,
+            bad_key: d.rejects.bad_key,
+        }),
+        reject_report: String::new(),
     }
 }
 

@@ -152,7 +152,15 @@ impl Node {
                         let withheld = d.spec.columns.len() - view.spec.columns.len();
                         convert::dataset_to_pb(name, &view, withheld)
                     } else {
-                        convert::dataset_to_pb(name, d, 0)
+                        let mut own = convert::dataset_to_pb(name, d, 0);
+                        let report = crate::catalog::reject_report_path(
+                            &node.config.node.data_dir,
+                            &d.spec.id,
+                        );
+                        if d.rejects.total() > 0 && report.exists() {
+                            own.reject_report = report.to_string_lossy().into_owned();
+                        }
+                        own
                     }
                 })
                 .collect::<Vec<_>>();

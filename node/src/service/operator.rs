@@ -13,8 +13,11 @@ use tonic::{Request, Response, Status};
 use super::convert::{column_from_pb, dataset_to_pb, entry_to_pb};
 use super::{Admit, Node, NodeError};
 use crate::audit;
+use concord_mpc::psi::KeyType;
+
 use crate::catalog::{self, DatasetSpec};
 use crate::config::Role;
+use crate::csv_input::OnBadRow;
 use crate::tls::Caller;
 
 pub(crate) struct OperatorService(pub(crate) Arc<Node>);
@@ -208,28 +211,84 @@ async fn add_dataset(
         .iter()
         .map(column_from_pb)
         .collect::<Result<Vec<_>, _>>()?;
+    let key_types = if r.key_types.is_empty() {
+        vec![KeyType::TEXT; r.key_columns.len()]
+    } else {
+        r.key_types
+            .iter()
+            .map(|t| KeyType::parse(t).map_err(NodeError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let on_bad_row = match r.on_bad_row.as_str() {
+        "" => OnBadRow::Fail,
+        other => OnBadRow::parse(other)
+            .ok_or_else(|| NodeError::Invalid(format!("on_bad_row {other:?}: use fail or skip")))?,
+    };
     let spec = DatasetSpec {
         id: r.id,
         path: PathBuf::from(r.path),
         key_columns: r.key_columns,
+        key_types,
+        on_bad_row,
         columns,
         description: r.description,
         domain: r.domain,
     };
     let by = caller.audit_name();
     let now = node.clock.now_ms();
-    // Validating a large file takes a while: do it without holding the database.
-    let dataset = tokio::task::spawn_blocking(move || catalog::inspect(spec, &by, now))
+    let report = catalog::reject_report_path(&node.config.node.data_dir, &spec.id);
+    // Validating a large file takes a while: do it without holding the database. A dataset id
+    // already taken is refused before its reject report could be overwritten.
+    let taken = spec.id.clone();
+    let exists = node
+        .with_store(move |_, store| {
+            catalog::list(store).map(|all| all.iter().any(|d| d.spec.id == taken))
+        })
+        .await??;
+    if exists {
+        return Err(catalog::CatalogError::Exists { id: spec.id }.into());
+    }
+    let written = report.clone();
+    let dataset = tokio::task::spawn_blocking(move || catalog::inspect(spec, &by, now, &written))
         .await
-        .map_err(|e| NodeError::Internal(format!("validation task failed: {e}")))??;
+        .map_err(|e| NodeError::Internal(format!("validation task failed: {e}")))?
+        .map_err(|e| match e {
+            catalog::CatalogError::Csv(e) if e.is_bad_row() && on_bad_row == OnBadRow::Fail => {
+                NodeError::Invalid(format!(
+                    "{e} (fix the export, or register with --on-bad-row skip to leave such rows \
+                     out, each listed in a reject report)"
+                ))
+            }
+            other => other.into(),
+        })?;
     let dataset = node
         .with_store(move |_, store| catalog::register(store, &dataset).map(|()| dataset))
         .await??;
+    let keys: Vec<String> = dataset
+        .spec
+        .key_columns
+        .iter()
+        .zip(&dataset.spec.key_types)
+        .map(|(c, t)| format!("{c}:{t}"))
+        .collect();
+    let rejected = dataset.rejects.total();
     let detail = format!(
-        "registered {} ({} rows, sha256 {})",
+        "registered {} ({} rows, sha256 {}; keys {}; on bad row {}: {rejected} rows left out{})",
         dataset.spec.path.display(),
         dataset.rows,
-        crate::hex::encode(&dataset.digest)
+        crate::hex::encode(&dataset.digest),
+        keys.join(","),
+        dataset.spec.on_bad_row.name(),
+        dataset
+            .rejects
+            .by_reason()
+            .iter()
+            .map(|(why, n)| format!(", {n} {why}"))
+            .collect::<String>(),
     );
-    Ok((dataset_to_pb(&node.config.node.name, &dataset, 0), detail))
+    let mut out = dataset_to_pb(&node.config.node.name, &dataset, 0);
+    if rejected > 0 {
+        out.reject_report = report.to_string_lossy().into_owned();
+    }
+    Ok((out, detail))
 }

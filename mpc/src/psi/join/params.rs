@@ -45,7 +45,7 @@ impl JoinParams {
         (lo, hi): (i64, i64),
         noise_bound: u64,
     ) -> Result<Self, JoinError> {
-        if keys.columns == 0 {
+        if keys.columns() == 0 {
             return Err(JoinError::Keys(crate::psi::PsiError::NoKeyColumns));
         }
         if !(1..=MAX_CATEGORIES).contains(&categories) {
@@ -135,7 +135,7 @@ impl JoinParams {
         h.update(b"concord-join-params");
         h.update([PROTOCOL_VERSION]);
         h.update(self.session.0);
-        h.update([self.keys.columns, u8::from(self.keys.case_fold)]);
+        h.update(self.keys.digest_bytes());
         h.update(self.categories.to_be_bytes());
         h.update(self.lo.to_be_bytes());
         h.update(self.hi.to_be_bytes());

@@ -189,7 +189,7 @@ impl OtPsiParams {
         if recipients != Recipients::Receiver {
             return Err(OtPsiError::RecipientsUnsupported);
         }
-        if keys.columns == 0 {
+        if keys.columns() == 0 {
             return Err(PsiError::NoKeyColumns.into());
         }
         Ok(Self {
@@ -225,7 +225,7 @@ impl OtPsiParams {
         h.update(b"concord-psi-ot-params");
         h.update([PROTOCOL_VERSION]);
         h.update(self.session.0);
-        h.update([self.keys.columns, u8::from(self.keys.case_fold)]);
+        h.update(self.keys.digest_bytes());
         h.finalize().into()
     }
 }

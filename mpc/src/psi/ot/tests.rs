@@ -117,10 +117,7 @@ fn many_batches_and_frames() {
 #[test]
 fn agrees_with_the_ecdh_mode() {
     let mut rng = StdRng::seed_from_u64(8);
-    let spec = KeySpec {
-        columns: 2,
-        case_fold: true,
-    };
+    let spec = KeySpec::new(&[crate::psi::KeyType::TEXT; 2]).unwrap();
     let r = [
         ["Ab", "c"],
         ["MÜLLER", "x"],

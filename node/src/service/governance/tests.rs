@@ -58,11 +58,17 @@ fn fixture() -> Fixture {
             id: "visits".into(),
             path: file,
             key_columns: vec!["nin".into()],
+            key_types: vec![concord_mpc::psi::KeyType::TEXT],
+            on_bad_row: crate::csv_input::OnBadRow::Fail,
             columns: vec![catalog::parse_column("nin:text:internal").unwrap()],
             description: String::new(),
             domain: "health".into(),
         };
-        catalog::register(&mut store, &catalog::inspect(spec, MANAGER, NOW).unwrap()).unwrap();
+        catalog::register(
+            &mut store,
+            &catalog::inspect(spec, MANAGER, NOW, &dir.path().join("r.csv")).unwrap(),
+        )
+        .unwrap();
     }
     Fixture {
         _dir: dir,
