@@ -217,10 +217,17 @@ fn print_dataset(d: &pb::Dataset) {
     if !d.description.is_empty() || !d.domain.is_empty() {
         println!("  {}  [domain: {}]", d.description, d.domain);
     }
+    let name_width = d
+        .columns
+        .iter()
+        .map(|c| crate::inputs::width(&c.name))
+        .max()
+        .unwrap_or(0)
+        .max(24);
     for c in &d.columns {
         let line = format!(
-            "  {:<24} {:<8} {:<10} {}",
-            c.name,
+            "  {} {:<8} {:<10} {}",
+            crate::inputs::pad(&c.name, name_width),
             type_name(c.r#type),
             tier_name(c.tier),
             if c.nullable { "nullable" } else { "" }
@@ -306,8 +313,8 @@ pub(crate) fn run(cmd: DatasetCommand) -> anyhow::Result<()> {
             println!("dataset {} reclassified:", a.id);
             for c in &r.changes {
                 println!(
-                    "  {:<24} {} -> {}",
-                    c.column,
+                    "  {} {} -> {}",
+                    crate::inputs::pad(&c.column, 24),
                     tier_name(c.old_tier),
                     tier_name(c.new_tier)
                 );

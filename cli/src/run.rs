@@ -62,6 +62,8 @@ pub(crate) enum RunCommand {
     ///   count       rows
     ///   sum         of --column, each value clamped to [--lo, --hi]
     ///   mean        of --column clamped to [--lo, --hi] (ε split between sum and count)
+    /// A sum or mean also says how many values it clamped, noised with 0.1ε (the statistic
+    /// gets 0.9ε), and warns when that is more than 1%.
     ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text column
     ///   quantile    --quantile Q among --bins + 1 candidates from --lo to --hi
     ///
@@ -89,7 +91,8 @@ pub(crate) enum RunCommand {
     ///
     /// What is released, to the recipient only: the summed values plus discrete Laplace noise
     /// (scale Δ/ε, Δ = 1 for count and histogram, max(|lo|, |hi|) for sum) with their 95%
-    /// intervals, ε, and the contributors. A refusal anywhere fails the job everywhere and
+    /// intervals, ε, and the contributors. A sum spends 0.9ε on itself and 0.1ε on how many
+    /// values all contributors clamped (summed securely too), and warns above 1%. A refusal anywhere fails the job everywhere and
     /// reserved budget returns. A contributor that dies is left out when at least --threshold
     /// contributors remain (the noise is still the full amount, and the result names who
     /// contributed); with fewer, the job fails everywhere.

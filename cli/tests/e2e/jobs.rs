@@ -265,8 +265,11 @@ fn psi_cardinality_intersection_and_query_reach_only_their_recipient() {
         "civil:insured:nin",
         &["--csv"],
     ));
+    // A header, then the keys as matched: `text` keys are case-folded.
     let keys: Vec<&str> = out.lines().collect();
-    let expected: Vec<String> = (150..200).map(|i| format!("N{i:07}")).collect();
+    let expected: Vec<String> = std::iter::once("nin".to_owned())
+        .chain((150..200).map(|i| format!("n{i:07}")))
+        .collect();
     assert_eq!(keys, expected);
 
     // A DP count of one dataset.
@@ -626,11 +629,13 @@ fn a_cancel_while_the_peer_decides_the_proposal_leaves_nothing_reserved_there() 
     if at_civil.status.success() {
         let job: serde_json::Value = serde_json::from_slice(&at_civil.stdout).unwrap();
         assert_eq!(job["state"], "cancelled", "{job}");
+        // On a loaded machine the cancel (a new CLI process) can reach health only after civil
+        // has decided: civil then ends the job on the coordinator's abort instead. Either way
+        // the job is over there with its budget back.
+        let reason = job["reason"].as_str().unwrap();
         assert!(
-            job["reason"]
-                .as_str()
-                .unwrap()
-                .contains("ended by its coordinator while this node decided it"),
+            reason.contains("ended by its coordinator while this node decided it")
+                || reason.contains("cancelled by operator.health.concord"),
             "{job}"
         );
         assert_eq!(
@@ -719,13 +724,14 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
         ));
         let mut keys: Vec<String> = out
             .lines()
-            .filter(|l| l.starts_with('N'))
+            .filter(|l| l.starts_with('n') && *l != "nin")
             .map(str::to_owned)
             .collect();
         keys.sort();
         keys
     };
-    let expected: Vec<String> = (15_000..40_000).map(|i| format!("N{i:07}")).collect();
+    // The keys as matched (`text` keys are case-folded).
+    let expected: Vec<String> = (15_000..40_000).map(|i| format!("n{i:07}")).collect();
     assert_eq!(run(&["--protocol", "ecdh"]), expected);
     assert_eq!(run(&["--protocol", "ot"]), expected);
     assert_eq!(run(&[]), expected);
@@ -733,16 +739,41 @@ fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     let jobs = ok(&["job", "list", "--profile", &operator, "--json"]);
     let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
     let last = jobs[0]["id"].as_str().unwrap();
-    let out = ok(&["job", "result", "--profile", &operator, last, "--json"]);
+    let out = ok(&[
+        "job",
+        "result",
+        "--profile",
+        &operator,
+        last,
+        "--json",
+        "--original-keys",
+    ]);
     let result: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(result["values"][0]["value"], 25_000.0);
-    let keys: Vec<String> = result["keys"]
+    assert_eq!(
+        result["key_header"],
+        serde_json::json!(["nin", "nin (as in file)"])
+    );
+    let keys: Vec<(String, String)> = result["keys"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| k[0].as_str().unwrap().to_owned())
+        .map(|k| {
+            (
+                k[0].as_str().unwrap().to_owned(),
+                k[1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(keys, expected);
+    let originals: Vec<String> = expected.iter().map(|k| k.to_uppercase()).collect();
+    assert_eq!(
+        keys.iter().map(|k| &k.0).collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        keys.iter().map(|k| &k.1).collect::<Vec<_>>(),
+        originals.iter().collect::<Vec<_>>()
+    );
 
     let err = fails(&run_psi(
         &operator,

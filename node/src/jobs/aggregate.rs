@@ -7,7 +7,7 @@
 //! | statistic | vector | sensitivity Δ (L1, one row added or removed) |
 //! |---|---|---|
 //! | `count` | `[rows]` | 1 |
-//! | `sum` | `[Σ clamp(v, lo, hi)]` over the column's non-null values | `max(\|lo\|, \|hi\|)` |
+//! | `sum` | `[Σ clamp(v, lo, hi)]` over the column's non-null values, then `[values clamped, values]` | `max(\|lo\|, \|hi\|)`, and 2 for the last two entries |
 //! | `histogram` | rows per bin (`--bins` over `[lo, hi]`, values outside left out) or per category (other values left out) | 1 |
 //!
 //! These are the conventions of `concord run query` (`query.rs`): rows are distinct
@@ -15,7 +15,10 @@
 //!
 //! # Noise
 //! The target is discrete Laplace with scale `b = Δ/ε` on every entry, which is ε-DP for each
-//! contributor's dataset (one individual changes that dataset's vector by at most Δ in L1). Each
+//! contributor's dataset (one individual changes that dataset's vector by at most Δ in L1). A
+//! sum also says how many values it clamped (`party_input`): its two clamp entries get a tenth
+//! of ε (scale `2/(0.1ε)`, one value changing both by at most 1) and the sum the rest (scale
+//! `Δ/(0.9ε)`). Each
 //! contributor adds a Pólya share (`concord_dp::shares`) drawn for `m = t` shares, `t` the
 //! secure-aggregation threshold (`tolerated = n − t`): any `t` shares already sum to the
 //! target, so the guarantee holds whichever `≥ t` contributors' vectors reach the sum, and
@@ -29,6 +32,7 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
+use super::party_input::split_epsilon;
 use super::{QueryParams, input, query};
 
 /// An aggregate's statistic and parameters, as submitted or proposed, checked (see [`labels`]).
@@ -74,6 +78,20 @@ pub(super) fn labels(q: &QueryParams) -> Result<Vec<String>, String> {
     }
 }
 
+/// Whether the statistic clamps values, and so ends its vector with `[clamped, values]`.
+fn clamps(q: &QueryParams) -> bool {
+    q.statistic == "sum"
+}
+
+/// Entries at the end of a clamping statistic's vector: values clamped, values read.
+const CLAMP_ENTRIES: usize = 2;
+
+/// The length of the vector every contributor sends: its labels' entries, then a clamping
+/// statistic's two clamp entries.
+pub(super) fn vector_len(q: &QueryParams, labels: &[String]) -> usize {
+    labels.len() + if clamps(q) { CLAMP_ENTRIES } else { 0 }
+}
+
 /// Whether the statistic reads a column.
 pub(super) fn needs_column(q: &QueryParams) -> bool {
     q.statistic != "count"
@@ -113,14 +131,17 @@ pub(super) fn exact_vector(
         }
         "sum" => {
             let column = need()?;
-            let mut total: i128 = 0;
+            let (mut total, mut clamped, mut values): (i128, i64, i64) = (0, 0, 0);
             input::for_each_value(d, column, |row, v| {
-                total += i128::from(integer(column, row, v)?.clamp(q.lo, q.hi));
+                let v = integer(column, row, v)?;
+                clamped += i64::from(v < q.lo || v > q.hi);
+                values += 1;
+                total += i128::from(v.clamp(q.lo, q.hi));
                 Ok(())
             })?;
             let total = i64::try_from(total)
                 .map_err(|_| format!("the clamped sum of {column:?} does not fit in 64 bits"))?;
-            Ok(vec![total])
+            Ok(vec![total, clamped, values])
         }
         _ => {
             let column = need()?;
@@ -150,10 +171,38 @@ pub(super) fn exact_vector(
     }
 }
 
-/// How every contributor draws its noise share: discrete Laplace target `Δ/ε`, `parties`
-/// shares of which any `threshold` suffice.
+/// How every contributor draws its noise shares: for the statistic's entries, and for a
+/// clamping statistic's clamp entries.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Plans {
+    main: SharePlan,
+    clamp: Option<(SharePlan, f64)>,
+}
+
+/// How every contributor draws its noise shares: discrete Laplace target `Δ/ε` (`Δ/(0.9ε)` and
+/// `2/(0.1ε)` for a sum and its clamp entries), `parties` shares of which any `threshold`
+/// suffice.
 pub(super) fn share_plan(
     q: &QueryParams,
+    epsilon: f64,
+    parties: usize,
+    threshold: u16,
+) -> Result<Plans, String> {
+    if !clamps(q) {
+        return Ok(Plans {
+            main: one_plan(sensitivity(q), epsilon, parties, threshold)?,
+            clamp: None,
+        });
+    }
+    let (main, clamp) = split_epsilon(epsilon);
+    Ok(Plans {
+        main: one_plan(sensitivity(q), main, parties, threshold)?,
+        clamp: Some((one_plan(2, clamp, parties, threshold)?, clamp)),
+    })
+}
+
+fn one_plan(
+    sensitivity: u64,
     epsilon: f64,
     parties: usize,
     threshold: u16,
@@ -166,16 +215,29 @@ pub(super) fn share_plan(
     if t == 0 || t > n {
         return Err(format!("threshold {t} for {n} contributors"));
     }
-    let scale = sensitivity(q) as f64 / epsilon;
+    let scale = sensitivity as f64 / epsilon;
     SharePlan::new(NoiseTarget::DiscreteLaplace { scale }, n, n - t).map_err(|e| e.to_string())
 }
 
 /// This node's input to the secure sum: its exact vector plus its own noise share per entry.
-pub(super) fn noised(exact: &[i64], plan: &SharePlan) -> Result<Vec<i64>, String> {
+pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, String> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
-    let noise = plan
-        .sample_vector(&mut rng, exact.len())
+    let tail = if plans.clamp.is_some() {
+        CLAMP_ENTRIES.min(exact.len())
+    } else {
+        0
+    };
+    let mut noise = plans
+        .main
+        .sample_vector(&mut rng, exact.len() - tail)
         .map_err(|e| e.to_string())?;
+    if let Some((clamp, _)) = &plans.clamp {
+        noise.extend(
+            clamp
+                .sample_vector(&mut rng, tail)
+                .map_err(|e| e.to_string())?,
+        );
+    }
     exact
         .iter()
         .zip(noise)
@@ -199,27 +261,47 @@ pub(super) fn half_width(plan: &SharePlan, contributors: usize) -> f64 {
     })
 }
 
-/// The released values: the noised sums with their 95% intervals, one per label.
+/// The released values: the noised sums with their 95% intervals, one per label; and for a
+/// clamping statistic, the contributors' clamped figure (all of them together: each one's
+/// alone would be more than the secure sum reveals), its total noised too.
 pub(super) fn values(
+    q: &QueryParams,
     labels: &[String],
     sum: &[i64],
-    plan: &SharePlan,
+    plans: &Plans,
     contributors: usize,
-) -> Vec<pb::ResultValue> {
-    let half = half_width(plan, contributors);
-    labels
+) -> (Vec<pb::ResultValue>, Option<pb::PartyInput>) {
+    let value = |label: &str, v: i64, half: f64| {
+        let value = v as f64;
+        pb::ResultValue {
+            label: label.to_owned(),
+            value,
+            lower: Some(value - half),
+            upper: Some(value + half),
+        }
+    };
+    let half = half_width(&plans.main, contributors);
+    let values = labels
         .iter()
         .zip(sum)
-        .map(|(label, &v)| {
-            let value = v as f64;
-            pb::ResultValue {
-                label: label.clone(),
-                value,
-                lower: Some(value - half),
-                upper: Some(value + half),
-            }
-        })
-        .collect()
+        .map(|(label, &v)| value(label, v, half))
+        .collect();
+    let clamped = match (&plans.clamp, sum.get(labels.len()..)) {
+        (Some((plan, epsilon)), Some(&[clamped, total])) => {
+            let half = half_width(plan, contributors);
+            Some(pb::PartyInput {
+                node: "all contributors".into(),
+                clamped: Some(value("clamped", clamped, half)),
+                // Noised too: the number of values is the contributors' data as well.
+                clamp_total: total.max(0) as u64,
+                clamped_epsilon: *epsilon,
+                clamp_bounds: format!("[{}, {}] per value", q.lo, q.hi),
+                ..pb::PartyInput::default()
+            })
+        }
+        _ => None,
+    };
+    (values, clamped)
 }
 
 #[cfg(test)]
@@ -256,8 +338,9 @@ mod tests {
         let (_dir, d) = csv("id,amount,kind\n1,50,a\n2,150,b\n3,-20,a\n4,,c\n5,99,z\n");
         assert_eq!(exact_vector(&d, None, &params("count")).unwrap(), [5]);
         // 50 + 100 (clamped) + 0 (clamped) + 99; the null is left out.
+        // Two of the four values are clamped.
         let sum = exact_vector(&d, Some("amount"), &params("sum")).unwrap();
-        assert_eq!(sum, [249]);
+        assert_eq!(sum, [249, 2, 4]);
         // Bins [0,25) [25,50) [50,75) [75,100]: 150 and -20 are outside.
         let hist = exact_vector(&d, Some("amount"), &params("histogram")).unwrap();
         assert_eq!(hist, [0, 0, 1, 1]);
@@ -282,17 +365,51 @@ mod tests {
         let mut q = params("sum");
         q.lo = -500;
         assert_eq!(sensitivity(&q), 500);
-        // Shares for 3 contributors, any 2 of which give the target: tolerated = 1.
-        let plan = share_plan(&q, 2.0, 3, 2).unwrap();
+        // Shares for 3 contributors, any 2 of which give the target: tolerated = 1. A sum
+        // spends 0.9ε on itself (scale 500/1.8) and 0.1ε on its clamp entries (scale 2/0.2).
+        let plans = share_plan(&q, 2.0, 3, 2).unwrap();
+        let plan = plans.main;
         assert_eq!((plan.parties(), plan.tolerated()), (3, 1));
-        assert!((plan.effective_parameter() - 250.0).abs() < 1e-6);
+        assert!((plan.effective_parameter() - 500.0 / 1.8).abs() < 1e-6);
+        let (clamp, epsilon) = plans.clamp.unwrap();
+        assert!((clamp.effective_parameter() - 10.0).abs() < 1e-6);
+        assert!((epsilon - 0.2).abs() < 1e-12);
+        assert!(
+            share_plan(&params("count"), 2.0, 3, 2)
+                .unwrap()
+                .clamp
+                .is_none()
+        );
         assert!(share_plan(&q, 0.0, 3, 2).is_err());
         assert!(share_plan(&q, 1.0, 3, 4).is_err());
         // More shares in the sum: more noise, a wider interval.
         assert!(half_width(&plan, 3) > half_width(&plan, 2));
         // With exactly t shares the noise is the target discrete Laplace.
-        let target = concord_dp::accuracy::discrete_laplace_half_width(250.0).unwrap();
+        let target = concord_dp::accuracy::discrete_laplace_half_width(500.0 / 1.8).unwrap();
         assert!((half_width(&plan, 2) - (target.ceil() - 1.0)).abs() <= 1.0);
+    }
+
+    /// A sum's vector ends with its clamp entries, noised with their own plan, and the released
+    /// clamped figure is all contributors' together.
+    #[test]
+    fn a_sum_releases_its_clamped_figure_beside_it() {
+        let q = params("sum");
+        let labels = labels(&q).unwrap();
+        assert_eq!(vector_len(&q, &labels), 3);
+        assert_eq!(vector_len(&params("count"), &["count".into()]), 1);
+        let plans = share_plan(&q, 1.0, 2, 2).unwrap();
+        let noised = noised(&[4000, 30, 100], &plans).unwrap();
+        assert_eq!(noised.len(), 3);
+        let (values, clamped) = values(&q, &labels, &noised, &plans, 2);
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[0].label, "sum");
+        let clamped = clamped.unwrap();
+        let c = clamped.clamped.unwrap();
+        assert_eq!(c.value, noised[1] as f64);
+        assert_eq!(clamped.clamp_total, noised[2].max(0) as u64);
+        assert_eq!(clamped.clamp_bounds, "[0, 100] per value");
+        // The clamp entries' noise (scale 20) is far below the sum's (scale 1000/9).
+        assert!(c.upper.unwrap() - c.lower.unwrap() < 2.0 * half_width(&plans.main, 2));
     }
 
     #[test]
@@ -300,7 +417,7 @@ mod tests {
         let mut q = params("sum");
         q.hi = 100_000_000;
         let plan = share_plan(&q, 1.0, 3, 2).unwrap();
-        let h = half_width(&plan, 3);
+        let h = half_width(&plan.main, 3);
         assert!(h.is_finite() && h > 1e8, "{h}");
     }
 
@@ -323,7 +440,7 @@ mod tests {
                     .map(|&x| noised(&[x], &plan).unwrap()[0])
                     .sum();
                 let truth_here: i64 = exact[..contributors].iter().sum();
-                let v = &values(&labels, &[total], &plan, contributors)[0];
+                let v = &values(&q, &labels, &[total], &plan, contributors).0[0];
                 if v.lower.unwrap() <= truth_here as f64 && truth_here as f64 <= v.upper.unwrap() {
                     inside += 1;
                 }

@@ -68,8 +68,13 @@ pub(super) async fn run(
     let identities = secagg::identities(node, &names).map_err(mine)?;
     let session =
         crate::hex::decode_16(&row.spec.session).ok_or_else(|| mine("bad session id".into()))?;
-    let params = SecAggParams::new(SessionId(session), identities, agg.threshold, labels.len())
-        .map_err(|e| mine(e.to_string()))?;
+    let params = SecAggParams::new(
+        SessionId(session),
+        identities,
+        agg.threshold,
+        aggregate::vector_len(&agg.query, &labels),
+    )
+    .map_err(|e| mine(e.to_string()))?;
     let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
         .map_err(mine)?;
 
@@ -175,7 +180,8 @@ pub(super) async fn run(
         .iter()
         .filter_map(|&p| names.get(usize::from(p)).cloned())
         .collect();
-    let values = aggregate::values(
+    let (values, clamped) = aggregate::values(
+        &agg.query,
         &labels,
         &outcome.aggregate.sum,
         &plan,
@@ -198,6 +204,7 @@ pub(super) async fn run(
         key_count: 0,
         released_ms: node.clock.now_ms(),
         contributors: contributors.clone(),
+        inputs: clamped.into_iter().collect(),
         ..pb::JobResult::default()
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();

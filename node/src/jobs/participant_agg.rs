@@ -103,8 +103,13 @@ pub(super) async fn participate(
     let identities = secagg::identities(node, &names).map_err(mine)?;
     let session =
         crate::hex::decode_16(&row.spec.session).ok_or_else(|| mine("bad session id".into()))?;
-    let params = SecAggParams::new(SessionId(session), identities, agg.threshold, labels.len())
-        .map_err(|e| mine(e.to_string()))?;
+    let params = SecAggParams::new(
+        SessionId(session),
+        identities,
+        agg.threshold,
+        aggregate::vector_len(&agg.query, &labels),
+    )
+    .map_err(|e| mine(e.to_string()))?;
     let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
         .map_err(mine)?;
     let found = dataset(node, &row.spec.dataset)

@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use concord_dp::shares::SharePlan;
 use concord_mpc::secagg::{
     Aggregate, Body, IdentityKey, Message, PartyAwaitRoster, PublicKey, SecAggError, SecAggParams,
     ServerAwaitKeys,
@@ -147,7 +146,7 @@ pub(super) struct Contribution {
     pub(super) dataset: crate::catalog::Dataset,
     pub(super) column: Option<String>,
     pub(super) query: QueryParams,
-    pub(super) plan: SharePlan,
+    pub(super) plan: aggregate::Plans,
 }
 
 /// A contributor's whole part, on a blocking thread, at the coordinator as at a participant:
