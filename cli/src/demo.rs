@@ -500,7 +500,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<()> {
             "--file",
             &r.path(&format!("data/{file}")),
             "--key-columns",
-            "nin",
+            "nin:cn-resident-id",
             "--description",
             description,
             "--domain",

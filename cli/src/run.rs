@@ -115,9 +115,10 @@ pub(crate) enum PsiKind {
 
 #[derive(Args)]
 pub(crate) struct JobArgs {
-    /// Privacy budget the release spends at every party (pure ε).
-    #[arg(long)]
-    epsilon: Option<f64>,
+    /// Privacy budget the release spends at every party (pure ε), an exact decimal: 0.1 is
+    /// charged as 0.1, so ten jobs of 0.1 fit a cap of 1.
+    #[arg(long, value_parser = parse_epsilon)]
+    epsilon: Option<String>,
     /// Who may read the result: a person identity at your node (default: you).
     #[arg(long, value_name = "ID")]
     recipient: Option<String>,
@@ -331,6 +332,15 @@ fn parse_use(s: &str) -> Result<pb::DatasetUse, String> {
     }
 }
 
+/// An ε as typed, checked to be a positive decimal the ledger holds exactly.
+fn parse_epsilon(s: &str) -> Result<String, String> {
+    let q: concord_dp::Quantity = s.parse().map_err(|e: concord_dp::DpError| e.to_string())?;
+    if q == concord_dp::Quantity::ZERO {
+        return Err("epsilon must be above 0".into());
+    }
+    Ok(s.trim().to_owned())
+}
+
 fn parse_values(s: &str) -> Result<(pb::DatasetUse, String, i64, i64), String> {
     let wrong = || {
         format!(
@@ -485,7 +495,7 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
     };
     let spec = pb::JobSpec {
         kind: Some(spec),
-        epsilon: job.epsilon.unwrap_or(0.0),
+        epsilon: job.epsilon.unwrap_or_default(),
         recipient: job.recipient.unwrap_or_default(),
     };
     let detach = job.detach;

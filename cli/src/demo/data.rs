@@ -39,6 +39,22 @@ fn check_char(first17: &[u8]) -> char {
     b"10X98765432"[(sum % 11) as usize] as char
 }
 
+/// A resident ID as civil's export writes it (row `n`): `x` in lowercase, and full-width digits
+/// in every seventh row.
+fn as_exported(nin: &str, n: usize) -> String {
+    let lower = nin.to_lowercase();
+    if n % 7 != 3 {
+        return lower;
+    }
+    lower
+        .chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_u32(0xFF10 + d).unwrap_or(c),
+            None => c,
+        })
+        .collect()
+}
+
 fn population(size: usize, rng: &mut StdRng) -> Vec<Person> {
     let mut seen = std::collections::HashSet::with_capacity(size);
     let mut people = Vec::with_capacity(size);
@@ -142,15 +158,17 @@ pub(crate) fn write(dir: &Path, per_department: usize, seed: u64) -> anyhow::Res
     }
     f.flush()?;
 
+    // Civil's export is written as its office software writes it: a lowercase check letter, and
+    // full-width digits in every seventh row. Its key type (cn-resident-id) matches them all.
     let mut f = open("subsidy.csv")?;
     writeln!(f, "nin,district,subsidy,household")?;
-    for &i in &civil {
+    for (n, &i) in civil.iter().enumerate() {
         let p = &people[i];
         let district = DISTRICTS[p.district].0;
         writeln!(
             f,
             "{},{district},{},{}",
-            p.nin,
+            as_exported(&p.nin, n),
             rng.random_range(300..2_400u32),
             rng.random_range(1..7u32)
         )?;

@@ -97,7 +97,7 @@ fn aggregate_count_and_sum_across_three_nodes_reach_only_their_recipient() {
         "{truth} {result}"
     );
     assert_eq!(v["label"], "sum");
-    assert_eq!(result["epsilon"], 5.0);
+    assert_eq!(result["epsilon"], "5");
     assert_eq!(
         result["contributors"],
         serde_json::json!(["health", "civil", "stats"])

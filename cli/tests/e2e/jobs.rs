@@ -229,7 +229,7 @@ fn psi_cardinality_intersection_and_query_reach_only_their_recipient() {
     assert!((noised - 50.0).abs() <= 20.0, "{result}");
     assert!(value["lower"].as_f64().unwrap() < noised && noised < value["upper"].as_f64().unwrap());
     assert_eq!(result["mechanism"], "discrete-laplace");
-    assert_eq!(result["epsilon"], 1.0);
+    assert_eq!(result["epsilon"], "1");
     assert_eq!(result["parties"], serde_json::json!(["health", "civil"]));
     // The table a researcher reads.
     let table = ok(&["job", "result", "--profile", &researcher, &id]);
@@ -918,7 +918,7 @@ fn a_join_releases_noised_counts_and_sums_by_group_to_its_recipient() {
             "{v} vs {exact}"
         );
     }
-    assert_eq!(result["epsilon"], 8.0);
+    assert_eq!(result["epsilon"], "8");
     assert_eq!(result["parties"], serde_json::json!(["health", "civil"]));
     assert_eq!(
         budget_of(&fed, "health", &id),
@@ -964,4 +964,60 @@ fn a_join_releases_noised_counts_and_sums_by_group_to_its_recipient() {
     let entries = audit_entries(&fed, "civil");
     let release = find(&entries, "job.release", "accepted", &[("subjects", &id)]);
     assert_eq!(release["privacy_cost"], "ε=8");
+}
+
+/// ε is an exact decimal from the command line to the ledger: ten queries of 0.1 fit a cap of 1
+/// exactly, the eleventh is refused, and the ledger shows 1 spent, not 1.000000000000000060.
+#[test]
+fn ten_releases_of_a_tenth_spend_exactly_one() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let patients = write_people(&fed, "patients.csv", 0..100);
+    register(&fed, "health", "patients", &patients);
+    set_budget(&fed, "health", "patients", 1);
+    let operator = fed.path("health/operator.toml");
+    let query = || {
+        concord(&[
+            "run",
+            "query",
+            "--profile",
+            &operator,
+            "--dataset",
+            "health:patients",
+            "--statistic",
+            "count",
+            "--epsilon",
+            "0.1",
+            "--json",
+        ])
+    };
+    for run in 1..=10 {
+        let out = query();
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["epsilon"], "0.1");
+    }
+    let out = query();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("budget-exhausted"),
+        "{err}"
+    );
+    let caps: serde_json::Value = serde_json::from_str(&ok(&[
+        "budget",
+        "show",
+        "--profile",
+        &fed.path("health/manager.toml"),
+        "--dataset",
+        "patients",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(caps[0]["spent"]["epsilon"], "1", "{caps}");
+    assert_eq!(caps[0]["remaining"]["epsilon"], "0", "{caps}");
+    assert_eq!(caps[0]["reserved"]["epsilon"], "0", "{caps}");
 }

@@ -57,7 +57,8 @@ pub(crate) async fn submit(
         }
         Ok(())
     };
-    let epsilon_ok = spec.epsilon.is_finite() && spec.epsilon > 0.0;
+    let (epsilon, exact) = super::exact_epsilon(&spec.epsilon).map_err(invalid)?;
+    let epsilon_ok = epsilon.is_finite() && epsilon > 0.0 && exact > concord_dp::Quantity::ZERO;
     let mut aggregate = None;
     let (kind, own_use, peer, query, protocol, join) = match spec.kind {
         Some(pb::job_spec::Kind::Psi(p)) => {
@@ -175,7 +176,7 @@ pub(crate) async fn submit(
                     "categories must be distinct, at most 256 of them".into(),
                 ));
             }
-            super::join::NoisePlan::new(spec.epsilon, (j.lo, j.hi)).map_err(invalid)?;
+            super::join::NoisePlan::new(epsilon, (j.lo, j.hi)).map_err(invalid)?;
             let peer = PeerUse {
                 node: keys.node,
                 dataset: keys.dataset,
@@ -236,7 +237,13 @@ pub(crate) async fn submit(
             epsilon: if kind == Kind::PsiIntersection {
                 0.0
             } else {
-                spec.epsilon
+                epsilon
+            },
+            // As typed, in its exact form: `0.1` stays `0.1`.
+            epsilon_text: if kind == Kind::PsiIntersection {
+                "0".into()
+            } else {
+                exact.to_string()
             },
             dataset: own_use.dataset,
             columns: own_use.columns,
@@ -859,8 +866,8 @@ async fn run_query(
         parties: row.parties.clone(),
         recipient: row.recipient.clone(),
         mechanism: out.mechanism.into(),
-        epsilon: row.spec.epsilon,
-        delta: 0.0,
+        epsilon: row.spec.epsilon_text(),
+        delta: "0".into(),
         values: out.values,
         accuracy: out.accuracy,
         key_count: 0,

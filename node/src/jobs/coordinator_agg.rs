@@ -193,8 +193,8 @@ pub(super) async fn run(
         parties: row.parties.clone(),
         recipient: row.recipient.clone(),
         mechanism: "discrete-laplace (distributed Pólya shares)".into(),
-        epsilon: row.spec.epsilon,
-        delta: 0.0,
+        epsilon: row.spec.epsilon_text(),
+        delta: "0".into(),
         values,
         accuracy: if labels.len() > 1 {
             "95% interval per bin".into()

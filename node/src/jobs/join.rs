@@ -353,8 +353,8 @@ pub(super) async fn run(
         parties: row.parties.clone(),
         recipient: row.recipient.clone(),
         mechanism: "discrete-laplace".into(),
-        epsilon: row.spec.epsilon,
-        delta: 0.0,
+        epsilon: row.spec.epsilon_text(),
+        delta: "0".into(),
         values: figures(&output, &terms.categories, count_hw, sum_hw),
         accuracy: "95% interval (0.45ε for the counts, 0.45ε for the sums, 0.1ε for the clamped \
                    figure; a mean is their ratio, without an interval)"

@@ -187,7 +187,12 @@ pub(crate) struct AggregateParams {
 /// What a job does at this node: its own dataset use, and the peer's (coordinator only).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Spec {
+    /// The job's ε as a number, for the noise (whose scale is rounded up from it).
     pub(crate) epsilon: f64,
+    /// The job's ε as the exact decimal it was given in, for the ledger and for people (jobs
+    /// stored before exact amounts have none: their ε is read from `epsilon`).
+    #[serde(default)]
+    pub(crate) epsilon_text: String,
     pub(crate) dataset: String,
     pub(crate) columns: Vec<String>,
     pub(crate) grant: String,
@@ -243,7 +248,7 @@ impl JobRow {
             recipient: self.recipient.clone(),
             reason: self.reason.clone(),
             failed_at: self.failed_at.clone(),
-            epsilon: self.spec.epsilon,
+            epsilon: self.spec.epsilon_text(),
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
             role: if self.coordinator_role {
@@ -260,10 +265,45 @@ impl JobRow {
         if self.kind == Kind::PsiIntersection {
             return Ok(concord_dp::PrivacyCost::ZERO);
         }
-        concord_dp::Epsilon::new(self.spec.epsilon)
-            .and_then(concord_dp::PrivacyCost::pure)
-            .map_err(|e| format!("epsilon {}: {e}", self.spec.epsilon))
+        if self.spec.epsilon_text.is_empty() {
+            return concord_dp::Epsilon::new(self.spec.epsilon)
+                .and_then(concord_dp::PrivacyCost::pure)
+                .map_err(|e| format!("epsilon {}: {e}", self.spec.epsilon));
+        }
+        let (_, quantity) = exact_epsilon(&self.spec.epsilon_text)?;
+        Ok(concord_dp::PrivacyCost {
+            epsilon: quantity,
+            ..concord_dp::PrivacyCost::ZERO
+        })
     }
+}
+
+impl Spec {
+    /// The job's ε as people read it: the decimal it was given in.
+    pub(crate) fn epsilon_text(&self) -> String {
+        if self.epsilon_text.is_empty() {
+            self.epsilon.to_string()
+        } else {
+            self.epsilon_text.clone()
+        }
+    }
+}
+
+/// Reads an ε given as a decimal ("0.1", "1e-1") exactly: its number for the noise, and its
+/// exact amount for the ledger, which never passes through `f64` (so ten jobs of 0.1 spend
+/// exactly 1). Empty is 0.
+pub(crate) fn exact_epsilon(text: &str) -> Result<(f64, concord_dp::Quantity), String> {
+    if text.trim().is_empty() {
+        return Ok((0.0, concord_dp::Quantity::ZERO));
+    }
+    let quantity: concord_dp::Quantity = text
+        .parse()
+        .map_err(|e: concord_dp::DpError| format!("epsilon {text:?}: {e}"))?;
+    let value = text
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("epsilon {text:?} is not a number"))?;
+    Ok((value, quantity))
 }
 
 /// A fresh job id: `job-` and 16 random hex digits.
@@ -789,6 +829,7 @@ mod tests {
             parties: vec!["health".into(), "civil".into()],
             spec: Spec {
                 epsilon: 1.0,
+                epsilon_text: "1".into(),
                 dataset: "patients".into(),
                 columns: vec!["nin".into()],
                 grant: String::new(),

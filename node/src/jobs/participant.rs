@@ -62,6 +62,8 @@ pub(crate) async fn propose(
             )));
         }
     }
+    let (epsilon, exact) = super::exact_epsilon(&p.epsilon).map_err(NodeError::Invalid)?;
+    let epsilon_text = exact.to_string();
     let session = <[u8; 16]>::try_from(p.session.as_slice())
         .map_err(|_| NodeError::Invalid("the session id must be 16 bytes".into()))?;
     let name_ok = |s: &str| {
@@ -105,7 +107,8 @@ pub(crate) async fn propose(
         recipient: p.recipient,
         parties: p.parties,
         spec: Spec {
-            epsilon: p.epsilon,
+            epsilon,
+            epsilon_text,
             dataset: p.dataset,
             columns: p.columns,
             grant: p.grant,
