@@ -332,12 +332,11 @@ fn parse_use(s: &str) -> Result<pb::DatasetUse, String> {
     }
 }
 
-/// An ε as typed, checked to be a positive decimal the ledger holds exactly.
+/// An ε as typed, checked to be a decimal the ledger holds exactly (a DP release needs it above
+/// 0, which the node checks; an intersection spends none).
 fn parse_epsilon(s: &str) -> Result<String, String> {
-    let q: concord_dp::Quantity = s.parse().map_err(|e: concord_dp::DpError| e.to_string())?;
-    if q == concord_dp::Quantity::ZERO {
-        return Err("epsilon must be above 0".into());
-    }
+    s.parse::<concord_dp::Quantity>()
+        .map_err(|e: concord_dp::DpError| e.to_string())?;
     Ok(s.trim().to_owned())
 }
 

@@ -210,12 +210,21 @@ mod tests {
         let truth = write(dir.path(), 2_000, 7).unwrap();
         let insured = std::fs::read_to_string(dir.path().join("insured.csv")).unwrap();
         let subsidy = std::fs::read_to_string(dir.path().join("subsidy.csv")).unwrap();
+        // As matched: civil writes a lowercase x and some full-width digits.
+        let id_type = concord_mpc::psi::KeyType::CnResidentId { legacy_15: false };
         let ids = |text: &str| -> std::collections::HashSet<String> {
             text.lines()
                 .skip(1)
-                .map(|l| l.split(',').next().unwrap().to_owned())
+                .map(|l| {
+                    let id = l.split(',').next().unwrap();
+                    concord_mpc::psi::normalize::normalize(id_type, id).unwrap()
+                })
                 .collect()
         };
+        assert!(
+            subsidy.contains('x') && subsidy.contains('\u{ff11}'),
+            "a messy export"
+        );
         let (a, b) = (ids(&insured), ids(&subsidy));
         assert_eq!((a.len(), b.len()), (2_000, 2_000));
         for id in a.iter().take(50) {

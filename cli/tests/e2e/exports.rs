@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::jobs::{job_id, set_budget};
+use crate::jobs::{budget_of, job_id, set_budget};
 use crate::support::{Fed, fails, ok};
 
 /// ISO 7064 MOD 11-2 check character of 17 digits, written here independently of the node.
@@ -331,6 +331,12 @@ fn messy_exports_of_the_same_people_match_as_a_plain_normalized_computation_does
     let err = fails(&all);
     assert!(err.contains("refused (key-types)"), "{err}");
     assert!(err.contains("证件号码:text"), "{err}");
+    // Refused after civil's policy check, which had reserved: the reservation is back.
+    let id = job_id(&err);
+    assert_eq!(
+        budget_of(&fed, "civil", &id),
+        [("residents-text".into(), "returned".into())]
+    );
     all.clear();
 
     // Cardinality: the noised count of people in both.

@@ -526,14 +526,6 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
     let found = dataset(node, &row.spec.dataset)
         .await
         .map_err(|e| Failure::at(me, e.to_string()))?;
-    if let Some(d) = &found
-        && let Err(reason) = agree_key_types(row, d)
-    {
-        return Err(Failure {
-            refusal: Some(("key-types", reason.clone())),
-            ..Failure::at(me, format!("refused (key-types): {reason}"))
-        });
-    }
     let size = found.as_ref().map_or(0, |d| d.rows);
     let limit = node.config.limits.max_keys;
     // An aggregate streams its dataset into a vector; every other kind holds its rows.
@@ -551,6 +543,21 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
     node.authorize(&req, Phase::Admit { own_set_size: size }, Vec::new(), None)
         .await
         .map_err(|e| refused(node, false, e))?;
+    // After the policy check, whose refusal says more (a column no grant covers is refused as
+    // such, whatever its type), and before any message: the reservation is returned at once.
+    if let Some(d) = &found
+        && let Err(reason) = agree_key_types(row, d)
+    {
+        let (id, now) = (row.id.clone(), node.clock.now_ms());
+        node.with_store(move |_, store| crate::ledger::give_back(store, &id, now))
+            .await
+            .map_err(|e| Failure::at(me, e.to_string()))?
+            .map_err(|e| Failure::at(me, e.to_string()))?;
+        return Err(Failure {
+            refusal: Some(("key-types", reason.clone())),
+            ..Failure::at(me, format!("refused (key-types): {reason}"))
+        });
+    }
     Ok(found)
 }
 
