@@ -104,6 +104,11 @@ pub(crate) struct AddArgs {
     /// (leave it out of every job, list it in the reject report, count it).
     #[arg(long, value_enum, default_value_t = OnBadRow::Fail)]
     on_bad_row: OnBadRow,
+    /// Who one individual is for differential privacy: by default a person is a key (all rows
+    /// with the same normalized key are one person, protected together); a column's name; or
+    /// row, only when every row is a distinct person (refused if a key repeats).
+    #[arg(long, value_name = "COLUMN|row")]
+    privacy_unit: Option<String>,
     /// A column, in file order: name:type:tier or name:type:tier:nullable, with type one of
     /// text, integer, decimal, date and tier one of public, internal, sensitive, restricted.
     #[arg(long = "column", value_name = "NAME:TYPE:TIER", required = true, value_parser = catalog::parse_column)]
@@ -145,6 +150,7 @@ fn dataset_json(d: &pb::Dataset) -> serde_json::Value {
         "key_columns": d.key_columns,
         "key_types": d.key_types,
         "on_bad_row": d.on_bad_row,
+        "privacy_unit": d.privacy_unit,
         "rows_left_out": d.rejects.as_ref().map(|r| serde_json::json!({
             "ragged": r.ragged, "not_utf8": r.not_utf8, "null": r.null,
             "bad_value": r.bad_value, "bad_key": r.bad_key,
@@ -193,11 +199,16 @@ fn print_dataset(d: &pb::Dataset) {
         })
         .collect();
     println!(
-        "{}/{}  {} rows  keys: {}",
+        "{}/{}  {} rows  keys: {}  privacy unit: {}",
         d.node,
         d.id,
         d.rows,
-        keys.join(",")
+        keys.join(","),
+        match d.privacy_unit.as_str() {
+            "keys" | "" => "person (a key)",
+            "row" => "row",
+            column => column,
+        }
     );
     let (left_out, why) = rejects_text(d.rejects.as_ref());
     if d.on_bad_row == "skip" || left_out > 0 {
@@ -256,6 +267,7 @@ pub(crate) fn run(cmd: DatasetCommand) -> anyhow::Result<()> {
                 path,
                 key_types: a.key_columns.iter().map(|(_, t)| t.name().into()).collect(),
                 key_columns: a.key_columns.into_iter().map(|(c, _)| c).collect(),
+                privacy_unit: a.privacy_unit.unwrap_or_default(),
                 on_bad_row: match a.on_bad_row {
                     OnBadRow::Fail => "fail",
                     OnBadRow::Skip => "skip",

@@ -211,6 +211,12 @@ fn result_json(r: &pb::JobResult) -> serde_json::Value {
         "contributors": r.contributors,
         "released_ms": r.released_ms,
         "inputs": crate::inputs::json(&r.inputs),
+        "privacy_unit": (!r.privacy_unit.is_empty()).then_some(&r.privacy_unit),
+        "noise": r.noise.iter().map(|n| serde_json::json!({
+            "figures": n.figures, "mechanism": n.mechanism, "scale": n.scale,
+            "sensitivity": n.sensitivity, "bounds": n.bounds, "contribution": n.contribution,
+            "epsilon": n.epsilon,
+        })).collect::<Vec<_>>(),
         "nulls": (!r.nulls.is_empty()).then_some(&r.nulls),
         "key_header": (!r.key_header.is_empty()).then_some(&r.key_header),
     })
@@ -363,6 +369,21 @@ async fn print_result(
     writeln!(out, "accuracy   {}", r.accuracy)?;
     if !r.nulls.is_empty() {
         writeln!(out, "nulls      {}", r.nulls)?;
+    }
+    if !r.privacy_unit.is_empty() {
+        writeln!(out, "protects   one {}", r.privacy_unit)?;
+    }
+    for n in &r.noise {
+        let bounds = if n.bounds.is_empty() {
+            String::new()
+        } else {
+            format!(", bounds {}", n.bounds)
+        };
+        writeln!(
+            out,
+            "noise      {}: {}, scale {:.4}, sensitivity {}{bounds}; {}; ε {}",
+            n.figures, n.mechanism, n.scale, n.sensitivity, n.contribution, n.epsilon
+        )?;
     }
     writeln!(out)?;
     let width = r

@@ -58,14 +58,18 @@ pub(crate) enum RunCommand {
     Join(Box<JoinArgs>),
     /// A differentially private statistic of one dataset at your node.
     ///
-    /// Statistics (rows are taken as distinct individuals; integers only; nulls left out):
-    ///   count       rows
-    ///   sum         of --column, each value clamped to [--lo, --hi]
-    ///   mean        of --column clamped to [--lo, --hi] (ε split between sum and count)
+    /// Every release is differentially private for one person (the dataset's privacy unit,
+    /// by default a normalized key) with all their rows. Statistics (integers only; nulls left
+    /// out):
+    ///   count       people, or rows with at most --max-rows a person (noise scale k/ε)
+    ///   sum         of --column: each person's rows added, the total clamped to [--lo, --hi]
+    ///   mean        of the people's clamped totals (ε split between sum and count)
     /// A sum or mean also says how many values it clamped, noised with 0.1ε (the statistic
     /// gets 0.9ε), and warns when that is more than 1%.
-    ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text column
-    ///   quantile    --quantile Q among --bins + 1 candidates from --lo to --hi
+    ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text
+    ///               column; a person in at most --max-groups bins, once each
+    ///   quantile    --quantile Q among --bins + 1 candidates from --lo to --hi, one value a
+    ///               person
     ///
     /// Each release spends ε (discrete Laplace noise, or the exponential mechanism for a
     /// quantile) and prints the value with its 95% interval.
@@ -84,10 +88,11 @@ pub(crate) enum RunCommand {
     /// that only the sum of all of them can be unmasked, by your node. Each commits its ε just
     /// before its masked vector leaves it.
     ///
-    /// Statistics (rows are distinct individuals; integers only; nulls left out):
-    ///   count       rows of each dataset (no column)
-    ///   sum         of each dataset's column, each value clamped to [--lo, --hi]
-    ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text column
+    /// Statistics, per person (each dataset's privacy unit; integers only; nulls left out):
+    ///   count       people of each dataset (no column)
+    ///   sum         of each dataset's column: each person's total clamped to [--lo, --hi]
+    ///   histogram   --bins equal-width bins over [--lo, --hi], or --categories of a text column;
+    ///               each person in one of their bins
     ///
     /// What is released, to the recipient only: the summed values plus discrete Laplace noise
     /// (scale Δ/ε, Δ = 1 for count and histogram, max(|lo|, |hi|) for sum) with their 95%
@@ -243,6 +248,13 @@ pub(crate) struct QueryArgs {
     /// Which quantile, in [0, 1] (0.5 is the median).
     #[arg(long, default_value_t = 0.5)]
     quantile: f64,
+    /// A count: the most rows one person contributes (the noise grows with it; 1 counts
+    /// people).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_rows: u32,
+    /// A histogram: the most bins one person contributes to (the noise grows with it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_groups: u32,
     /// The grant to use at your node.
     #[arg(long, value_name = "ID")]
     grant: Option<String>,
@@ -458,6 +470,8 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
                 bins: a.bins,
                 categories: a.categories,
                 quantile: a.quantile,
+                max_rows: a.max_rows,
+                max_groups: a.max_groups,
             });
             (a.profile, kind, a.job)
         }

@@ -94,12 +94,66 @@ pub struct DatasetSpec {
     pub key_types: Vec<KeyType>,
     /// What a read does with a bad row.
     pub on_bad_row: OnBadRow,
+    /// Who one "individual" of a DP release is.
+    pub privacy_unit: PrivacyUnit,
     /// Every column, in file order.
     pub columns: Vec<ColumnSpec>,
     /// Free text.
     pub description: String,
     /// Sector or domain tag (may be empty).
     pub domain: String,
+}
+
+/// Who one individual is for the differential privacy of every release of a dataset: adding or
+/// removing one individual, with all their rows, changes a release by a bounded amount.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PrivacyUnit {
+    /// A person is a normalized key: rows with the same key are one person (the default).
+    #[default]
+    Keys,
+    /// A person is a value of this column (normalized as `text`).
+    Column(String),
+    /// Every row is a distinct person; the catalog checks that no key repeats.
+    Row,
+}
+
+impl PrivacyUnit {
+    /// Parses `--privacy-unit`: `row`, or a column name (`keys` for the default).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "" | "keys" => Self::Keys,
+            "row" => Self::Row,
+            column => Self::Column(column.to_owned()),
+        }
+    }
+
+    /// As stored, and as `parse` reads it back.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Keys => "keys".into(),
+            Self::Row => "row".into(),
+            Self::Column(c) => c.clone(),
+        }
+    }
+
+    fn stored(&self) -> String {
+        match self {
+            Self::Keys => String::new(),
+            Self::Row => "row".into(),
+            Self::Column(c) => format!("column:{c}"),
+        }
+    }
+
+    fn from_stored(s: &str) -> Self {
+        match s {
+            "row" => Self::Row,
+            s => match s.strip_prefix("column:") {
+                Some(c) => Self::Column(c.to_owned()),
+                None => Self::Keys,
+            },
+        }
+    }
 }
 
 /// A registered dataset.
@@ -202,6 +256,13 @@ impl DatasetSpec {
                 )));
             }
         }
+        if let PrivacyUnit::Column(c) = &self.privacy_unit
+            && !seen.contains(c.as_str())
+        {
+            return Err(invalid(format!(
+                "privacy unit {c:?} is not a declared column (--privacy-unit COLUMN, or row)"
+            )));
+        }
         if self.domain.len() > 64 || self.description.len() > 1024 {
             return Err(invalid(
                 "domain or description too long (64 / 1024 bytes)".into(),
@@ -236,6 +297,42 @@ impl DatasetSpec {
             .and_then(|i| self.key_types.get(i).copied())
             .unwrap_or(KeyType::TEXT)
     }
+}
+
+/// Checks that no normalized key repeats among the file's good rows, as `--privacy-unit row`
+/// requires. Holds the distinct keys in memory (a row-level dataset is bounded by the node's
+/// `max_keys` when a job reads it anyway).
+fn distinct_keys(spec: &DatasetSpec) -> Result<(), CatalogError> {
+    let invalid = |reason: String| CatalogError::Invalid {
+        id: spec.id.clone(),
+        reason,
+    };
+    let schema = spec.schema();
+    let mut reader = csv_input::Reader::open(&spec.path, &schema)?;
+    let mut seen: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+    let mut key = Vec::new();
+    'rows: while reader.next_row()? {
+        key.clear();
+        for &(at, ty) in &schema.keys {
+            let start = key.len();
+            key.extend_from_slice(&[0; 4]);
+            // A bad key was left out or refused by the reader; an empty one is no person.
+            if concord_mpc::psi::normalize::normalize_into(ty, reader.field(at), &mut key).is_err()
+            {
+                continue 'rows;
+            }
+            let len = (key.len() - start - 4) as u32;
+            key[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        if let Some(first) = seen.insert(key.clone(), reader.line()) {
+            return Err(invalid(format!(
+                "--privacy-unit row needs one row per person, but the key at line {} repeats \
+                 the one at line {first} (leave --privacy-unit out: a person is then a key)",
+                reader.line()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Where the reject report of dataset `id` is written, under the node's data directory.
@@ -290,6 +387,9 @@ pub fn inspect(
             reason.replace('"', "'")
         )
     })?;
+    if spec.privacy_unit == PrivacyUnit::Row {
+        distinct_keys(&spec)?;
+    }
     match out {
         Some(mut out) => out.flush().map_err(io)?,
         // No bad rows this time: an older report would mislead.
@@ -325,8 +425,8 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
         tx.execute(
             "INSERT INTO datasets (id, path, description, domain, key_columns, rows, digest,
                                    registered_at_ms, registered_by, key_types, on_bad_row,
-                                   rejects)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   rejects, privacy_unit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 s.id,
                 s.path.to_string_lossy(),
@@ -341,6 +441,7 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
                     .unwrap_or_default(),
                 s.on_bad_row.name(),
                 rejects_to_json(&dataset.rejects),
+                s.privacy_unit.stored(),
             ],
         )?;
         for (i, c) in s.columns.iter().enumerate() {
@@ -383,7 +484,7 @@ pub(crate) fn load(
     {
         let mut stmt = conn.prepare(
             "SELECT id, path, description, domain, key_columns, rows, digest, registered_at_ms,
-                    registered_by, key_types, on_bad_row, rejects
+                    registered_by, key_types, on_bad_row, rejects, privacy_unit
              FROM datasets WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
         )?;
         let mut datasets = stmt
@@ -402,6 +503,7 @@ pub(crate) fn load(
                         key_types,
                         // An unreadable policy is read as the strict one.
                         on_bad_row: OnBadRow::parse(&r.get::<_, String>(10)?).unwrap_or_default(),
+                        privacy_unit: PrivacyUnit::from_stored(&r.get::<_, String>(12)?),
                         columns: Vec::new(),
                     },
                     rows: r.get::<_, i64>(5)? as u64,
@@ -597,6 +699,7 @@ pub(crate) fn for_tests(path: &Path, columns: &[&str]) -> Dataset {
         key_columns: vec![columns[0].column.name.clone()],
         key_types: vec![KeyType::TEXT],
         on_bad_row: OnBadRow::Fail,
+        privacy_unit: PrivacyUnit::Keys,
         columns,
         description: String::new(),
         domain: String::new(),
@@ -618,6 +721,7 @@ mod tests {
             key_columns: vec!["nin".into()],
             key_types: vec![KeyType::TEXT],
             on_bad_row: OnBadRow::Fail,
+            privacy_unit: PrivacyUnit::Keys,
             columns: vec![
                 parse_column("nin:text:internal").unwrap(),
                 parse_column("district:text:public").unwrap(),
@@ -717,6 +821,40 @@ mod tests {
         );
         assert_eq!(parse_key_column("name").unwrap().1, KeyType::TEXT);
         assert!(parse_key_column("nin:passport").is_err());
+    }
+
+    #[test]
+    fn a_row_privacy_unit_needs_one_row_per_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("r.csv");
+        // Two rows of one person: "A1" and " a1" are one normalized text key.
+        let csv = "nin,district,claims,diagnosis\nA1,north,1,x\nB2,south,2,y\n a1,south,3,z\n";
+        let mut s = spec(dir.path(), csv);
+        s.privacy_unit = PrivacyUnit::Row;
+        let err = inspect(s.clone(), "m", 0, &report).unwrap_err().to_string();
+        assert!(
+            err.contains("the key at line 4 repeats the one at line 2"),
+            "{err}"
+        );
+        assert!(!err.contains("A1") && !err.contains("a1"), "{err}");
+        // One row each: accepted, and stored.
+        std::fs::write(&s.path, csv.replace(" a1", "C3")).unwrap();
+        let d = inspect(s.clone(), "m", 0, &report).unwrap();
+        let mut store = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        register(&mut store, &d).unwrap();
+        assert_eq!(
+            list(&mut store).unwrap()[0].spec.privacy_unit,
+            PrivacyUnit::Row
+        );
+        // A column unit must be a declared column.
+        s.privacy_unit = PrivacyUnit::parse("household");
+        let err = inspect(s, "m", 0, &report).unwrap_err().to_string();
+        assert!(
+            err.contains("privacy unit \"household\" is not a declared column"),
+            "{err}"
+        );
+        assert_eq!(PrivacyUnit::parse("row"), PrivacyUnit::Row);
+        assert_eq!(PrivacyUnit::parse(""), PrivacyUnit::Keys);
     }
 
     #[test]

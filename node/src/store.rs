@@ -150,6 +150,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE datasets ADD COLUMN key_types TEXT NOT NULL DEFAULT '';
     ALTER TABLE datasets ADD COLUMN on_bad_row TEXT NOT NULL DEFAULT 'fail';
     ALTER TABLE datasets ADD COLUMN rejects TEXT NOT NULL DEFAULT '';",
+    // 8: the privacy unit: '' for the key columns (a person is a key), 'row', or a column
+    // named `column:NAME`.
+    "ALTER TABLE datasets ADD COLUMN privacy_unit TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Everything that can go wrong with the database.

@@ -425,6 +425,35 @@ fn messy_exports_of_the_same_people_match_as_a_plain_normalized_computation_does
     assert_eq!(clamped["of"], x.health_ids.len(), "{join}");
     assert_eq!(clamped["bounds"], format!("[0, {HI}] per person"));
 
+    // A DP count of health's visits counts people, not rows, and says how it was protected.
+    let count_id = run(&[
+        "query",
+        "--dataset",
+        "health:visits",
+        "--statistic",
+        "count",
+        "--epsilon",
+        "1",
+    ]);
+    let count: serde_json::Value = serde_json::from_str(&result(&count_id, &["--json"])).unwrap();
+    near(&count, "count", x.health_ids.len() as i64);
+    assert!(x.health_rows > x.health_ids.len() as u64 + 500);
+    assert!(
+        count["privacy_unit"]
+            .as_str()
+            .unwrap()
+            .starts_with("person (a distinct key: 身份证号"),
+        "{count}"
+    );
+    let noise = &count["noise"][0];
+    assert_eq!(noise["sensitivity"], 1.0, "{count}");
+    assert_eq!(
+        noise["contribution"],
+        "one row per person: a count of people"
+    );
+    assert_eq!(noise["epsilon"], "1");
+    assert!(noise["scale"].as_f64().unwrap() >= 1.0, "{count}");
+
     // The table aligns Chinese labels by display width.
     let text = result(&id, &[]);
     let rows: Vec<&str> = text

@@ -52,6 +52,7 @@ pub(crate) fn register_claims(store: &mut Store, dir: &Path) {
         key_columns: vec!["nin".into()],
         key_types: vec![concord_mpc::psi::KeyType::TEXT],
         on_bad_row: crate::csv_input::OnBadRow::Fail,
+        privacy_unit: crate::catalog::PrivacyUnit::Keys,
         columns: [
             "nin:text:internal",
             "amount:integer:sensitive",

@@ -6,12 +6,17 @@
 //!
 //! | statistic | vector | sensitivity Δ (L1, one row added or removed) |
 //! |---|---|---|
-//! | `count` | `[rows]` | 1 |
-//! | `sum` | `[Σ clamp(v, lo, hi)]` over the column's non-null values, then `[values clamped, values]` | `max(\|lo\|, \|hi\|)`, and 2 for the last two entries |
-//! | `histogram` | rows per bin (`--bins` over `[lo, hi]`, values outside left out) or per category (other values left out) | 1 |
+//! | `count` | `[people]` | 1 |
+//! | `sum` | `[Σ clamp(person's total, lo, hi)]` over the column's non-null values, then `[people clamped, people]` | `max(\|lo\|, \|hi\|)`, and 2 for the last two entries |
+//! | `histogram` | people per bin (`--bins` over `[lo, hi]`, values outside left out) or per category (other values left out) | 1 |
 //!
-//! These are the conventions of `concord run query` (`query.rs`): rows are distinct
-//! individuals, values are integers, nulls are left out.
+//! An individual is a person, the dataset's privacy unit (`catalog::PrivacyUnit`: by default a
+//! normalized key, with all its rows), as in `concord run query` (`query.rs`): a count counts
+//! people, a sum adds each person's total clamped once to `[lo, hi]`, a histogram puts each
+//! person in one bin (one of theirs, chosen uniformly at random). So one person changes a
+//! contributor's vector by at most Δ in L1. Values are integers; nulls are left out. Grouping by
+//! person holds each contributor's distinct people in memory (registry-scale streaming will
+//! sort or bucket them instead).
 //!
 //! # Noise
 //! The target is discrete Laplace with scale `b = Δ/ε` on every entry, which is ε-DP for each
@@ -49,6 +54,8 @@ pub(super) fn query_params(
         bins,
         categories,
         quantile: 0.0,
+        max_rows: 1,
+        max_groups: 1,
     };
     labels(&q)?;
     Ok(q)
@@ -120,51 +127,77 @@ pub(super) fn exact_vector(
     column: Option<&str>,
     q: &QueryParams,
 ) -> Result<Vec<i64>, String> {
+    use std::collections::{HashMap, HashSet};
     let labels = labels(q)?;
     let need = || column.ok_or_else(|| format!("a {} needs a column", q.statistic));
     match q.statistic.as_str() {
         "count" => {
-            let rows = input::row_count(d)?.rows;
+            // People, not rows.
+            let mut people: HashSet<Vec<u8>> = HashSet::new();
+            input::for_each_unit(d, None, |_, unit, _| {
+                if !people.contains(unit) {
+                    people.insert(unit.to_vec());
+                }
+                Ok(())
+            })?;
             Ok(vec![
-                i64::try_from(rows).map_err(|_| "too many rows".to_owned())?,
+                i64::try_from(people.len()).map_err(|_| "too many people".to_owned())?,
             ])
         }
         "sum" => {
+            // Each person's total, clamped once.
             let column = need()?;
-            let (mut total, mut clamped, mut values): (i128, i64, i64) = (0, 0, 0);
-            input::for_each_value(d, column, |row, v| {
-                let v = integer(column, row, v)?;
-                clamped += i64::from(v < q.lo || v > q.hi);
-                values += 1;
-                total += i128::from(v.clamp(q.lo, q.hi));
+            let mut totals: HashMap<Vec<u8>, i128> = HashMap::new();
+            input::for_each_unit(d, Some(column), |line, unit, v| {
+                if v.is_empty() {
+                    return Ok(());
+                }
+                let v = i128::from(integer(column, line, v)?);
+                match totals.get_mut(unit) {
+                    Some(t) => *t += v,
+                    None => {
+                        totals.insert(unit.to_vec(), v);
+                    }
+                }
                 Ok(())
             })?;
+            let (lo, hi) = (i128::from(q.lo), i128::from(q.hi));
+            let clamped = totals.values().filter(|&&t| t < lo || t > hi).count();
+            let total: i128 = totals.values().map(|t| (*t).clamp(lo, hi)).sum();
             let total = i64::try_from(total)
                 .map_err(|_| format!("the clamped sum of {column:?} does not fit in 64 bits"))?;
-            Ok(vec![total, clamped, values])
+            let count = |n: usize| i64::try_from(n).map_err(|_| "too many people".to_owned());
+            Ok(vec![total, count(clamped)?, count(totals.len())?])
         }
         _ => {
+            // Each person in one bin: one of their distinct bins, chosen uniformly at random.
             let column = need()?;
+            let index: HashMap<&str, usize> = labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.as_str(), i))
+                .collect();
+            let mut pairs: HashSet<(Vec<u8>, usize)> = HashSet::new();
+            input::for_each_unit(d, Some(column), |line, unit, v| {
+                if v.is_empty() {
+                    return Ok(());
+                }
+                let bin = if q.categories.is_empty() {
+                    query::bin_of(integer(column, line, v)?, q, labels.len())
+                } else {
+                    index.get(v).copied()
+                };
+                if let Some(bin) = bin {
+                    pairs.insert((unit.to_vec(), bin));
+                }
+                Ok(())
+            })?;
+            let mut rng = StdRng::from_rng(&mut rand::rng());
+            let one_each = concord_dp::Contributions::bound_by_id(pairs, 1, &mut rng)
+                .map_err(|e| e.to_string())?;
             let mut counts = vec![0i64; labels.len()];
-            if q.categories.is_empty() {
-                input::for_each_value(d, column, |row, v| {
-                    if let Some(i) = query::bin_of(integer(column, row, v)?, q, counts.len()) {
-                        counts[i] += 1;
-                    }
-                    Ok(())
-                })?;
-            } else {
-                let index: std::collections::HashMap<&str, usize> = labels
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (l.as_str(), i))
-                    .collect();
-                input::for_each_value(d, column, |_, v| {
-                    if let Some(&i) = index.get(v) {
-                        counts[i] += 1;
-                    }
-                    Ok(())
-                })?;
+            for &bin in one_each.values() {
+                counts[bin] += 1;
             }
             Ok(counts)
         }
@@ -176,6 +209,8 @@ pub(super) fn exact_vector(
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plans {
     main: SharePlan,
+    /// The ε the statistic's entries spend.
+    epsilon: f64,
     clamp: Option<(SharePlan, f64)>,
 }
 
@@ -191,12 +226,14 @@ pub(super) fn share_plan(
     if !clamps(q) {
         return Ok(Plans {
             main: one_plan(sensitivity(q), epsilon, parties, threshold)?,
+            epsilon,
             clamp: None,
         });
     }
     let (main, clamp) = split_epsilon(epsilon);
     Ok(Plans {
         main: one_plan(sensitivity(q), main, parties, threshold)?,
+        epsilon: main,
         clamp: Some((one_plan(2, clamp, parties, threshold)?, clamp)),
     })
 }
@@ -248,6 +285,43 @@ pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, String> {
         .collect()
 }
 
+/// How the noise was set, for the result: the target distribution of the summed shares.
+pub(super) fn statements(q: &QueryParams, plans: &Plans) -> Vec<pb::NoiseStatement> {
+    let mut out = vec![pb::NoiseStatement {
+        figures: if labels(q).is_ok_and(|l| l.len() > 1) {
+            "every bin".into()
+        } else {
+            q.statistic.clone()
+        },
+        mechanism: "discrete-laplace (the sum of every contributor's Pólya share)".into(),
+        scale: plans.main.effective_parameter(),
+        sensitivity: sensitivity(q) as f64,
+        bounds: if clamps(q) {
+            format!("[{}, {}] per person", q.lo, q.hi)
+        } else {
+            String::new()
+        },
+        contribution: match q.statistic.as_str() {
+            "sum" => "each person's total clamped to the bounds".into(),
+            "count" => "a person counts once".into(),
+            _ => "each person in one bin".into(),
+        },
+        epsilon: plans.epsilon.to_string(),
+    }];
+    if let Some((plan, epsilon)) = &plans.clamp {
+        out.push(pb::NoiseStatement {
+            figures: "clamped, and of how many".into(),
+            mechanism: "discrete-laplace (the sum of every contributor's Pólya share)".into(),
+            scale: plan.effective_parameter(),
+            sensitivity: 2.0,
+            bounds: String::new(),
+            contribution: "one person changes each by at most 1".into(),
+            epsilon: epsilon.to_string(),
+        });
+    }
+    out
+}
+
 /// Half-width of the 95% interval of the noise in a sum of `contributors` shares.
 pub(super) fn half_width(plan: &SharePlan, contributors: usize) -> f64 {
     let m = f64::from(plan.parties() - plan.tolerated());
@@ -295,7 +369,7 @@ pub(super) fn values(
                 // Noised too: the number of values is the contributors' data as well.
                 clamp_total: total.max(0) as u64,
                 clamped_epsilon: *epsilon,
-                clamp_bounds: format!("[{}, {}] per value", q.lo, q.hi),
+                clamp_bounds: format!("[{}, {}] per person", q.lo, q.hi),
                 ..pb::PartyInput::default()
             })
         }
@@ -317,6 +391,8 @@ mod tests {
             bins: 4,
             categories: Vec::new(),
             quantile: 0.5,
+            max_rows: 1,
+            max_groups: 1,
         }
     }
 
@@ -407,7 +483,7 @@ mod tests {
         let c = clamped.clamped.unwrap();
         assert_eq!(c.value, noised[1] as f64);
         assert_eq!(clamped.clamp_total, noised[2].max(0) as u64);
-        assert_eq!(clamped.clamp_bounds, "[0, 100] per value");
+        assert_eq!(clamped.clamp_bounds, "[0, 100] per person");
         // The clamp entries' noise (scale 20) is far below the sum's (scale 1000/9).
         assert!(c.upper.unwrap() - c.lower.unwrap() < 2.0 * half_width(&plans.main, 2));
     }

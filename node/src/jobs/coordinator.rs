@@ -128,6 +128,8 @@ pub(crate) async fn submit(
                 bins: q.bins,
                 categories: q.categories,
                 quantile: q.quantile,
+                max_rows: q.max_rows.max(1),
+                max_groups: q.max_groups.max(1),
             };
             (Kind::Query, d, None, Some(params), String::new(), None)
         }
@@ -860,6 +862,7 @@ async fn run_query(
         .ok_or_else(|| Failure::at(&me, "no query"))?;
     let column = row.spec.columns.first().cloned();
     let epsilon = row.spec.epsilon;
+    let unit = super::party_input::unit_text(&d);
     let out = tokio::task::spawn_blocking(move || query::run(&d, column.as_deref(), &q, epsilon))
         .await
         .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
@@ -884,6 +887,8 @@ async fn run_query(
             node: me.clone(),
             ..out.input
         }],
+        privacy_unit: unit,
+        noise: out.noise,
         ..pb::JobResult::default()
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();

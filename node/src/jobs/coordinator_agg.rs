@@ -205,6 +205,8 @@ pub(super) async fn run(
         released_ms: node.clock.now_ms(),
         contributors: contributors.clone(),
         inputs: clamped.into_iter().collect(),
+        privacy_unit: "person (each contributor's privacy unit, by default a distinct key)".into(),
+        noise: aggregate::statements(&agg.query, &plan),
         ..pb::JobResult::default()
     };
     let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();

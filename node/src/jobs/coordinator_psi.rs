@@ -79,7 +79,7 @@ pub(super) async fn run(
     let epsilon = row.spec.epsilon;
     // What leaves the node: an intersection's key chunks, then the result.
     let mut digest = Sha256::new();
-    let (values, key_count, mechanism, accuracy) = match row.kind {
+    let (values, key_count, mechanism, accuracy, noise) = match row.kind {
         Kind::PsiCardinality => {
             let spec = concord_dp::Epsilon::new(epsilon)
                 .map(NoiseSpec::Laplace)
@@ -89,11 +89,21 @@ pub(super) async fn run(
                 .await
                 .map_err(|e| Failure::at(&me, e.to_string()))?
                 .map_err(|e| Failure::at(&me, e.to_string()))?;
+            let noise = pb::NoiseStatement {
+                figures: "cardinality".into(),
+                mechanism: query::mechanism_name(r.mechanism).into(),
+                scale: r.scale,
+                sensitivity: 1.0,
+                bounds: String::new(),
+                contribution: "a person is one distinct key, in the count once".into(),
+                epsilon: row.spec.epsilon_text(),
+            };
             (
                 vec![query::scalar("cardinality", &r)],
                 0,
                 query::mechanism_name(r.mechanism),
                 "95% interval",
+                vec![noise],
             )
         }
         _ => {
@@ -105,7 +115,13 @@ pub(super) async fn run(
                 lower: None,
                 upper: None,
             }];
-            (count, stored, "none", "exact (not a DP release)")
+            (
+                count,
+                stored,
+                "none",
+                "exact (not a DP release)",
+                Vec::new(),
+            )
         }
     };
     let result = pb::JobResult {
@@ -128,6 +144,8 @@ pub(super) async fn run(
         },
         inputs: vec![own_input.clone(), peer_input],
         nulls: String::new(),
+        privacy_unit: "person (a distinct key)".into(),
+        noise,
     };
     digest.update(result.encode_to_vec());
     let digest: [u8; 32] = digest.finalize().into();

@@ -137,23 +137,6 @@ pub(super) fn rows_at(
     }
 }
 
-/// Hands `each` every non-empty value of `column` (empty fields are nulls, skipped) as the file
-/// streams by; `each` may stop the reading with an error.
-pub(super) fn each_value(
-    d: &Dataset,
-    column: &str,
-    mut each: impl FnMut(&str) -> Result<(), String>,
-) -> Result<Read, String> {
-    for_each_value(d, column, |_, v| each(v))
-}
-
-/// The number of good rows, streamed.
-pub(super) fn row_count(d: &Dataset) -> Result<Read, String> {
-    let mut reader = open(d)?;
-    while reader.next_row().map_err(|e| e.to_string())? {}
-    Ok(Read::of(&reader))
-}
-
 /// Whether a join counts people whose value cells are all empty.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Nulls {
@@ -275,20 +258,55 @@ pub(super) fn value_set(
     })
 }
 
-/// Calls `f` with every non-empty value of `column` (nulls left out) and its line in the file,
-/// streamed.
-pub(super) fn for_each_value(
+/// Calls `f` with every good row's privacy unit (the bytes that identify its person: the
+/// normalized key, the unit column's normalized text, or the row's number) and the value of
+/// `column` (`None` without a column; empty for a null), with the row's line, streamed. Rows
+/// whose unit is missing (an empty key) belong to no one and are left out.
+pub(super) fn for_each_unit(
     d: &Dataset,
-    column: &str,
-    mut f: impl FnMut(u64, &str) -> Result<(), String>,
+    column: Option<&str>,
+    mut f: impl FnMut(u64, &[u8], &str) -> Result<(), String>,
 ) -> Result<Read, String> {
+    use crate::catalog::PrivacyUnit;
     let mut reader = open(d)?;
-    let at = positions(&reader, &[column.to_owned()])?[0];
-    while reader.next_row().map_err(|e| e.to_string())? {
-        let v = reader.field(at);
-        if !v.is_empty() {
-            f(reader.line(), v)?;
+    let at = match column {
+        Some(c) => Some(positions(&reader, &[c.to_owned()])?[0]),
+        None => None,
+    };
+    let unit: Vec<(usize, KeyType)> = match &d.spec.privacy_unit {
+        PrivacyUnit::Keys => {
+            let columns = positions(&reader, &d.spec.key_columns)?;
+            columns
+                .into_iter()
+                .zip(d.spec.key_types.iter().copied())
+                .collect()
         }
+        PrivacyUnit::Column(c) => vec![(
+            positions(&reader, std::slice::from_ref(c))?[0],
+            KeyType::TEXT,
+        )],
+        PrivacyUnit::Row => Vec::new(),
+    };
+    let mut key = Vec::new();
+    let mut row = 0u64;
+    'rows: while reader.next_row().map_err(|e| e.to_string())? {
+        row += 1;
+        key.clear();
+        if unit.is_empty() {
+            key.extend_from_slice(&row.to_be_bytes());
+        }
+        for &(i, ty) in &unit {
+            let start = key.len();
+            key.extend_from_slice(&[0; 4]);
+            if normalize::normalize_into(ty, reader.field(i), &mut key).is_err() {
+                continue 'rows;
+            }
+            // At most 64 KiB a component in practice; the prefix keeps components apart.
+            let len = (key.len() - start - 4) as u32;
+            key[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        let value = at.map_or("", |i| reader.field(i));
+        f(reader.line(), &key, value)?;
     }
     Ok(Read::of(&reader))
 }

@@ -122,6 +122,41 @@ impl NoisePlan {
         Ok((count, sum))
     }
 
+    /// How the noise was set, for the result.
+    fn statements(&self, lo: i64, hi: i64, epsilon: &str) -> Vec<pb::NoiseStatement> {
+        let sensitivity = lo.unsigned_abs().max(hi.unsigned_abs()).max(1) as f64;
+        let part = |share: f64| format!("{share} of the job's {epsilon}");
+        vec![
+            pb::NoiseStatement {
+                figures: "every count".into(),
+                mechanism: "discrete-laplace".into(),
+                scale: self.count.to_f64(),
+                sensitivity: 1.0,
+                bounds: String::new(),
+                contribution: "a person counts once, in one category".into(),
+                epsilon: part(0.45),
+            },
+            pb::NoiseStatement {
+                figures: "every sum".into(),
+                mechanism: "discrete-laplace".into(),
+                scale: self.sum.to_f64(),
+                sensitivity,
+                bounds: format!("[{lo}, {hi}] per person"),
+                contribution: "each person's total clamped to the bounds".into(),
+                epsilon: part(0.45),
+            },
+            pb::NoiseStatement {
+                figures: "clamped".into(),
+                mechanism: "discrete-laplace".into(),
+                scale: 1.0 / self.clamp,
+                sensitivity: 1.0,
+                bounds: String::new(),
+                contribution: "one person changes it by at most 1".into(),
+                epsilon: part(0.1),
+            },
+        ]
+    }
+
     /// The 95% half-widths of a count and of a sum.
     fn half_widths(&self) -> Result<(f64, f64), String> {
         let hw = |r: Ratio| {
@@ -364,6 +399,8 @@ pub(super) async fn run(
         contributors: Vec::new(),
         inputs: vec![own_input.clone(), peer_input],
         key_header: Vec::new(),
+        privacy_unit: "person (a distinct key, all its rows added)".into(),
+        noise: plan.statements(terms.lo, terms.hi, &row.spec.epsilon_text()),
         nulls: if terms.exclude_nulls {
             "exclude: rows with an empty value are left out; a person with only such rows is \
              not counted"

@@ -42,6 +42,8 @@ mod participant_agg;
 mod party_input;
 mod psi;
 mod query;
+#[cfg(test)]
+mod query_audit;
 mod secagg;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -156,6 +158,12 @@ pub(crate) struct QueryParams {
     pub(crate) bins: u32,
     pub(crate) categories: Vec<String>,
     pub(crate) quantile: f64,
+    /// A count: the most rows one person contributes (0 or absent: 1).
+    #[serde(default)]
+    pub(crate) max_rows: u32,
+    /// A histogram: the most bins one person contributes to (0 or absent: 1).
+    #[serde(default)]
+    pub(crate) max_groups: u32,
 }
 
 /// The public terms of a join-aggregate. At the key holder (the participant) only the bounds

@@ -87,6 +87,19 @@ pub(crate) fn with_clamped(
     Ok(input)
 }
 
+/// Who one individual of a dataset's releases is, in words.
+pub(crate) fn unit_text(d: &crate::catalog::Dataset) -> String {
+    use crate::catalog::PrivacyUnit;
+    match &d.spec.privacy_unit {
+        PrivacyUnit::Row => "row (each row a distinct person)".into(),
+        PrivacyUnit::Column(c) => format!("person (a value of {c}, all its rows)"),
+        _ => format!(
+            "person (a distinct key: {}, all its rows)",
+            d.spec.key_columns.join(", ")
+        ),
+    }
+}
+
 /// The figures in words, for audit entries.
 pub(crate) fn describe(input: &pb::PartyInput) -> String {
     let rejected = input.rejects.as_ref().map_or(0, |r| {

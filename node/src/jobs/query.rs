@@ -9,6 +9,8 @@
 use concord_dp::release::{self, Accuracy, Contributions, Mechanism, NoiseSpec};
 use concord_dp::{Epsilon, Release};
 use concord_proto::v1 as pb;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
 
 use super::QueryParams;
 use super::input::{self, Read};
@@ -44,56 +46,128 @@ pub(super) fn scalar(label: &str, r: &Release<i64>) -> pb::ResultValue {
     }
 }
 
-/// The column's values as integers (8 bytes a row in memory; nulls skipped), and what the read
-/// used.
-fn integers(d: &Dataset, column: &str) -> Result<(Vec<i64>, Read), String> {
-    let mut out = Vec::new();
-    let read = input::for_each_value(d, column, |line, v| {
-        let parsed = v.parse::<i64>().map_err(|_| {
-            format!(
-                "{}: line {line}, column {column:?} ({v:?}): a query needs integers \
-                 (register amounts in a fixed unit such as cents)",
-                d.spec.path.display()
-            )
-        })?;
-        out.push(parsed);
+/// An integer cell, or an error naming the file, line and column.
+fn integer(d: &Dataset, column: &str, line: u64, v: &str) -> Result<i64, String> {
+    v.parse::<i64>().map_err(|_| {
+        format!(
+            "{}: line {line}, column {column:?} ({v:?}): a query needs integers (register \
+             amounts in a fixed unit such as cents)",
+            d.spec.path.display()
+        )
+    })
+}
+
+/// A row's person (see `input::for_each_unit`) and its value.
+type PersonValue = (Vec<u8>, String);
+
+/// Every non-null value of `column` with its person.
+fn person_values(d: &Dataset, column: &str) -> Result<(Vec<PersonValue>, Read), String> {
+    let mut rows = Vec::new();
+    let read = input::for_each_unit(d, Some(column), |_, unit, v| {
+        if !v.is_empty() {
+            rows.push((unit.to_vec(), v.to_owned()));
+        }
         Ok(())
     })?;
-    Ok((out, read))
+    Ok((rows, read))
+}
+
+/// Each person's total of `column` (rows added exactly, then saturated to 64 bits), and what
+/// the read used: one value per person, which the release clamps to its bounds.
+fn person_totals(d: &Dataset, column: &str) -> Result<(Vec<i64>, u64, Read), String> {
+    let mut totals: std::collections::HashMap<Vec<u8>, i128> = std::collections::HashMap::new();
+    let mut values = 0u64;
+    let read = input::for_each_unit(d, Some(column), |line, unit, v| {
+        if v.is_empty() {
+            return Ok(());
+        }
+        let v = integer(d, column, line, v)?;
+        values += 1;
+        match totals.get_mut(unit) {
+            Some(t) => *t += i128::from(v),
+            None => {
+                totals.insert(unit.to_vec(), i128::from(v));
+            }
+        }
+        Ok(())
+    })?;
+    let totals = totals
+        .into_values()
+        .map(|t| t.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+        .collect();
+    Ok((totals, values, read))
 }
 
 /// What a query releases: values with their 95% intervals, the mechanism and how to read the
-/// accuracy, and what its input was (the node's name left for the caller to fill in).
+/// accuracy, what its input was (the node's name left for the caller to fill in), and how its
+/// noise was set.
 pub(super) struct Output {
     pub(super) values: Vec<pb::ResultValue>,
     pub(super) mechanism: &'static str,
     pub(super) accuracy: String,
     pub(super) input: pb::PartyInput,
+    pub(super) noise: Vec<pb::NoiseStatement>,
 }
 
-/// The input figures of a query that read `values` of a column, clamping them to `[lo, hi]`
+/// The input figures of a query that clamped each person's total of `totals` to `[lo, hi]`,
 /// with the clamped figure noised under `epsilon`.
 fn clamping_input(
     d: &Dataset,
     read: &Read,
-    values: &[i64],
+    (totals, values): (&[i64], u64),
     (lo, hi): (i64, i64),
     epsilon: f64,
 ) -> Result<pb::PartyInput, String> {
-    let clamped = values.iter().filter(|&&v| v < lo || v > hi).count() as u64;
+    let clamped = totals.iter().filter(|&&v| v < lo || v > hi).count() as u64;
     let input = pb::PartyInput {
-        null_values: read.rows - values.len() as u64,
+        null_values: read.rows.saturating_sub(values),
         ..party_input("", &d.spec.id, read, None)
     };
     with_clamped(
         input,
-        (clamped, values.len() as u64),
-        format!("[{lo}, {hi}] per value"),
+        (clamped, totals.len() as u64),
+        format!("[{lo}, {hi}] per person"),
         epsilon,
     )
 }
 
-/// Computes and noises the statistic; the only place a query touches the data.
+/// How a release's noise was set, for its result.
+fn statement<T>(
+    figures: &str,
+    r: &Release<T>,
+    sensitivity: f64,
+    bounds: String,
+    contribution: String,
+    epsilon: f64,
+) -> pb::NoiseStatement {
+    pb::NoiseStatement {
+        figures: figures.into(),
+        mechanism: mechanism_name(r.mechanism).into(),
+        scale: r.scale,
+        sensitivity,
+        bounds,
+        contribution,
+        epsilon: epsilon.to_string(),
+    }
+}
+
+/// The clamped figure's noise (see `party_input`).
+fn clamp_statement(epsilon: f64) -> pb::NoiseStatement {
+    pb::NoiseStatement {
+        figures: "clamped".into(),
+        mechanism: "discrete-laplace".into(),
+        scale: 1.0 / epsilon,
+        sensitivity: 1.0,
+        bounds: String::new(),
+        contribution: "one person changes it by at most 1".into(),
+        epsilon: epsilon.to_string(),
+    }
+}
+
+/// Computes and noises the statistic; the only place a query touches the data. Every release
+/// is DP for adding or removing one person (the dataset's privacy unit) with all their rows:
+/// a count keeps at most `max_rows` rows a person, a sum or mean clamps each person's total, a
+/// histogram keeps at most `max_groups` bins a person, a quantile one value a person.
 pub(super) fn run(
     d: &Dataset,
     column: Option<&str>,
@@ -101,51 +175,67 @@ pub(super) fn run(
     epsilon: f64,
 ) -> Result<Output, String> {
     let spec = NoiseSpec::Laplace(Epsilon::new(epsilon).map_err(|e| e.to_string())?);
-    // A sum or mean spends a tenth of ε on how many values it clamped.
+    // A sum or mean spends a tenth of ε on how many people it clamped.
     let (main, clamp) = split_epsilon(epsilon);
     let clamping = NoiseSpec::Laplace(Epsilon::new(main).map_err(|e| e.to_string())?);
     let plain = |read: &Read| party_input("", &d.spec.id, read, None);
     let dp = |e: concord_dp::DpError| e.to_string();
     let need = || column.ok_or_else(|| format!("{} needs --column", q.statistic));
     let interval95 = "95% interval".to_owned();
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let bound = |m: u32| m.max(1);
+    let magnitude = q.lo.unsigned_abs().max(q.hi.unsigned_abs()) as f64;
     match q.statistic.as_str() {
         "count" => {
-            let read = input::row_count(d)?;
-            let n = usize::try_from(read.rows).map_err(|_| "too many rows".to_owned())?;
-            let r = release::count(&Contributions::one_row_per_individual(vec![(); n]), spec)
-                .map_err(dp)?;
+            let mut rows = Vec::new();
+            let read = input::for_each_unit(d, None, |_, unit, _| {
+                rows.push((unit.to_vec(), ()));
+                Ok(())
+            })?;
+            let k = bound(q.max_rows);
+            let data = Contributions::bound_by_id(rows, k, &mut rng).map_err(dp)?;
+            let r = release::count(&data, spec).map_err(dp)?;
+            let contribution = if k == 1 {
+                "one row per person: a count of people".to_owned()
+            } else {
+                format!("at most {k} rows per person")
+            };
             Ok(Output {
                 values: vec![scalar("count", &r)],
                 mechanism: mechanism_name(r.mechanism),
                 accuracy: interval95,
                 input: plain(&read),
+                noise: vec![statement(
+                    "count",
+                    &r,
+                    f64::from(k),
+                    String::new(),
+                    contribution,
+                    epsilon,
+                )],
             })
         }
-        "sum" => {
-            let (values, read) = integers(d, need()?)?;
-            let input = clamping_input(d, &read, &values, (q.lo, q.hi), clamp)?;
-            let r = release::sum(
-                &Contributions::one_row_per_individual(values),
-                (q.lo, q.hi),
-                clamping,
-            )
-            .map_err(dp)?;
-            Ok(Output {
-                values: vec![scalar("sum", &r)],
-                mechanism: mechanism_name(r.mechanism),
-                accuracy: "95% interval (0.9ε; 0.1ε for the clamped figure)".into(),
-                input,
-            })
-        }
-        "mean" => {
-            let (values, read) = integers(d, need()?)?;
-            let input = clamping_input(d, &read, &values, (q.lo, q.hi), clamp)?;
-            let r = release::mean(
-                &Contributions::one_row_per_individual(values),
-                (q.lo, q.hi),
-                clamping,
-            )
-            .map_err(dp)?;
+        "sum" | "mean" => {
+            let (totals, values, read) = person_totals(d, need()?)?;
+            let input = clamping_input(d, &read, (&totals, values), (q.lo, q.hi), clamp)?;
+            let data = Contributions::one_row_per_individual(totals);
+            let bounds = format!("[{}, {}] per person", q.lo, q.hi);
+            let contribution = "each person's total clamped to the bounds".to_owned();
+            let accuracy = "95% interval (0.9ε; 0.1ε for the clamped figure)".to_owned();
+            if q.statistic == "sum" {
+                let r = release::sum(&data, (q.lo, q.hi), clamping).map_err(dp)?;
+                return Ok(Output {
+                    values: vec![scalar("sum", &r)],
+                    mechanism: mechanism_name(r.mechanism),
+                    accuracy,
+                    input,
+                    noise: vec![
+                        statement("sum", &r, magnitude, bounds, contribution, main),
+                        clamp_statement(clamp),
+                    ],
+                });
+            }
+            let r = release::mean(&data, (q.lo, q.hi), clamping).map_err(dp)?;
             let (lower, upper) = interval(r.accuracy, r.mean);
             Ok(Output {
                 values: vec![pb::ResultValue {
@@ -155,30 +245,55 @@ pub(super) fn run(
                     upper,
                 }],
                 mechanism: mechanism_name(r.sum.mechanism),
-                accuracy: "95% interval (0.9ε; 0.1ε for the clamped figure)".into(),
+                accuracy,
                 input,
+                noise: vec![
+                    statement(
+                        "mean: its sum",
+                        &r.sum,
+                        magnitude,
+                        bounds,
+                        contribution,
+                        main / 2.0,
+                    ),
+                    statement(
+                        "mean: its count of people",
+                        &r.count,
+                        1.0,
+                        String::new(),
+                        "one person counts once".into(),
+                        main / 2.0,
+                    ),
+                    clamp_statement(clamp),
+                ],
             })
         }
         "histogram" => {
             let column = need()?;
-            let (labels, data, read) = if q.categories.is_empty() {
-                let (values, read) = integers(d, column)?;
-                let (labels, data) = bins(&values, q)?;
-                (labels, data, read)
+            let (rows, read) = person_values(d, column)?;
+            let labels = if q.categories.is_empty() {
+                bin_labels(q)?
             } else {
-                let mut values = Vec::new();
-                let read = input::each_value(d, column, |v| {
-                    values.push(v.to_owned());
-                    Ok(())
-                })?;
-                (q.categories.clone(), values, read)
+                q.categories.clone()
             };
-            let r = release::histogram(
-                &Contributions::one_row_per_individual(data),
-                labels.clone(),
-                spec,
-            )
-            .map_err(dp)?;
+            // Each person's distinct bins (values outside the bins are left out: the bins are
+            // public, so this leaks nothing), at most `max_groups` of them kept.
+            let mut pairs = std::collections::HashSet::new();
+            for (unit, v) in rows {
+                let label = if q.categories.is_empty() {
+                    let v = integer(d, column, 0, &v)?;
+                    match bin_of(v, q, labels.len()) {
+                        Some(i) => labels[i].clone(),
+                        None => continue,
+                    }
+                } else {
+                    v
+                };
+                pairs.insert((unit, label));
+            }
+            let g = bound(q.max_groups);
+            let data = Contributions::bound_by_id(pairs, g, &mut rng).map_err(dp)?;
+            let r = release::histogram(&data, labels.clone(), spec).map_err(dp)?;
             let values = labels
                 .iter()
                 .zip(&r.value)
@@ -197,18 +312,26 @@ pub(super) fn run(
                 mechanism: mechanism_name(r.mechanism),
                 accuracy: "95% interval per bin".into(),
                 input: plain(&read),
+                noise: vec![statement(
+                    "every bin",
+                    &r,
+                    f64::from(g),
+                    String::new(),
+                    format!("at most {g} bins per person, once each"),
+                    epsilon,
+                )],
             })
         }
         "quantile" => {
-            let (values, read) = integers(d, need()?)?;
+            let column = need()?;
+            let (rows, read) = person_values(d, column)?;
+            let rows = rows
+                .into_iter()
+                .map(|(unit, v)| Ok((unit, integer(d, column, 0, &v)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            let data = Contributions::bound_by_id(rows, 1, &mut rng).map_err(dp)?;
             let candidates = candidates(q)?;
-            let r = release::quantile(
-                &Contributions::one_row_per_individual(values),
-                candidates,
-                q.quantile,
-                spec,
-            )
-            .map_err(dp)?;
+            let r = release::quantile(&data, candidates, q.quantile, spec).map_err(dp)?;
             let rows = match r.accuracy {
                 Accuracy::RankError { rows } => rows,
                 _ => f64::NAN,
@@ -216,8 +339,16 @@ pub(super) fn run(
             Ok(Output {
                 values: vec![scalar(&format!("quantile {}", q.quantile), &r)],
                 mechanism: mechanism_name(r.mechanism),
-                accuracy: format!("95%: within {rows:.1} rows of the true quantile's rank"),
+                accuracy: format!("95%: within {rows:.1} people of the true quantile's rank"),
                 input: plain(&read),
+                noise: vec![statement(
+                    "quantile",
+                    &r,
+                    1.0,
+                    format!("candidates in [{}, {}]", q.lo, q.hi),
+                    "one value per person".into(),
+                    epsilon,
+                )],
             })
         }
         other => Err(format!(
@@ -256,18 +387,6 @@ pub(super) fn bin_of(v: i64, q: &QueryParams, n: usize) -> Option<usize> {
     Some((((v as f64 - q.lo as f64) / width) as usize).min(n - 1))
 }
 
-/// Equal-width bins over [lo, hi]: labels `[a, b)` (the last closed) and each value's label;
-/// values outside the range are left out (the bins are public, so this leaks nothing).
-fn bins(values: &[i64], q: &QueryParams) -> Result<(Vec<String>, Vec<String>), String> {
-    let labels = bin_labels(q)?;
-    let data = values
-        .iter()
-        .filter_map(|&v| bin_of(v, q, labels.len()))
-        .map(|i| labels[i].clone())
-        .collect();
-    Ok((labels, data))
-}
-
 /// Quantile candidates: `bins + 1` evenly spaced integers from lo to hi.
 fn candidates(q: &QueryParams) -> Result<Vec<i64>, String> {
     let n = check_range(q)?;
@@ -292,14 +411,21 @@ mod tests {
             bins: 4,
             categories: Vec::new(),
             quantile: 0.5,
+            max_rows: 1,
+            max_groups: 1,
         }
     }
 
     #[test]
     fn bins_are_public_and_cover_the_range() {
-        let (labels, data) = bins(&[0, 24, 25, 100, 101, -1], &params("histogram")).unwrap();
+        let q = params("histogram");
+        let labels = bin_labels(&q).unwrap();
+        let data: Vec<Option<usize>> = [0, 24, 25, 100, 101, -1]
+            .iter()
+            .map(|&v| bin_of(v, &q, labels.len()))
+            .collect();
         assert_eq!(labels, ["[0, 25)", "[25, 50)", "[50, 75)", "[75, 100]"]);
-        assert_eq!(data, ["[0, 25)", "[0, 25)", "[25, 50)", "[75, 100]"]);
+        assert_eq!(data, [Some(0), Some(0), Some(1), Some(3), None, None]);
         assert_eq!(
             candidates(&params("quantile")).unwrap(),
             [0, 25, 50, 75, 100]

@@ -104,6 +104,7 @@ pub(crate) fn dataset_to_pb(node: &str, d: &Dataset, withheld: usize) -> pb::Dat
             bad_key: d.rejects.bad_key,
         }),
         reject_report: String::new(),
+        privacy_unit: d.spec.privacy_unit.name(),
     }
 }
 

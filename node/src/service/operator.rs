@@ -230,6 +230,7 @@ async fn add_dataset(
         key_columns: r.key_columns,
         key_types,
         on_bad_row,
+        privacy_unit: catalog::PrivacyUnit::parse(&r.privacy_unit),
         columns,
         description: r.description,
         domain: r.domain,
