@@ -15,6 +15,12 @@
 //! A reservation must fit under every cap that names its dataset and grantee, and under the
 //! dataset-wide cap; a dataset with no cap at all cannot be spent from.
 //!
+//! # The same data under two ids
+//! Budgets belong to data, not to names: a dataset registered from a file with the same SHA-256
+//! as one registered earlier shares every budget of the first ([`budget_dataset`]). Its caps,
+//! reservations and spending are the first one's, so registering a file again under a new id
+//! cannot buy a fresh budget.
+//!
 //! # Crashes
 //! A reservation is durable once `reserve` returns. Jobs do not survive a node restart, so
 //! [`recover`], run when the node starts, returns every reservation still open: the ledger is
@@ -202,9 +208,27 @@ pub(crate) fn db_err(store: &Store) -> impl Fn(rusqlite::Error) -> LedgerError +
     move |e| LedgerError::Store(err(e))
 }
 
+/// The dataset whose budget `dataset` spends: the first registered dataset with the same
+/// content digest (itself when it is the first, or when the catalog does not know it).
+pub fn budget_dataset(
+    conn: &rusqlite::Connection,
+    dataset: &str,
+) -> Result<String, rusqlite::Error> {
+    let first: Option<String> = conn
+        .query_row(
+            "SELECT b.id FROM datasets a JOIN datasets b ON b.digest = a.digest
+             WHERE a.id = ?1 ORDER BY b.registered_at_ms, b.rowid LIMIT 1",
+            [dataset],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(first.unwrap_or_else(|| dataset.to_owned()))
+}
+
 /// Sets (or replaces) a cap.
 pub fn set_cap(store: &mut Store, cap: &Cap) -> Result<(), LedgerError> {
     let db = db_err(store);
+    let dataset = budget_dataset(store.conn(), &cap.dataset).map_err(&db)?;
     store
         .conn()
         .execute(
@@ -213,7 +237,7 @@ pub fn set_cap(store: &mut Store, cap: &Cap) -> Result<(), LedgerError> {
              ON CONFLICT (dataset, grantee) DO UPDATE
              SET period = ?3, epsilon = ?4, delta = ?5, rho = ?6",
             params![
-                cap.dataset,
+                dataset,
                 cap.grantee,
                 cap.period.as_str(),
                 put(cap.limit.epsilon),
@@ -369,6 +393,7 @@ pub(crate) fn reserve_in(
     cost: &PrivacyCost,
     now_ms: i64,
 ) -> Result<(), LedgerError> {
+    let dataset = &budget_dataset(tx, dataset).map_err(db)?;
     let held: Option<i64> = tx
         .query_row(
             "SELECT 1 FROM budget_entries WHERE job = ?1 AND dataset = ?2",
@@ -490,8 +515,9 @@ pub fn recover(store: &mut Store, now_ms: i64) -> Result<u64, LedgerError> {
 pub fn usage(store: &mut Store, dataset: &str, now_ms: i64) -> Result<Vec<Usage>, LedgerError> {
     let db = db_err(store);
     let tx = store.conn().transaction().map_err(&db)?;
+    let dataset = budget_dataset(&tx, dataset).map_err(&db)?;
     let mut out = Vec::new();
-    for cap in caps_in(&tx, &db, dataset, None)? {
+    for cap in caps_in(&tx, &db, &dataset, None)? {
         let (reserved, spent) = used(&tx, &db, &cap, now_ms)?;
         out.push(Usage {
             period_start_ms: cap.period.start_of(now_ms),

@@ -1021,3 +1021,57 @@ fn ten_releases_of_a_tenth_spend_exactly_one() {
     assert_eq!(caps[0]["remaining"]["epsilon"], "0", "{caps}");
     assert_eq!(caps[0]["reserved"]["epsilon"], "0", "{caps}");
 }
+
+/// Budgets belong to data: the same file registered under a second id spends the first one's
+/// budget, so a new id buys no fresh budget.
+#[test]
+fn the_same_file_under_a_second_id_shares_its_budget() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let patients = write_people(&fed, "patients.csv", 0..100);
+    register(&fed, "health", "patients", &patients);
+    set_budget(&fed, "health", "patients", 1);
+    register(&fed, "health", "patients-again", &patients);
+    grant(&fed, "health", "patients-again");
+    let operator = fed.path("health/operator.toml");
+    let query = |dataset: &str| {
+        concord(&[
+            "run",
+            "query",
+            "--profile",
+            &operator,
+            "--dataset",
+            &format!("health:{dataset}"),
+            "--statistic",
+            "count",
+            "--epsilon",
+            "0.6",
+        ])
+    };
+    let first = query("patients");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Under its second id the file has only what is left of its budget: 0.4.
+    let again = query("patients-again");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "a second id bought a fresh budget");
+    assert!(
+        err.contains("budget-exhausted") && err.contains("ε=0.4 left"),
+        "{err}"
+    );
+    let caps: serde_json::Value = serde_json::from_str(&ok(&[
+        "budget",
+        "show",
+        "--profile",
+        &fed.path("health/manager.toml"),
+        "--dataset",
+        "patients-again",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(caps[0]["dataset"], "patients", "{caps}");
+    assert_eq!(caps[0]["spent"]["epsilon"], "0.6", "{caps}");
+}
