@@ -109,6 +109,10 @@ pub(crate) struct AddArgs {
     /// row, only when every row is a distinct person (refused if a key repeats).
     #[arg(long, value_name = "COLUMN|row")]
     privacy_unit: Option<String>,
+    /// The population whose people it describes (default: "default", one per node): datasets
+    /// of one population also share its budget caps (concord budget set --population).
+    #[arg(long)]
+    population: Option<String>,
     /// A column, in file order: name:type:tier or name:type:tier:nullable, with type one of
     /// text, integer, decimal, date and tier one of public, internal, sensitive, restricted.
     #[arg(long = "column", value_name = "NAME:TYPE:TIER", required = true, value_parser = catalog::parse_column)]
@@ -151,6 +155,7 @@ fn dataset_json(d: &pb::Dataset) -> serde_json::Value {
         "key_types": d.key_types,
         "on_bad_row": d.on_bad_row,
         "privacy_unit": d.privacy_unit,
+        "population": d.population,
         "rows_left_out": d.rejects.as_ref().map(|r| serde_json::json!({
             "ragged": r.ragged, "not_utf8": r.not_utf8, "null": r.null,
             "bad_value": r.bad_value, "bad_key": r.bad_key,
@@ -225,6 +230,9 @@ fn print_dataset(d: &pb::Dataset) {
     if !d.reject_report.is_empty() {
         println!("  reject report: {}", d.reject_report);
     }
+    if !d.population.is_empty() && d.population != "default" {
+        println!("  population: {}", d.population);
+    }
     if !d.description.is_empty() || !d.domain.is_empty() {
         println!("  {}  [domain: {}]", d.description, d.domain);
     }
@@ -268,6 +276,7 @@ pub(crate) fn run(cmd: DatasetCommand) -> anyhow::Result<()> {
                 key_types: a.key_columns.iter().map(|(_, t)| t.name().into()).collect(),
                 key_columns: a.key_columns.into_iter().map(|(c, _)| c).collect(),
                 privacy_unit: a.privacy_unit.unwrap_or_default(),
+                population: a.population.unwrap_or_default(),
                 on_bad_row: match a.on_bad_row {
                     OnBadRow::Fail => "fail",
                     OnBadRow::Skip => "skip",

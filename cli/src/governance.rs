@@ -186,9 +186,15 @@ pub(crate) enum BudgetCommand {
     /// A dataset with no cap cannot be used at all. Caps renew each UTC --period; a new cap
     /// replaces the old one and counts what this period already spent.
     ///
+    /// A --population cap bounds what all datasets of one population (datasets describing the
+    /// same people, `dataset add --population`) spend together, on top of their own caps. A
+    /// file registered again under a new id shares the first id's caps and spending.
+    ///
     /// Example:
     ///   concord budget set --profile health/manager.toml --dataset insured --everyone
     ///     --epsilon 4 --period year
+    ///   concord budget set --profile health/manager.toml --population residents --everyone
+    ///     --epsilon 6 --period year
     #[command(verbatim_doc_comment)]
     Set(SetArgs),
     /// A dataset's caps: limit, reserved by running jobs, spent, and remaining this period.
@@ -200,8 +206,15 @@ pub(crate) struct SetArgs {
     #[command(flatten)]
     profile: ProfileArg,
     /// The dataset.
+    #[arg(
+        long,
+        required_unless_present = "population",
+        conflicts_with = "population"
+    )]
+    dataset: Option<String>,
+    /// A population instead: a cap on all its datasets together.
     #[arg(long)]
-    dataset: String,
+    population: Option<String>,
     /// The operator identity the cap applies to.
     #[arg(
         long,
@@ -231,8 +244,15 @@ pub(crate) struct BudgetShowArgs {
     #[command(flatten)]
     profile: ProfileArg,
     /// The dataset.
+    #[arg(
+        long,
+        required_unless_present = "population",
+        conflicts_with = "population"
+    )]
+    dataset: Option<String>,
+    /// A population's caps instead.
     #[arg(long)]
-    dataset: String,
+    population: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -396,9 +416,13 @@ fn print_grant(g: &pb::GrantInfo) {
     }
 }
 
-fn print_budget(r: &pb::ShowBudgetResponse, dataset: &str) {
+fn print_budget(r: &pb::ShowBudgetResponse, target: &str) {
     if r.caps.is_empty() {
-        println!("dataset {dataset} has no budget cap: no job can use it (concord budget set)");
+        if target.starts_with("population") {
+            println!("{target} has no budget cap of its own (its datasets' caps apply)");
+        } else {
+            println!("{target} has no budget cap: no job can use it (concord budget set)");
+        }
         return;
     }
     println!(
@@ -540,12 +564,23 @@ pub(crate) fn run_grant(cmd: GrantCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a budget command is about, in words.
+fn target_name(dataset: Option<&str>, population: Option<&str>) -> String {
+    match (dataset, population) {
+        (Some(d), _) => format!("dataset {d}"),
+        (None, Some(p)) => format!("population {p}"),
+        (None, None) => String::new(),
+    }
+}
+
 pub(crate) fn run_budget(cmd: BudgetCommand) -> anyhow::Result<()> {
     match cmd {
         BudgetCommand::Set(a) => {
             let grantee = a.grantee.unwrap_or_else(|| "*".into());
+            let target = target_name(a.dataset.as_deref(), a.population.as_deref());
             let request = pb::SetBudgetRequest {
-                dataset: a.dataset.clone(),
+                dataset: a.dataset.clone().unwrap_or_default(),
+                population: a.population.clone().unwrap_or_default(),
                 grantee,
                 period: a.period.name().into(),
                 cap: Some(pb::Cost {
@@ -557,20 +592,22 @@ pub(crate) fn run_budget(cmd: BudgetCommand) -> anyhow::Result<()> {
             let r = crate::profile::call(&a.profile, |mut c| async move {
                 Ok(c.governance().set_budget(request).await?.into_inner())
             })?;
-            print_budget(&r, &a.dataset);
+            print_budget(&r, &target);
         }
         BudgetCommand::Show(a) => {
+            let target = target_name(a.dataset.as_deref(), a.population.as_deref());
             let request = pb::ShowBudgetRequest {
-                dataset: a.dataset.clone(),
+                dataset: a.dataset.clone().unwrap_or_default(),
+                population: a.population.clone().unwrap_or_default(),
             };
             let r = crate::profile::call(&a.profile, |mut c| async move {
                 Ok(c.governance().show_budget(request).await?.into_inner())
             })
-            .with_context(|| format!("budget of {}", a.dataset))?;
+            .with_context(|| format!("budget of {target}"))?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&budget_json(&r))?);
             } else {
-                print_budget(&r, &a.dataset);
+                print_budget(&r, &target);
             }
         }
     }

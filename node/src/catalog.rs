@@ -96,6 +96,8 @@ pub struct DatasetSpec {
     pub on_bad_row: OnBadRow,
     /// Who one "individual" of a DP release is.
     pub privacy_unit: PrivacyUnit,
+    /// The population whose people it describes: datasets of one population share its caps.
+    pub population: String,
     /// Every column, in file order.
     pub columns: Vec<ColumnSpec>,
     /// Free text.
@@ -103,6 +105,10 @@ pub struct DatasetSpec {
     /// Sector or domain tag (may be empty).
     pub domain: String,
 }
+
+/// The population of a dataset registered without one: a node's datasets describe one
+/// population unless their data managers say otherwise.
+pub const DEFAULT_POPULATION: &str = "default";
 
 /// Who one individual is for the differential privacy of every release of a dataset: adding or
 /// removing one individual, with all their rows, changes a release by a bounded amount.
@@ -255,6 +261,12 @@ impl DatasetSpec {
                     "key column {k:?} is not a declared column"
                 )));
             }
+        }
+        if !crate::config::is_name(&self.population) {
+            return Err(invalid(format!(
+                "population {:?}: 1-64 of a-z, 0-9, '_' and '-', starting with a letter",
+                self.population
+            )));
         }
         if let PrivacyUnit::Column(c) = &self.privacy_unit
             && !seen.contains(c.as_str())
@@ -425,8 +437,8 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
         tx.execute(
             "INSERT INTO datasets (id, path, description, domain, key_columns, rows, digest,
                                    registered_at_ms, registered_by, key_types, on_bad_row,
-                                   rejects, privacy_unit)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                   rejects, privacy_unit, population)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 s.id,
                 s.path.to_string_lossy(),
@@ -442,6 +454,7 @@ pub fn register(store: &mut Store, dataset: &Dataset) -> Result<(), CatalogError
                 s.on_bad_row.name(),
                 rejects_to_json(&dataset.rejects),
                 s.privacy_unit.stored(),
+                s.population,
             ],
         )?;
         for (i, c) in s.columns.iter().enumerate() {
@@ -484,7 +497,7 @@ pub(crate) fn load(
     {
         let mut stmt = conn.prepare(
             "SELECT id, path, description, domain, key_columns, rows, digest, registered_at_ms,
-                    registered_by, key_types, on_bad_row, rejects, privacy_unit
+                    registered_by, key_types, on_bad_row, rejects, privacy_unit, population
              FROM datasets WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
         )?;
         let mut datasets = stmt
@@ -504,6 +517,7 @@ pub(crate) fn load(
                         // An unreadable policy is read as the strict one.
                         on_bad_row: OnBadRow::parse(&r.get::<_, String>(10)?).unwrap_or_default(),
                         privacy_unit: PrivacyUnit::from_stored(&r.get::<_, String>(12)?),
+                        population: r.get(13)?,
                         columns: Vec::new(),
                     },
                     rows: r.get::<_, i64>(5)? as u64,
@@ -700,6 +714,7 @@ pub(crate) fn for_tests(path: &Path, columns: &[&str]) -> Dataset {
         key_types: vec![KeyType::TEXT],
         on_bad_row: OnBadRow::Fail,
         privacy_unit: PrivacyUnit::Keys,
+        population: DEFAULT_POPULATION.into(),
         columns,
         description: String::new(),
         domain: String::new(),
@@ -722,6 +737,7 @@ mod tests {
             key_types: vec![KeyType::TEXT],
             on_bad_row: OnBadRow::Fail,
             privacy_unit: PrivacyUnit::Keys,
+            population: DEFAULT_POPULATION.into(),
             columns: vec![
                 parse_column("nin:text:internal").unwrap(),
                 parse_column("district:text:public").unwrap(),

@@ -74,10 +74,16 @@ impl From<LedgerError> for GrantError {
                 remaining,
                 cost,
             } => Refusal::BudgetExhausted {
-                cap: if grantee == ledger::EVERYONE {
-                    format!("dataset {dataset} (everyone)")
-                } else {
-                    format!("dataset {dataset} for {grantee}")
+                cap: {
+                    let scope = match ledger::population_of_key(&dataset) {
+                        Some(p) => format!("population {p}"),
+                        None => format!("dataset {dataset}"),
+                    };
+                    if grantee == ledger::EVERYONE {
+                        format!("{scope} (everyone)")
+                    } else {
+                        format!("{scope} for {grantee}")
+                    }
                 },
                 period,
                 remaining,

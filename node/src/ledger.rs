@@ -15,6 +15,13 @@
 //! A reservation must fit under every cap that names its dataset and grantee, and under the
 //! dataset-wide cap; a dataset with no cap at all cannot be spent from.
 //!
+//! # Populations
+//! Datasets that describe the same people belong to one population (`dataset add
+//! --population`, by default one per node). A population cap ([`population_cap_key`]) bounds what
+//! all of its datasets spend together per grantee (or everyone) and period, in addition to each
+//! dataset's own caps: one person in three datasets is then charged against one budget that
+//! sees all three. A job reads one dataset per node, so it is charged once per population.
+//!
 //! # The same data under two ids
 //! Budgets belong to data, not to names: a dataset registered from a file with the same SHA-256
 //! as one registered earlier shares every budget of the first ([`budget_dataset`]). Its caps,
@@ -208,6 +215,29 @@ pub(crate) fn db_err(store: &Store) -> impl Fn(rusqlite::Error) -> LedgerError +
     move |e| LedgerError::Store(err(e))
 }
 
+/// The `budget_caps` key of a population's caps: `@` and its name, which no dataset id can be.
+pub fn population_cap_key(population: &str) -> String {
+    format!("@{population}")
+}
+
+/// The population a cap key names, if it is a population's.
+pub fn population_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix('@')
+}
+
+/// The population of `dataset` (none if the catalog does not know it).
+fn population_of(
+    conn: &rusqlite::Connection,
+    dataset: &str,
+) -> Result<Option<String>, rusqlite::Error> {
+    conn.query_row(
+        "SELECT population FROM datasets WHERE id = ?1",
+        [dataset],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 /// The dataset whose budget `dataset` spends: the first registered dataset with the same
 /// content digest (itself when it is the first, or when the catalog does not know it).
 pub fn budget_dataset(
@@ -297,12 +327,22 @@ fn used(
     now_ms: i64,
 ) -> Result<(PrivacyCost, PrivacyCost), LedgerError> {
     let start = cap.period.start_of(now_ms);
-    let (reserved, spent, _) = tally(
-        tx,
-        db,
-        "WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3",
-        params![cap.dataset, cap.grantee, start],
-    )?;
+    let (reserved, spent, _) = match population_of_key(&cap.dataset) {
+        // Everything the population's datasets spend, together.
+        Some(population) => tally(
+            tx,
+            db,
+            "WHERE dataset IN (SELECT id FROM datasets WHERE population = ?1)
+               AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3",
+            params![population, cap.grantee, start],
+        )?,
+        None => tally(
+            tx,
+            db,
+            "WHERE dataset = ?1 AND (?2 = '*' OR grantee = ?2) AND at_ms >= ?3",
+            params![cap.dataset, cap.grantee, start],
+        )?,
+    };
     Ok((reserved, spent))
 }
 
@@ -408,17 +448,27 @@ pub(crate) fn reserve_in(
             dataset: dataset.to_owned(),
         });
     }
-    let caps = caps_in(tx, db, dataset, Some(grantee))?;
+    let mut caps = caps_in(tx, db, dataset, Some(grantee))?;
     if caps.is_empty() {
         return Err(LedgerError::NoBudget {
             dataset: dataset.to_owned(),
         });
     }
+    // The population's caps too, when it has any (a dataset's own caps are required; a
+    // population's are an extra bound).
+    if let Some(population) = population_of(tx, dataset).map_err(db)? {
+        caps.extend(caps_in(
+            tx,
+            db,
+            &population_cap_key(&population),
+            Some(grantee),
+        )?);
+    }
     for cap in &caps {
         let (reserved, spent) = used(tx, db, cap, now_ms)?;
         if !fits(&cap.limit, &reserved, &spent, cost) {
             return Err(LedgerError::Exhausted {
-                dataset: dataset.to_owned(),
+                dataset: cap.dataset.clone(),
                 grantee: cap.grantee.clone(),
                 period: cap.period,
                 remaining: Box::new(left(&cap.limit, &reserved, &spent)),

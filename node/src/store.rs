@@ -151,8 +151,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE datasets ADD COLUMN on_bad_row TEXT NOT NULL DEFAULT 'fail';
     ALTER TABLE datasets ADD COLUMN rejects TEXT NOT NULL DEFAULT '';",
     // 8: the privacy unit: '' for the key columns (a person is a key), 'row', or a column
-    // named `column:NAME`.
-    "ALTER TABLE datasets ADD COLUMN privacy_unit TEXT NOT NULL DEFAULT '';",
+    // named `column:NAME`; and the population whose people the dataset describes (population
+    // caps are `budget_caps` rows whose dataset is `@POPULATION`).
+    "ALTER TABLE datasets ADD COLUMN privacy_unit TEXT NOT NULL DEFAULT '';
+    ALTER TABLE datasets ADD COLUMN population TEXT NOT NULL DEFAULT 'default';",
 ];
 
 /// Everything that can go wrong with the database.

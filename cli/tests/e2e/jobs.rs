@@ -1075,3 +1075,99 @@ fn the_same_file_under_a_second_id_shares_its_budget() {
     assert_eq!(caps[0]["dataset"], "patients", "{caps}");
     assert_eq!(caps[0]["spent"]["epsilon"], "0.6", "{caps}");
 }
+
+/// One person in three datasets of one population is charged against one population budget
+/// that sees all three, on top of each dataset's own cap.
+#[test]
+fn a_population_cap_bounds_jobs_across_its_datasets() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let manager = fed.path("health/manager.toml");
+    for (id, range) in [("visits", 0..100), ("claims", 50..150), ("stays", 20..120)] {
+        let file = write_people(&fed, &format!("{id}.csv"), range);
+        ok(&[
+            "dataset",
+            "add",
+            "--profile",
+            &manager,
+            "--id",
+            id,
+            "--file",
+            &file,
+            "--key-columns",
+            "nin",
+            "--population",
+            "residents",
+            "--column",
+            "nin:text:internal",
+            "--column",
+            "age:integer:sensitive",
+            "--column",
+            "diagnosis:text:restricted",
+        ]);
+        set_budget(&fed, "health", id, 10);
+    }
+    let set = ok(&[
+        "budget",
+        "set",
+        "--profile",
+        &manager,
+        "--population",
+        "residents",
+        "--everyone",
+        "--epsilon",
+        "1",
+        "--period",
+        "year",
+    ]);
+    assert!(set.contains("ε 1"), "{set}");
+    let operator = fed.path("health/operator.toml");
+    let query = |dataset: &str| {
+        concord(&[
+            "run",
+            "query",
+            "--profile",
+            &operator,
+            "--dataset",
+            &format!("health:{dataset}"),
+            "--statistic",
+            "count",
+            "--epsilon",
+            "0.4",
+        ])
+    };
+    for dataset in ["visits", "claims"] {
+        let out = query(dataset);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each dataset has 9.6 of its own 10 left, but the population only 0.2.
+    let out = query("stays");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the population cap did not hold");
+    assert!(
+        err.contains("budget-exhausted") && err.contains("population residents (everyone)"),
+        "{err}"
+    );
+    assert!(err.contains("ε=0.2 left"), "{err}");
+    let caps: serde_json::Value = serde_json::from_str(&ok(&[
+        "budget",
+        "show",
+        "--profile",
+        &manager,
+        "--population",
+        "residents",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(caps[0]["spent"]["epsilon"], "0.8", "{caps}");
+    let listed = ok(&["dataset", "list", "--profile", &manager]);
+    assert_eq!(
+        listed.matches("population: residents").count(),
+        3,
+        "{listed}"
+    );
+}

@@ -53,6 +53,7 @@ pub(crate) fn register_claims(store: &mut Store, dir: &Path) {
         key_types: vec![concord_mpc::psi::KeyType::TEXT],
         on_bad_row: crate::csv_input::OnBadRow::Fail,
         privacy_unit: crate::catalog::PrivacyUnit::Keys,
+        population: "default".into(),
         columns: [
             "nin:text:internal",
             "amount:integer:sensitive",

@@ -105,6 +105,7 @@ pub(crate) fn dataset_to_pb(node: &str, d: &Dataset, withheld: usize) -> pb::Dat
         }),
         reject_report: String::new(),
         privacy_unit: d.spec.privacy_unit.name(),
+        population: d.spec.population.clone(),
     }
 }
 

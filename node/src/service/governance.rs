@@ -437,8 +437,10 @@ impl Governance for GovernanceService {
         let action = "budget.set";
         let caller = node.admit(&req, action, Admit::People(MANAGERS)).await?;
         let r = req.into_inner();
-        let subjects = vec![r.dataset.clone()];
+        let target = budget_key(&r.dataset, &r.population);
+        let subjects = vec![target.as_ref().cloned().unwrap_or_default()];
         let result = async {
+            let target = target?;
             let grantee_ok =
                 r.grantee == ledger::EVERYONE || crate::config::is_identity(&r.grantee);
             if !grantee_ok {
@@ -448,19 +450,22 @@ impl Governance for GovernanceService {
                 )));
             }
             let cap = Cap {
-                dataset: r.dataset.clone(),
+                dataset: target.clone(),
                 grantee: r.grantee.clone(),
                 period: period(&r.period, "period")?,
                 limit: cost_from_pb(r.cap, "cap")?,
             };
             node.with_store(move |node, store| {
-                let known = crate::catalog::load(store.conn(), Some(&cap.dataset))
-                    .map_err(|e| NodeError::Internal(store.err(e).to_string()))?;
-                if known.is_empty() {
-                    return Err(NodeError::NotFound(format!(
-                        "no dataset {:?} is registered at this node",
-                        cap.dataset
-                    )));
+                // A population's cap may come before its datasets; a dataset must exist.
+                if ledger::population_of_key(&cap.dataset).is_none() {
+                    let known = crate::catalog::load(store.conn(), Some(&cap.dataset))
+                        .map_err(|e| NodeError::Internal(store.err(e).to_string()))?;
+                    if known.is_empty() {
+                        return Err(NodeError::NotFound(format!(
+                            "no dataset {:?} is registered at this node",
+                            cap.dataset
+                        )));
+                    }
                 }
                 ledger::set_cap(store, &cap)?;
                 let detail = format!(
@@ -484,10 +489,12 @@ impl Governance for GovernanceService {
         let node = &self.0;
         let action = "budget.show";
         let caller = node.admit(&req, action, Admit::People(READERS)).await?;
-        let dataset = req.into_inner().dataset;
-        let subjects = vec![dataset.clone()];
+        let r = req.into_inner();
+        let key = budget_key(&r.dataset, &r.population);
+        let subjects = vec![key.as_ref().cloned().unwrap_or_default()];
         let result = node
             .with_store(move |node, store| {
+                let dataset = key?;
                 let usage = usage_to_pb(node, store, &dataset)?;
                 let detail = format!("{} caps shown", usage.caps.len());
                 Ok::<_, NodeError>((usage, detail))
@@ -559,3 +566,19 @@ impl Governance for GovernanceService {
 
 #[cfg(test)]
 mod tests;
+
+/// The ledger key of a budget request: a dataset, or a population's caps.
+fn budget_key(dataset: &str, population: &str) -> Result<String, NodeError> {
+    match (dataset.is_empty(), population.is_empty()) {
+        (false, true) => Ok(dataset.to_owned()),
+        (true, false) if crate::config::is_name(population) => {
+            Ok(ledger::population_cap_key(population))
+        }
+        (true, false) => Err(NodeError::Invalid(format!(
+            "population {population:?}: 1-64 of a-z, 0-9, '_' and '-', starting with a letter"
+        ))),
+        _ => Err(NodeError::Invalid(
+            "name a dataset or a population (one of them)".into(),
+        )),
+    }
+}

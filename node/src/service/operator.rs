@@ -231,6 +231,11 @@ async fn add_dataset(
         key_types,
         on_bad_row,
         privacy_unit: catalog::PrivacyUnit::parse(&r.privacy_unit),
+        population: if r.population.is_empty() {
+            catalog::DEFAULT_POPULATION.into()
+        } else {
+            r.population
+        },
         columns,
         description: r.description,
         domain: r.domain,

@@ -61,6 +61,7 @@ fn fixture() -> Fixture {
             key_types: vec![concord_mpc::psi::KeyType::TEXT],
             on_bad_row: crate::csv_input::OnBadRow::Fail,
             privacy_unit: catalog::PrivacyUnit::Keys,
+            population: "default".into(),
             columns: vec![catalog::parse_column("nin:text:internal").unwrap()],
             description: String::new(),
             domain: "health".into(),
