@@ -614,11 +614,13 @@ pub fn recheck(
     let conn: &rusqlite::Connection = store.conn();
     let found = (|| -> Result<(Dataset, Grant), ChangeError> {
         let dataset = dataset_of(conn, req)?;
-        // The grant admission recorded with the reservation (the one named, or the one found).
+        // The grant admission recorded with the reservation (the one named, or the one found),
+        // under the dataset whose budget it spent.
+        let budget = ledger::budget_dataset(conn, &req.dataset)?;
         let admitted: Option<Option<String>> = conn
             .query_row(
                 "SELECT grant_id FROM budget_entries WHERE job = ?1 AND dataset = ?2",
-                params![req.job, req.dataset],
+                params![req.job, budget],
                 |r| r.get(0),
             )
             .optional()?;

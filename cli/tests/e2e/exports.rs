@@ -331,11 +331,12 @@ fn messy_exports_of_the_same_people_match_as_a_plain_normalized_computation_does
     let err = fails(&all);
     assert!(err.contains("refused (key-types)"), "{err}");
     assert!(err.contains("证件号码:text"), "{err}");
-    // Refused after civil's policy check, which had reserved: the reservation is back.
+    // Refused after civil's policy check, which had reserved: the reservation is back (on
+    // `residents`, whose budget the same file under its second id spends).
     let id = job_id(&err);
     assert_eq!(
         budget_of(&fed, "civil", &id),
-        [("residents-text".into(), "returned".into())]
+        [("residents".into(), "returned".into())]
     );
     all.clear();
 

@@ -356,9 +356,12 @@ fn a_refusal_at_either_party_fails_the_job_everywhere() {
     let patients = write_people(&fed, "patients.csv", 0..50);
     let insured = write_people(&fed, "insured.csv", 25..75);
     register(&fed, "health", "patients", &patients);
-    register(&fed, "health", "visits", &patients);
+    // Other files: the same ones would share the budgets of patients and insured.
+    let visits = write_people(&fed, "visits.csv", 10..60);
+    register(&fed, "health", "visits", &visits);
     register(&fed, "civil", "insured", &insured);
-    register(&fed, "civil", "unbudgeted", &insured);
+    let other = write_people(&fed, "other.csv", 30..60);
+    register(&fed, "civil", "unbudgeted", &other);
     set_budget(&fed, "health", "patients", 10);
     set_budget(&fed, "civil", "insured", 10);
     // Granted, but without a budget cap.
