@@ -969,6 +969,23 @@ fn a_join_releases_noised_counts_and_sums_by_group_to_its_recipient() {
     assert_eq!(release["privacy_cost"], "ε=8");
 }
 
+/// `concord run query --statistic count` on health's `dataset` at `epsilon`, as its operator.
+fn count_query(fed: &Fed, dataset: &str, epsilon: &str) -> std::process::Output {
+    concord(&[
+        "run",
+        "query",
+        "--profile",
+        &fed.path("health/operator.toml"),
+        "--dataset",
+        &format!("health:{dataset}"),
+        "--statistic",
+        "count",
+        "--epsilon",
+        epsilon,
+        "--json",
+    ])
+}
+
 /// ε is an exact decimal from the command line to the ledger: ten queries of 0.1 fit a cap of 1
 /// exactly, the eleventh is refused, and the ledger shows 1 spent, not 1.000000000000000060.
 #[test]
@@ -978,22 +995,7 @@ fn ten_releases_of_a_tenth_spend_exactly_one() {
     let patients = write_people(&fed, "patients.csv", 0..100);
     register(&fed, "health", "patients", &patients);
     set_budget(&fed, "health", "patients", 1);
-    let operator = fed.path("health/operator.toml");
-    let query = || {
-        concord(&[
-            "run",
-            "query",
-            "--profile",
-            &operator,
-            "--dataset",
-            "health:patients",
-            "--statistic",
-            "count",
-            "--epsilon",
-            "0.1",
-            "--json",
-        ])
-    };
+    let query = || count_query(&fed, "patients", "0.1");
     for run in 1..=10 {
         let out = query();
         assert!(
@@ -1036,21 +1038,7 @@ fn the_same_file_under_a_second_id_shares_its_budget() {
     set_budget(&fed, "health", "patients", 1);
     register(&fed, "health", "patients-again", &patients);
     grant(&fed, "health", "patients-again");
-    let operator = fed.path("health/operator.toml");
-    let query = |dataset: &str| {
-        concord(&[
-            "run",
-            "query",
-            "--profile",
-            &operator,
-            "--dataset",
-            &format!("health:{dataset}"),
-            "--statistic",
-            "count",
-            "--epsilon",
-            "0.6",
-        ])
-    };
+    let query = |dataset: &str| count_query(&fed, dataset, "0.6");
     let first = query("patients");
     assert!(
         first.status.success(),
@@ -1124,21 +1112,7 @@ fn a_population_cap_bounds_jobs_across_its_datasets() {
         "year",
     ]);
     assert!(set.contains("ε 1"), "{set}");
-    let operator = fed.path("health/operator.toml");
-    let query = |dataset: &str| {
-        concord(&[
-            "run",
-            "query",
-            "--profile",
-            &operator,
-            "--dataset",
-            &format!("health:{dataset}"),
-            "--statistic",
-            "count",
-            "--epsilon",
-            "0.4",
-        ])
-    };
+    let query = |dataset: &str| count_query(&fed, dataset, "0.4");
     for dataset in ["visits", "claims"] {
         let out = query(dataset);
         assert!(
