@@ -10,4 +10,5 @@ mod demo;
 mod exports;
 mod governance;
 mod jobs;
+mod privacy;
 mod support;
