@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use concord_mpc::psi::KeyType;
 use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use concord_proto::v1::operator_server::Operator;
@@ -13,8 +14,6 @@ use tonic::{Request, Response, Status};
 use super::convert::{column_from_pb, dataset_to_pb, entry_to_pb};
 use super::{Admit, Node, NodeError};
 use crate::audit;
-use concord_mpc::psi::KeyType;
-
 use crate::catalog::{self, DatasetSpec};
 use crate::config::Role;
 use crate::csv_input::OnBadRow;
@@ -279,11 +278,14 @@ async fn add_dataset(
         .collect();
     let rejected = dataset.rejects.total();
     let detail = format!(
-        "registered {} ({} rows, sha256 {}; keys {}; on bad row {}: {rejected} rows left out{})",
+        "registered {} ({} rows, sha256 {}; keys {}; privacy unit {}; population {}; on bad row \
+         {}: {rejected} rows left out{})",
         dataset.spec.path.display(),
         dataset.rows,
         crate::hex::encode(&dataset.digest),
         keys.join(","),
+        dataset.spec.privacy_unit.name(),
+        dataset.spec.population,
         dataset.spec.on_bad_row.name(),
         dataset
             .rejects
