@@ -1148,3 +1148,50 @@ fn a_population_cap_bounds_jobs_across_its_datasets() {
         "{listed}"
     );
 }
+
+/// A joint DP release protects one key: on a dataset whose person is another column (a
+/// household), it would protect less than its data managers set, so it is refused there.
+#[test]
+fn a_joint_release_is_refused_where_a_person_is_not_a_key() {
+    let fed = Fed::init("health,civil");
+    let _health = fed.start("health");
+    let _civil = fed.start("civil");
+    let patients = write_people(&fed, "patients.csv", 0..50);
+    register(&fed, "health", "patients", &patients);
+    set_budget(&fed, "health", "patients", 10);
+    let insured = write_people(&fed, "insured.csv", 25..75);
+    ok(&[
+        "dataset",
+        "add",
+        "--profile",
+        &fed.path("civil/manager.toml"),
+        "--id",
+        "insured",
+        "--file",
+        &insured,
+        "--key-columns",
+        "nin",
+        "--privacy-unit",
+        "diagnosis",
+        "--column",
+        "nin:text:internal",
+        "--column",
+        "age:integer:sensitive",
+        "--column",
+        "diagnosis:text:restricted",
+    ]);
+    set_budget(&fed, "civil", "insured", 10);
+    let err = fails(&run_psi(
+        &fed.path("health/operator.toml"),
+        "cardinality",
+        "health:patients:nin",
+        "civil:insured:nin",
+        &["--epsilon", "1"],
+    ));
+    assert!(
+        err.contains("failed at civil: refused (privacy-unit)"),
+        "{err}"
+    );
+    let id = job_id(&err);
+    assert!(budget_of(&fed, "civil", &id).is_empty(), "{err}");
+}

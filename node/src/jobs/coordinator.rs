@@ -457,6 +457,23 @@ pub(super) async fn dataset(node: &Arc<Node>, id: &str) -> Result<Option<Dataset
     .map_err(NodeError::from)
 }
 
+/// A joint DP release (a PSI cardinality, a join) protects one distinct key: it is a person
+/// only when the dataset's privacy unit is its keys (or rows, whose keys are checked unique). A
+/// dataset whose person is another column (a household) would be protected per key, not per
+/// person, so such a job is refused there.
+fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), String> {
+    let dp_over_keys = matches!(row.kind, Kind::PsiCardinality | Kind::Join);
+    match &d.spec.privacy_unit {
+        crate::catalog::PrivacyUnit::Column(c) if dp_over_keys => Err(format!(
+            "dataset {}: its privacy unit is {c}, but a {} protects one key; a person with \
+             several keys would be protected less than its data managers set",
+            d.spec.id,
+            row.kind.as_str()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A participant's check of the key types the coordinator's proposal states against its own
 /// catalog's for the columns it is asked to match on: both sides must normalize alike, or the
 /// job would match nothing (or the wrong people) while looking right.
@@ -528,6 +545,14 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
     let found = dataset(node, &row.spec.dataset)
         .await
         .map_err(|e| Failure::at(me, e.to_string()))?;
+    if let Some(d) = &found
+        && let Err(reason) = unit_fits(row, d)
+    {
+        return Err(Failure {
+            refusal: Some(("privacy-unit", reason.clone())),
+            ..Failure::at(me, format!("refused (privacy-unit): {reason}"))
+        });
+    }
     let size = found.as_ref().map_or(0, |d| d.rows);
     let limit = node.config.limits.max_keys;
     // An aggregate streams its dataset into a vector; every other kind holds its rows.
