@@ -119,6 +119,27 @@ pub fn epsilon_lower_bound(k1: u64, k2: u64, n: u64, alpha: f64) -> f64 {
     (p1_low / p2_high).ln().max(0.0)
 }
 
+/// [`epsilon_lower_bound`] from the outputs of runs on two neighbouring datasets (`with` and
+/// `without` one individual, as many runs each), for the threshold events `{x ≥ threshold}`
+/// and `{x < threshold}`, each read both ways round: the largest of the bounds. Each interval
+/// side holds with probability ≥ 1 − alpha/2.
+pub fn threshold_epsilon_lower_bound(
+    with: &[f64],
+    without: &[f64],
+    threshold: f64,
+    alpha: f64,
+) -> f64 {
+    let n = with.len().min(without.len()) as u64;
+    let above = |xs: &[f64]| {
+        xs.iter()
+            .take(n as usize)
+            .filter(|&&x| x >= threshold)
+            .count() as u64
+    };
+    let (a1, a0) = (above(with), above(without));
+    epsilon_lower_bound(a1, a0, n, alpha).max(epsilon_lower_bound(n - a0, n - a1, n, alpha))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

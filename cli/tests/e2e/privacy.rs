@@ -17,48 +17,10 @@ const RUNS: usize = 150;
 /// Each Clopper–Pearson bound fails with probability α.
 const ALPHA: f64 = 1e-3;
 
-fn ln_cdf(n: usize, k: usize, p: f64) -> f64 {
-    let (lp, lq) = (p.ln(), (1.0 - p).ln());
-    let mut ln_choose = 0.0f64;
-    let mut terms = Vec::with_capacity(k + 1);
-    for i in 0..=k.min(n) {
-        if i > 0 {
-            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
-        }
-        terms.push(ln_choose + i as f64 * lp + (n - i) as f64 * lq);
-    }
-    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
-}
-
-fn solve(f: &dyn Fn(f64) -> bool) -> f64 {
-    let (mut lo, mut hi) = (0.0f64, 1.0f64);
-    for _ in 0..80 {
-        let mid = (lo + hi) / 2.0;
-        if f(mid) { hi = mid } else { lo = mid }
-    }
-    hi
-}
-
-/// ln(p̲₁ / p̄₀) for the event {x ≥ t} (and its complement the other way round), at least 0.
+/// The lower bound on ε from outputs on the two datasets at the threshold `t`
+/// (`concord_dp::stats`); each Clopper–Pearson side fails with probability α.
 fn epsilon_lower_bound(with: &[f64], without: &[f64], t: f64) -> f64 {
-    let n = with.len();
-    let above = |xs: &[f64]| xs.iter().filter(|&&x| x >= t).count();
-    let bound = |k1: usize, k0: usize| {
-        let lower1 = if k1 == 0 {
-            return 0.0;
-        } else {
-            solve(&|p| 1.0 - ln_cdf(n, k1 - 1, p).exp() >= ALPHA)
-        };
-        let upper0 = if k0 == n {
-            1.0
-        } else {
-            solve(&|p| ln_cdf(n, k0, p).exp() <= ALPHA)
-        };
-        (lower1 / upper0).ln()
-    };
-    let (a1, a0) = (above(with), above(without));
-    bound(a1, a0).max(bound(n - a0, n - a1)).max(0.0)
+    concord_dp::stats::threshold_epsilon_lower_bound(with, without, t, 2.0 * ALPHA)
 }
 
 /// Runs `RUNS` releases of `statistic` on `dataset` at ε = 1 over one connection.

@@ -5,7 +5,8 @@
 //! runs many times on each, and the frequencies of a threshold event give a lower bound on the
 //! ε the releases actually spend: with Clopper–Pearson bounds at confidence 1 − α on both
 //! frequencies, `ε̂ = ln(p̲₁ / p̄₀)` is below the true ε except with probability ≤ 2α (the
-//! method of the DP auditing literature, e.g. Jagielski, Ullman and Oprea 2020). The releases
+//! method of the DP auditing literature, e.g. Jagielski, Ullman and Oprea 2020;
+//! `concord_dp::stats::epsilon_lower_bound`). The releases
 //! must give `ε̂ ≤ ε` as claimed. The same audit of a release that treats rows as people (what
 //! Concord did before privacy units) must find `ε̂ > ε`, or the audit could not fail.
 
@@ -14,6 +15,7 @@
 use std::path::Path;
 
 use concord_dp::release::{self, Contributions, NoiseSpec};
+use concord_dp::stats;
 
 use super::QueryParams;
 use super::query;
@@ -24,63 +26,10 @@ const RUNS: usize = 3000;
 /// Each Clopper–Pearson bound fails with probability α.
 const ALPHA: f64 = 1e-4;
 
-/// ln P(X ≤ k) for X ~ Binomial(n, p), summed in log space.
-fn ln_cdf(n: usize, k: usize, p: f64) -> f64 {
-    let (lp, lq) = (p.ln(), (1.0 - p).ln());
-    let mut ln_choose = 0.0f64;
-    let mut terms = Vec::with_capacity(k + 1);
-    for i in 0..=k.min(n) {
-        if i > 0 {
-            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
-        }
-        terms.push(ln_choose + i as f64 * lp + (n - i) as f64 * lq);
-    }
-    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
-}
-
-/// The Clopper–Pearson interval for `k` successes of `n`, each side at level α.
-fn clopper_pearson(k: usize, n: usize) -> (f64, f64) {
-    let solve = |f: &dyn Fn(f64) -> bool| {
-        // The smallest p in (0, 1) with f(p) true, f monotone.
-        let (mut lo, mut hi) = (0.0f64, 1.0f64);
-        for _ in 0..80 {
-            let mid = (lo + hi) / 2.0;
-            if f(mid) { hi = mid } else { lo = mid }
-        }
-        hi
-    };
-    let lower = if k == 0 {
-        0.0
-    } else {
-        // P(X ≥ k; p) = 1 − P(X ≤ k − 1; p) reaches α.
-        solve(&|p| 1.0 - ln_cdf(n, k - 1, p).exp() >= ALPHA)
-    };
-    let upper = if k == n {
-        1.0
-    } else {
-        // P(X ≤ k; p) falls to α.
-        solve(&|p| ln_cdf(n, k, p).exp() <= ALPHA)
-    };
-    (lower, upper)
-}
-
-/// The lower bound on ε from outputs on the two datasets: the better of the events
-/// `{x ≥ t}` and `{x < t}`, both ways round, for the threshold `t`.
+/// The lower bound on ε from outputs on the two datasets at the threshold `t`; each
+/// Clopper–Pearson side fails with probability α.
 fn epsilon_lower_bound(with: &[f64], without: &[f64], t: f64) -> f64 {
-    let n = with.len();
-    let above = |xs: &[f64]| xs.iter().filter(|&&x| x >= t).count();
-    let (a1, a0) = (above(with), above(without));
-    let bound = |k1: usize, k0: usize| {
-        let (lower1, _) = clopper_pearson(k1, n);
-        let (_, upper0) = clopper_pearson(k0, n);
-        if lower1 <= 0.0 {
-            0.0
-        } else {
-            (lower1 / upper0).ln()
-        }
-    };
-    bound(a1, a0).max(bound(n - a0, n - a1)).max(0.0)
+    stats::threshold_epsilon_lower_bound(with, without, t, 2.0 * ALPHA)
 }
 
 /// A dataset of 200 people with one row each, and `extra` rows of one more person.
@@ -158,14 +107,4 @@ fn a_person_with_three_rows_is_protected_at_the_claimed_epsilon() {
     let eps = epsilon_lower_bound(&rows(203), &rows(200), 203.0);
     eprintln!("rows as people: empirical ε ≥ {eps:.3} (claimed 1)");
     assert!(eps > 1.5, "the audit missed a release at about 3ε: {eps}");
-}
-
-#[test]
-fn clopper_pearson_bounds_known_cases() {
-    // 0 of n: the upper bound solves (1 − p)^n = α.
-    let (lo, hi) = clopper_pearson(0, 1000);
-    assert_eq!(lo, 0.0);
-    assert!((hi - (1.0 - ALPHA.powf(1.0 / 1000.0))).abs() < 1e-9, "{hi}");
-    let (lo, hi) = clopper_pearson(500, 1000);
-    assert!(lo < 0.5 && hi > 0.5 && hi - lo < 0.13, "{lo} {hi}");
 }
