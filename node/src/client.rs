@@ -14,32 +14,32 @@ use crate::config::{ConfigError, Profile};
 
 /// A declared column as the wire carries it.
 pub fn column_to_pb(c: &ColumnSpec) -> pb::Column {
-    crate::service::convert::column_to_pb(c)
+    crate::convert::column_to_pb(c)
 }
 
 /// An audit entry as the wire carries it (for logs read offline, printed like online ones).
 pub fn audit_entry(e: &crate::audit::Entry) -> pb::AuditEntry {
-    crate::service::convert::entry_to_pb(e)
+    crate::convert::entry_to_pb(e)
 }
 
 /// The name of a wire tier (`?` for a value this build does not know).
 pub fn tier_name(tier: i32) -> &'static str {
     pb::Tier::try_from(tier)
         .ok()
-        .and_then(crate::service::convert::tier_from_pb)
+        .and_then(crate::convert::tier_from_pb)
         .map_or("?", |t| t.as_str())
 }
 
 /// The wire value of a tier.
 pub fn tier_to_wire(tier: crate::catalog::Tier) -> i32 {
-    crate::service::convert::tier_to_pb(tier).into()
+    crate::convert::tier_to_pb(tier).into()
 }
 
 /// The name of a wire column type (`?` for a value this build does not know).
 pub fn type_name(ty: i32) -> &'static str {
     pb::ColumnType::try_from(ty)
         .ok()
-        .and_then(crate::service::convert::type_from_pb)
+        .and_then(crate::convert::type_from_pb)
         .map_or("?", |t| t.name())
 }
 

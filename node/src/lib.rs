@@ -9,9 +9,12 @@
 //! # Layout
 //! - [`config`]: the node's TOML config and the CLI's person profiles; secrets by file or env.
 //! - [`tls`]: rustls server config, and mapping client certificates to peers and people.
+//! - `node`: the running node's shared state (config, database, audit key, live jobs);
+//!   `error`: why the node or a request failed.
 //! - [`service`]: the gRPC server (the `Operator` and `Federation` services), its accept loop,
 //!   authorization, auditing, and graceful shutdown.
-//! - [`client`]: how a person's CLI and a node reach a node.
+//! - [`client`]: how a person's CLI and a node reach a node; `convert`: domain types to and
+//!   from the wire.
 //! - [`federation`]: `concord federation init`, a trial CA with certificates and configs.
 //! - [`catalog`]: registered datasets, their schema and field tiers, and what peers may see.
 //! - [`policy`]: the tier × use matrix, grant terms and typed refusals (pure rules).
@@ -32,12 +35,15 @@ pub mod catalog;
 pub mod client;
 pub mod clock;
 pub mod config;
+mod convert;
 pub mod csv_input;
+mod error;
 pub mod federation;
 pub mod grants;
 pub mod hex;
 pub mod jobs;
 pub mod ledger;
+mod node;
 pub mod policy;
 pub mod service;
 pub mod store;

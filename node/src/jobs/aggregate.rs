@@ -37,8 +37,10 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
+use super::input;
 use super::party_input::split_epsilon;
-use super::{QueryParams, input, query};
+use super::query;
+use super::table::QueryParams;
 
 /// An aggregate's statistic and parameters, as submitted or proposed, checked (see [`labels`]).
 pub(super) fn query_params(

@@ -13,17 +13,22 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::aggregate;
 use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
+use super::failure::Failure;
+use super::gate::Phase;
 use super::gate::{FieldUse, UseRequest};
-use super::{
-    AggregateParams, Failure, Handle, JobRow, JoinSpec, Kind, PeerUse, QueryParams, Spec, State,
-    aggregate, input, psi, query,
-};
+use super::input;
+use super::live::Handle;
+use super::psi;
+use super::query;
+use super::table::{AggregateParams, JobRow, JoinSpec, PeerUse, QueryParams, Spec, State};
 use crate::audit::{Outcome, Record};
 use crate::catalog::Dataset;
 use crate::config::Role;
-use crate::service::governance::Phase;
-use crate::service::{MAX_MESSAGE_BYTES, Node, NodeError};
+use crate::error::NodeError;
+use crate::node::{MAX_MESSAGE_BYTES, Node};
+use crate::policy::JobKind;
 use crate::tls::Caller;
 
 /// Checks a submitted spec and records the job; the engine then runs it in the background.
@@ -57,14 +62,14 @@ pub(crate) async fn submit(
         }
         Ok(())
     };
-    let (epsilon, exact) = super::exact_epsilon(&spec.epsilon).map_err(invalid)?;
+    let (epsilon, exact) = super::table::exact_epsilon(&spec.epsilon).map_err(invalid)?;
     let epsilon_ok = epsilon.is_finite() && epsilon > 0.0 && exact > concord_dp::Quantity::ZERO;
     let mut aggregate = None;
     let (kind, own_use, peer, query, protocol, join) = match spec.kind {
         Some(pb::job_spec::Kind::Psi(p)) => {
             let kind = match pb::PsiOutput::try_from(p.output) {
-                Ok(pb::PsiOutput::Cardinality) => Kind::PsiCardinality,
-                Ok(pb::PsiOutput::Intersection) => Kind::PsiIntersection,
+                Ok(pb::PsiOutput::Cardinality) => JobKind::PsiCardinality,
+                Ok(pb::PsiOutput::Intersection) => JobKind::PsiIntersection,
                 _ => return Err(invalid("psi output: cardinality or intersection".into())),
             };
             let left = p.left.unwrap_or_default();
@@ -81,11 +86,11 @@ pub(crate) async fn submit(
                     "both sides need the same number (at least one) of key columns".into(),
                 ));
             }
-            if kind == Kind::PsiCardinality && !epsilon_ok {
+            if kind == JobKind::PsiCardinality && !epsilon_ok {
                 return Err(invalid("a cardinality needs --epsilon > 0".into()));
             }
             let protocol = match (p.protocol.as_str(), kind) {
-                ("ot", Kind::PsiCardinality) => {
+                ("ot", JobKind::PsiCardinality) => {
                     return Err(invalid(
                         "the OT protocol reveals which keys match, so it cannot give a \
                          cardinality alone: use --protocol ecdh"
@@ -93,7 +98,7 @@ pub(crate) async fn submit(
                     ));
                 }
                 ("ecdh" | "ot", _) => p.protocol.clone(),
-                ("", Kind::PsiIntersection) => {
+                ("", JobKind::PsiIntersection) => {
                     let rows = dataset(node, &left.dataset).await?.map_or(0, |d| d.rows);
                     if rows >= psi::OT_FROM_ROWS {
                         "ot"
@@ -131,7 +136,7 @@ pub(crate) async fn submit(
                 max_rows: q.max_rows.max(1),
                 max_groups: q.max_groups.max(1),
             };
-            (Kind::Query, d, None, Some(params), String::new(), None)
+            (JobKind::Query, d, None, Some(params), String::new(), None)
         }
         Some(pb::job_spec::Kind::Join(j)) => {
             let values = j.values.unwrap_or_default();
@@ -194,7 +199,7 @@ pub(crate) async fn submit(
                 exclude_nulls: j.exclude_nulls,
             };
             (
-                Kind::Join,
+                JobKind::Join,
                 values,
                 Some(peer),
                 None,
@@ -208,7 +213,7 @@ pub(crate) async fn submit(
             }
             let (own_use, params) = aggregate_spec(node, a)?;
             aggregate = Some(params);
-            (Kind::Aggregate, own_use, None, None, String::new(), None)
+            (JobKind::Aggregate, own_use, None, None, String::new(), None)
         }
         None => {
             return Err(invalid(
@@ -228,7 +233,7 @@ pub(crate) async fn submit(
     }
     let now = node.clock.now_ms();
     let row = JobRow {
-        id: super::new_id(),
+        id: super::table::new_id(),
         kind,
         coordinator_role: true,
         coordinator: me.clone(),
@@ -236,13 +241,13 @@ pub(crate) async fn submit(
         recipient,
         parties,
         spec: Spec {
-            epsilon: if kind == Kind::PsiIntersection {
+            epsilon: if kind == JobKind::PsiIntersection {
                 0.0
             } else {
                 epsilon
             },
             // As typed, in its exact form: `0.1` stays `0.1`.
-            epsilon_text: if kind == Kind::PsiIntersection {
+            epsilon_text: if kind == JobKind::PsiIntersection {
                 "0".into()
             } else {
                 exact.to_string()
@@ -266,7 +271,7 @@ pub(crate) async fn submit(
         updated_ms: now,
     };
     let stored = row.clone();
-    node.with_store(move |_, store| super::insert(store, &stored))
+    node.with_store(move |_, store| super::table::insert(store, &stored))
         .await?
         .map_err(|e| NodeError::Internal(e.to_string()))?;
     let handle = node.jobs.register(&row.id);
@@ -369,13 +374,13 @@ fn aggregate_spec(
 /// The dataset use a job makes at this node, as the gate sees it.
 pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, String> {
     let how = match row.kind {
-        Kind::PsiCardinality | Kind::Join => FieldUse::MatchKey,
-        Kind::PsiIntersection => FieldUse::RevealKey,
-        Kind::Query => match row.spec.query.as_ref().map(|q| q.statistic.as_str()) {
+        JobKind::PsiCardinality | JobKind::Join => FieldUse::MatchKey,
+        JobKind::PsiIntersection => FieldUse::RevealKey,
+        JobKind::Query => match row.spec.query.as_ref().map(|q| q.statistic.as_str()) {
             Some("histogram") => FieldUse::DpGroup,
             _ => FieldUse::DpValue,
         },
-        Kind::Aggregate => match row
+        JobKind::Aggregate => match row
             .spec
             .aggregate
             .as_ref()
@@ -387,7 +392,7 @@ pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest
     };
     Ok(UseRequest {
         job: row.id.clone(),
-        kind: row.kind.gate_kind(),
+        kind: row.kind,
         grantee: row.submitted_by.clone(),
         grant: row.spec.grant.clone(),
         dataset: row.spec.dataset.clone(),
@@ -462,7 +467,7 @@ pub(super) async fn dataset(node: &Arc<Node>, id: &str) -> Result<Option<Dataset
 /// dataset whose person is another column (a household) would be protected per key, not per
 /// person, so such a job is refused there.
 fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), String> {
-    let dp_over_keys = matches!(row.kind, Kind::PsiCardinality | Kind::Join);
+    let dp_over_keys = matches!(row.kind, JobKind::PsiCardinality | JobKind::Join);
     match &d.spec.privacy_unit {
         crate::catalog::PrivacyUnit::Column(c) if dp_over_keys => Err(format!(
             "dataset {}: its privacy unit is {c}, but a {} protects one key; a person with \
@@ -481,7 +486,7 @@ fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), String> {
     if row.coordinator_role
         || !matches!(
             row.kind,
-            Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join
+            JobKind::PsiCardinality | JobKind::PsiIntersection | JobKind::Join
         )
     {
         return Ok(());
@@ -556,7 +561,7 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
     let size = found.as_ref().map_or(0, |d| d.rows);
     let limit = node.config.limits.max_keys;
     // An aggregate streams its dataset into a vector; every other kind holds its rows.
-    if row.kind != Kind::Aggregate && size > limit {
+    if row.kind != JobKind::Aggregate && size > limit {
         let reason = format!(
             "dataset {} has {size} rows, more than the {limit} a PSI, join or query may hold \
              at this node ([limits] max_keys in its configuration)",
@@ -617,7 +622,9 @@ pub(super) async fn step(
 ) {
     let (id, phase_owned, now) = (row.id.clone(), phase.to_owned(), node.clock.now_ms());
     let _ = node
-        .with_store(move |_, store| super::transition(store, &id, state, &phase_owned, "", "", now))
+        .with_store(move |_, store| {
+            super::table::transition(store, &id, state, &phase_owned, "", "", now)
+        })
         .await;
     if let Some(h) = handle {
         h.report(state, phase, 0, 0, "");
@@ -639,9 +646,9 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
             } else {
                 false
             };
-            let _ = super::transition(store, &id, state, state.as_str(), &reason, &at, now);
+            let _ = super::table::transition(store, &id, state, state.as_str(), &reason, &at, now);
             // An intersection's keys stored before a release that did not happen.
-            let _ = super::drop_keys(store, &id);
+            let _ = super::table::drop_keys(store, &id);
             returned
         })
         .await
@@ -733,7 +740,7 @@ pub(super) async fn settle_release(
             if commit {
                 crate::ledger::commit(store, &id, now).map_err(|e| e.to_string())?;
             }
-            super::release(store, &id, result.as_ref(), now).map_err(|e| e.to_string())
+            super::table::release(store, &id, result.as_ref(), now).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| Failure::at(&me, e.to_string()))?
@@ -858,14 +865,14 @@ async fn work(
     };
     let own = |d: Option<Dataset>| d.ok_or_else(|| Failure::at(&me, "no dataset"));
     match row.kind {
-        Kind::Aggregate => {
+        JobKind::Aggregate => {
             super::coordinator_agg::run(node, row, handle, found, &mut p.peer.outs).await
         }
-        Kind::PsiCardinality | Kind::PsiIntersection => {
+        JobKind::PsiCardinality | JobKind::PsiIntersection => {
             super::coordinator_psi::run(node, row, handle, own(found)?, &mut p.peer).await
         }
-        Kind::Join => super::join::run(node, row, handle, own(found)?, &mut p.peer).await,
-        Kind::Query => run_query(node, row, handle, own(found)?).await,
+        JobKind::Join => super::join::run(node, row, handle, own(found)?, &mut p.peer).await,
+        JobKind::Query => run_query(node, row, handle, own(found)?).await,
     }?;
     p.released = true;
     Ok(())
@@ -938,8 +945,8 @@ pub(crate) async fn result(
     let (row, result) = node
         .with_store(move |_, store| {
             Ok::<_, crate::store::StoreError>((
-                super::get(store, &lookup)?,
-                super::result(store, &lookup)?,
+                super::table::get(store, &lookup)?,
+                super::table::result(store, &lookup)?,
             ))
         })
         .await?

@@ -27,12 +27,15 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::aggregate;
 use super::coordinator::{settle_release, step};
 use super::coordinator_psi::{Terms, open_exchange, propose};
 use super::exchange::{Inbound, Outbound, SECAGG};
+use super::failure::Failure;
+use super::live::Handle;
 use super::secagg::{self, Contribution, PartyLink, Up};
-use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
-use crate::service::Node;
+use super::table::{AggregateParams, JobRow, PeerUse, State};
+use crate::node::Node;
 
 /// Where the server sends a party's frames.
 enum Down {

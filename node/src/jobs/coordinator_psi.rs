@@ -17,11 +17,16 @@ use super::coordinator::{
     peer_of, psi_error_is_peers, recheck, step,
 };
 use super::exchange::{self, FrameSink, Inbound, Outbound};
+use super::failure::Failure;
+use super::input;
+use super::live::Handle;
 use super::party_input::{describe, party_input};
 use super::psi::{self, Link};
-use super::{Failure, Handle, JobRow, Kind, PeerUse, State, input, query};
+use super::query;
+use super::table::{JobRow, PeerUse, State};
 use crate::catalog::Dataset;
-use crate::service::Node;
+use crate::node::Node;
+use crate::policy::JobKind;
 
 pub(super) async fn run(
     node: &Arc<Node>,
@@ -80,7 +85,7 @@ pub(super) async fn run(
     // What leaves the node: an intersection's key chunks, then the result.
     let mut digest = Sha256::new();
     let (values, key_count, mechanism, accuracy, noise) = match row.kind {
-        Kind::PsiCardinality => {
+        JobKind::PsiCardinality => {
             let spec = concord_dp::Epsilon::new(epsilon)
                 .map(NoiseSpec::Laplace)
                 .map_err(|e| Failure::at(&me, e.to_string()))?;
@@ -137,7 +142,7 @@ pub(super) async fn run(
         released_ms: node.clock.now_ms(),
         contributors: Vec::new(),
         key_count,
-        key_header: if row.kind == Kind::PsiIntersection {
+        key_header: if row.kind == JobKind::PsiIntersection {
             key_header(&row.spec.columns)
         } else {
             Vec::new()
@@ -224,7 +229,7 @@ async fn store_keys(
     while let Some((rows, encoded)) = rx.recv().await {
         digest.update(&encoded);
         let id = row.id.clone();
-        node.with_store(move |_, store| super::put_keys(store, &id, seq, &encoded))
+        node.with_store(move |_, store| super::table::put_keys(store, &id, seq, &encoded))
             .await
             .map_err(|e| mine(e.to_string()))?
             .map_err(|e| mine(format!("storing the matching keys: {e}")))?;

@@ -48,11 +48,14 @@ use sha2::{Digest as _, Sha256};
 
 use super::coordinator::{PeerLink, commit_release, recheck, step};
 use super::coordinator_psi::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
+use super::failure::Failure;
+use super::input;
+use super::live::Handle;
 use super::party_input::{describe, party_input, split_epsilon, with_clamped};
 use super::psi::Link;
-use super::{Failure, Handle, JobRow, JoinSpec, State, input};
+use super::table::{JobRow, JoinSpec, State};
 use crate::catalog::Dataset;
-use crate::service::Node;
+use crate::node::Node;
 
 /// The noise bound, in sum scales.
 const NOISE_BOUND_SCALES: f64 = 64.0;

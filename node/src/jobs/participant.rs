@@ -15,10 +15,15 @@ use super::coordinator::{
     admit, cost_text, dataset, during_protocol, fail, next_control, recheck, step,
 };
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
+use super::failure::Failure;
+use super::input;
+use super::live::Handle;
 use super::party_input::describe;
 use super::psi::{self, Link};
-use super::{Failure, Handle, JobRow, JoinSpec, Kind, Spec, State, input};
-use crate::service::{Node, NodeError};
+use super::table::{JobRow, JoinSpec, Spec, State};
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::policy::JobKind;
 
 /// The envelopes a participant streams back to the coordinator.
 pub(crate) type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<pb::Envelope, Status>> + Send>>;
@@ -31,14 +36,17 @@ pub(crate) async fn propose(
     mut p: pb::JobProposal,
 ) -> Result<(pb::ProposalDecision, String), NodeError> {
     let me = node.config.node.name.clone();
-    let kind = match Kind::parse(&p.kind) {
-        Some(k @ (Kind::PsiCardinality | Kind::PsiIntersection | Kind::Join | Kind::Aggregate)) => {
-            k
-        }
+    let kind = match JobKind::parse(&p.kind) {
+        Some(
+            k @ (JobKind::PsiCardinality
+            | JobKind::PsiIntersection
+            | JobKind::Join
+            | JobKind::Aggregate),
+        ) => k,
         _ => return Err(NodeError::Invalid(format!("unknown job kind {:?}", p.kind))),
     };
     let join = match (kind, p.join.take()) {
-        (Kind::Join, Some(t)) => Some(JoinSpec {
+        (JobKind::Join, Some(t)) => Some(JoinSpec {
             value_column: String::new(),
             lo: t.lo,
             hi: t.hi,
@@ -46,15 +54,15 @@ pub(crate) async fn propose(
             categories: t.categories,
             exclude_nulls: false,
         }),
-        (Kind::Join, None) => {
+        (JobKind::Join, None) => {
             return Err(NodeError::Invalid("a join proposal needs its terms".into()));
         }
         (_, _) => None,
     };
     match (p.protocol.as_str(), kind) {
-        ("", Kind::Aggregate | Kind::Join)
-        | ("" | "ecdh", Kind::PsiCardinality | Kind::PsiIntersection)
-        | ("ot", Kind::PsiIntersection) => {}
+        ("", JobKind::Aggregate | JobKind::Join)
+        | ("" | "ecdh", JobKind::PsiCardinality | JobKind::PsiIntersection)
+        | ("ot", JobKind::PsiIntersection) => {}
         (other, _) => {
             return Err(NodeError::Invalid(format!(
                 "protocol {other:?} for a {}: use ecdh, or ot for an intersection",
@@ -62,7 +70,7 @@ pub(crate) async fn propose(
             )));
         }
     }
-    let (epsilon, exact) = super::exact_epsilon(&p.epsilon).map_err(NodeError::Invalid)?;
+    let (epsilon, exact) = super::table::exact_epsilon(&p.epsilon).map_err(NodeError::Invalid)?;
     let epsilon_text = exact.to_string();
     let session = <[u8; 16]>::try_from(p.session.as_slice())
         .map_err(|_| NodeError::Invalid("the session id must be 16 bytes".into()))?;
@@ -72,8 +80,8 @@ pub(crate) async fn propose(
             && s.bytes().all(|b| b.is_ascii_graphic())
     };
     let aggregate = match (kind, p.aggregate.take()) {
-        (Kind::Aggregate, Some(a)) => Some(super::participant_agg::check(node, peer, &p, a)?),
-        (Kind::Aggregate, None) => {
+        (JobKind::Aggregate, Some(a)) => Some(super::participant_agg::check(node, peer, &p, a)?),
+        (JobKind::Aggregate, None) => {
             return Err(NodeError::Invalid(
                 "an aggregate proposal needs its session".into(),
             ));
@@ -81,7 +89,7 @@ pub(crate) async fn propose(
         _ => None,
     };
     let columns_ok = match kind {
-        Kind::Aggregate => p.columns.len() <= 1,
+        JobKind::Aggregate => p.columns.len() <= 1,
         _ => !p.columns.is_empty() && p.columns.len() <= 16,
     };
     if !name_ok(&p.job_id) || !columns_ok {
@@ -135,7 +143,7 @@ pub(crate) async fn propose(
         return Ok((withdrawn(reason), detail));
     };
     let stored = row.clone();
-    node.with_store(move |_, store| super::insert(store, &stored))
+    node.with_store(move |_, store| super::table::insert(store, &stored))
         .await?
         .map_err(|_| NodeError::Exists(format!("job {:?} is already known here", row.id)))?;
     if let Err(failure) = admit(node, &row).await {
@@ -160,7 +168,7 @@ pub(crate) async fn propose(
         tokio::time::sleep(IDLE_TIMEOUT).await;
         let id = stale.id.clone();
         let still = waiting
-            .with_store(move |_, store| super::get(store, &id).ok().flatten())
+            .with_store(move |_, store| super::table::get(store, &id).ok().flatten())
             .await
             .ok()
             .flatten()
@@ -211,7 +219,7 @@ pub(crate) async fn exchange(
     let awaiting = || async {
         let lookup = id.clone();
         Ok::<_, NodeError>(
-            node.with_store(move |_, store| super::get(store, &lookup))
+            node.with_store(move |_, store| super::table::get(store, &lookup))
                 .await?
                 .map_err(|e| NodeError::Internal(e.to_string()))?
                 .filter(|r| {
@@ -279,7 +287,7 @@ async fn run(
         FrameSink::Bounded(frames_tx),
         ctl_tx,
     ));
-    let outcome = if row.kind == Kind::Aggregate {
+    let outcome = if row.kind == JobKind::Aggregate {
         super::participant_agg::participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
     } else {
         participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
@@ -339,7 +347,7 @@ async fn participate(
         let (keys, read) =
             input::key_set(&d, &role_row.spec.columns, spec).map_err(|e| (false, e))?;
         let own = party_input(&role_row.spec.dataset, &read, &keys.report());
-        let peer_items = if role_row.kind == Kind::Join {
+        let peer_items = if role_row.kind == JobKind::Join {
             super::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
         } else {
             psi::sender(&role_row.spec.protocol, params, keys, &mut link)

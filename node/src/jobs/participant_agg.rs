@@ -12,12 +12,16 @@ use concord_proto::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::aggregate;
 use super::coordinator::{dataset, during_protocol, next_control, settle_release, step};
 use super::exchange::{Inbound, Outbound, SECAGG};
+use super::failure::Failure;
+use super::live::Handle;
 use super::participant::ended;
 use super::secagg::{self, Contribution, PartyLink};
-use super::{AggregateParams, Failure, Handle, JobRow, PeerUse, State, aggregate};
-use crate::service::{Node, NodeError};
+use super::table::{AggregateParams, JobRow, PeerUse, State};
+use crate::error::NodeError;
+use crate::node::Node;
 
 /// Checks an aggregate proposal from `peer` and returns the session to keep with the job.
 pub(super) fn check(

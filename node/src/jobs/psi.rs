@@ -68,12 +68,12 @@ impl From<OtPsiError> for ProtoError {
 /// The session parameters both parties derive from the job and its agreed key spec, with this
 /// node's own limit on the peer's keys (`[limits] max_keys`).
 pub(super) fn params_of(
-    row: &super::JobRow,
+    row: &super::table::JobRow,
     keys: concord_mpc::psi::KeySpec,
     peer_limit: u64,
 ) -> Result<PsiParams, String> {
     let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
-    let output = if row.kind == super::Kind::PsiIntersection {
+    let output = if row.kind == crate::policy::JobKind::PsiIntersection {
         OutputKind::Intersection
     } else {
         OutputKind::Cardinality

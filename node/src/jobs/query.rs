@@ -12,9 +12,9 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
-use super::QueryParams;
 use super::input::{self, Read};
 use super::party_input::{party_input, split_epsilon, with_clamped};
+use super::table::QueryParams;
 use crate::catalog::Dataset;
 
 pub(super) fn mechanism_name(m: Mechanism) -> &'static str {

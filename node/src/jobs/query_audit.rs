@@ -17,8 +17,8 @@ use std::path::Path;
 use concord_dp::release::{self, Contributions, NoiseSpec};
 use concord_dp::stats;
 
-use super::QueryParams;
 use super::query;
+use super::table::QueryParams;
 use crate::catalog::{self, Dataset};
 
 /// Runs per dataset: enough for a bound within about 0.2 of ε = 1.

@@ -22,9 +22,10 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
+use super::aggregate;
 use super::coordinator::commit_budget;
-use super::{JobRow, QueryParams, aggregate};
-use crate::service::Node;
+use super::table::{JobRow, QueryParams};
+use crate::node::Node;
 
 /// What the server hears about party `i`.
 #[derive(Debug)]

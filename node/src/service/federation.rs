@@ -6,8 +6,10 @@ use concord_proto::v1 as pb;
 use concord_proto::v1::federation_server::Federation;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Admit, Node, NodeError};
+use super::admit::Admit;
+use crate::error::NodeError;
 use crate::jobs::participant::{self, EnvelopeStream};
+use crate::node::Node;
 use crate::tls::Caller;
 
 pub(crate) struct FederationService(pub(crate) Arc<Node>);

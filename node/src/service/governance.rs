@@ -1,5 +1,4 @@
-//! The `Governance` service (grants, budgets, classification), and [`Node::authorize`], the
-//! audited policy check every job runs at every node.
+//! The `Governance` service: grants, budgets, classification.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,100 +8,22 @@ use concord_proto::v1 as pb;
 use concord_proto::v1::governance_server::Governance;
 use tonic::{Request, Response, Status};
 
-use super::convert::{tier_from_pb, tier_to_pb};
-use super::{Admit, Node, NodeError, record};
-use crate::audit::Outcome;
+use super::admit::Admit;
 use crate::config::Role;
+use crate::convert::{tier_from_pb, tier_to_pb};
+use crate::error::NodeError;
 use crate::grants::{self, GrantError};
 use crate::ledger::{self, Cap, Period};
+use crate::node::Node;
 #[cfg(test)]
 use crate::policy::Refusal;
-use crate::policy::{Grant, JobKind, Limits, Scope, Terms, UseRequest};
+use crate::policy::{Grant, JobKind, Limits, Scope, Terms};
 use crate::store::Store;
 
 pub(crate) struct GovernanceService(pub(crate) Arc<Node>);
 
 const MANAGERS: &[Role] = &[Role::DataManager];
 const READERS: &[Role] = &[Role::DataManager, Role::Operator, Role::Auditor];
-
-/// When a job asks: before its first message, or before it releases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Checks and reserves the budget.
-    Admit {
-        /// Records (or distinct keys) in this node's input.
-        own_set_size: u64,
-    },
-    /// Checks again; the budget is then committed or returned by the job.
-    Release,
-}
-
-impl Node {
-    /// Checks `req` under this node's policy, audited as `policy.admit` or `policy.release`
-    /// with the grant, the dataset and fields, the cost and the outcome (a refusal's code
-    /// leads the detail). At release, `parties` are the peers' input sizes and
-    /// `smallest_group` the smallest noised group the output would show.
-    pub(crate) async fn authorize(
-        self: &Arc<Self>,
-        req: &UseRequest,
-        phase: Phase,
-        parties: Vec<(String, u64)>,
-        smallest_group: Option<i64>,
-    ) -> Result<Grant, NodeError> {
-        let action = match phase {
-            Phase::Admit { .. } => "policy.admit",
-            Phase::Release => "policy.release",
-        };
-        let owned = req.clone();
-        let result = self
-            .with_store(move |node, store| {
-                let now = node.clock.now_ms();
-                match phase {
-                    Phase::Admit { own_set_size } => {
-                        grants::admit(store, &node.rules, &owned, own_set_size, now)
-                    }
-                    Phase::Release => {
-                        let parties: Vec<(&str, u64)> =
-                            parties.iter().map(|(p, n)| (p.as_str(), *n)).collect();
-                        grants::recheck(store, &node.rules, &owned, &parties, smallest_group, now)
-                    }
-                }
-            })
-            .await?;
-        let mut subjects = vec![req.dataset.clone()];
-        subjects.extend(
-            req.fields
-                .iter()
-                .map(|(f, u)| format!("{}.{f}:{u}", req.dataset)),
-        );
-        let (outcome, detail) = match &result {
-            Ok(_) => (
-                Outcome::Accepted,
-                format!(
-                    "job {} ({}) for {}, recipient {}, peers [{}]",
-                    req.job,
-                    req.kind,
-                    req.grantee,
-                    req.recipient,
-                    req.peers.join(", ")
-                ),
-            ),
-            Err(GrantError::Refused(r)) => (
-                Outcome::Refused,
-                format!("{}: {r} (job {})", r.code(), req.job),
-            ),
-            Err(e) => (Outcome::Refused, format!("job {}: {e}", req.job)),
-        };
-        let mut entry = record(req.grantee.clone(), action, subjects, outcome, detail);
-        entry.grant = match &result {
-            Ok(g) => Some(g.id.clone()),
-            Err(_) => (!req.grant.is_empty()).then(|| req.grant.clone()),
-        };
-        entry.privacy_cost = Some(req.cost.to_string());
-        self.audit(entry).await?;
-        result.map_err(NodeError::from)
-    }
-}
 
 fn cost_to_pb(c: &PrivacyCost) -> pb::Cost {
     pb::Cost {

@@ -9,11 +9,13 @@ use concord_proto::v1::jobs_server::Jobs;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Admit, Node, NodeError};
+use super::admit::Admit;
 use crate::config::Role;
-use crate::jobs;
-use crate::jobs::CancelOutcome;
+use crate::error::NodeError;
 use crate::jobs::coordinator::{self, JOB_READERS};
+use crate::jobs::live::CancelOutcome;
+use crate::jobs::table;
+use crate::node::Node;
 
 pub(crate) struct JobsService(pub(crate) Arc<Node>);
 
@@ -24,16 +26,16 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Sen
 type KeysStream = Pin<Box<dyn Stream<Item = Result<pb::KeyRows, Status>> + Send>>;
 
 impl Node {
-    async fn job(self: &Arc<Self>, id: &str) -> Result<jobs::JobRow, NodeError> {
+    async fn job(self: &Arc<Self>, id: &str) -> Result<table::JobRow, NodeError> {
         let lookup = id.to_owned();
-        self.with_store(move |_, store| jobs::get(store, &lookup))
+        self.with_store(move |_, store| table::get(store, &lookup))
             .await?
             .map_err(|e| NodeError::Internal(e.to_string()))?
             .ok_or_else(|| NodeError::NotFound(format!("no job {id:?} at this node")))
     }
 }
 
-fn final_event(row: &jobs::JobRow) -> pb::JobEvent {
+fn final_event(row: &table::JobRow) -> pb::JobEvent {
     let message = if row.reason.is_empty() {
         row.state.as_str().to_owned()
     } else {
@@ -132,12 +134,12 @@ impl Jobs for JobsService {
             n => n.min(1000),
         };
         let result = node
-            .with_store(move |_, store| jobs::list(store, limit))
+            .with_store(move |_, store| table::list(store, limit))
             .await
             .and_then(|r| r.map_err(|e| NodeError::Internal(e.to_string())))
             .map(|rows| {
                 let detail = format!("{} jobs listed", rows.len());
-                let jobs = rows.iter().map(jobs::JobRow::to_pb).collect();
+                let jobs = rows.iter().map(table::JobRow::to_pb).collect();
                 (pb::ListJobsResponse { jobs }, detail)
             });
         node.finish(&caller, action, Vec::new(), result)
@@ -231,7 +233,7 @@ impl Jobs for JobsService {
 async fn key_chunk(node: &Arc<Node>, id: &str, seq: u64) -> Result<Option<pb::KeyRows>, Status> {
     let job = id.to_owned();
     let bytes = node
-        .with_store(move |_, store| jobs::keys_chunk(store, &job, seq))
+        .with_store(move |_, store| table::keys_chunk(store, &job, seq))
         .await?
         .map_err(|e| Status::internal(e.to_string()))?;
     bytes

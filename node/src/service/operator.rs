@@ -11,12 +11,14 @@ use concord_proto::v1::operator_server::Operator;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::convert::{column_from_pb, dataset_to_pb, entry_to_pb};
-use super::{Admit, Node, NodeError};
+use super::admit::Admit;
 use crate::audit;
 use crate::catalog::{self, DatasetSpec};
 use crate::config::Role;
+use crate::convert::{column_from_pb, dataset_to_pb, entry_to_pb};
 use crate::csv_input::OnBadRow;
+use crate::error::NodeError;
+use crate::node::Node;
 use crate::tls::Caller;
 
 pub(crate) struct OperatorService(pub(crate) Arc<Node>);

@@ -11,10 +11,13 @@ use rand::SeedableRng as _;
 
 use super::*;
 use crate::audit;
+use crate::audit::Outcome;
 use crate::catalog::{self, DatasetSpec};
 use crate::clock::ManualClock;
 use crate::config::NodeConfig;
 use crate::grants::tests::{DAY, NOW, OPERATOR, cost, register_claims, request, terms};
+use crate::jobs::gate::Phase;
+use crate::policy::UseRequest;
 use crate::policy::{FieldUse, JobKind};
 
 const MANAGER: &str = "manager.health.concord";
@@ -46,7 +49,7 @@ fn fixture() -> Fixture {
            \n[policy]\napprovals = 2\n";
     let config = NodeConfig::parse(&path, &text).unwrap();
     let clock = Arc::new(ManualClock::at(NOW));
-    let (node, _, _) = super::super::prepare(config, clock.clone()).unwrap();
+    let (node, _, _) = crate::node::open(config, clock.clone()).unwrap();
     {
         let mut store = node.store.lock().unwrap();
         register_claims(&mut store, dir.path());

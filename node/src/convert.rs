@@ -6,7 +6,7 @@ use crate::audit::Entry;
 use crate::catalog::{ColumnSpec, Dataset, Tier};
 use crate::csv_input::{Column, ColumnType};
 
-use super::NodeError;
+use crate::error::NodeError;
 
 pub(crate) fn tier_to_pb(t: Tier) -> pb::Tier {
     match t {
