@@ -173,26 +173,6 @@ fn dataset_json(d: &pb::Dataset) -> serde_json::Value {
     })
 }
 
-/// Rows left out by the bad-row policy, by reason, e.g. "3 (2 bad key, 1 wrong field count)".
-pub(crate) fn rejects_text(r: Option<&pb::RejectCounts>) -> (u64, String) {
-    let Some(r) = r else {
-        return (0, String::new());
-    };
-    let parts: Vec<String> = [
-        (r.ragged, "wrong field count"),
-        (r.not_utf8, "not UTF-8"),
-        (r.null, "null not allowed"),
-        (r.bad_value, "value not of its type"),
-        (r.bad_key, "bad key"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, why)| format!("{n} {why}"))
-    .collect();
-    let total = r.ragged + r.not_utf8 + r.null + r.bad_value + r.bad_key;
-    (total, parts.join(", "))
-}
-
 fn print_dataset(d: &pb::Dataset) {
     let keys: Vec<String> = d
         .key_columns
@@ -215,7 +195,7 @@ fn print_dataset(d: &pb::Dataset) {
             column => column,
         }
     );
-    let (left_out, why) = rejects_text(d.rejects.as_ref());
+    let (left_out, why) = crate::inputs::rejects_text(d.rejects.as_ref());
     if d.on_bad_row == "skip" || left_out > 0 {
         println!(
             "  on bad row: {}; {left_out} rows left out{}",

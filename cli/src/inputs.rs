@@ -38,7 +38,7 @@ pub(crate) fn json(inputs: &[pb::PartyInput]) -> serde_json::Value {
     inputs
         .iter()
         .map(|i| {
-            let (_, why) = crate::dataset::rejects_text(i.rejects.as_ref());
+            let (_, why) = rejects_text(i.rejects.as_ref());
             serde_json::json!({
                 "node": i.node,
                 "dataset": i.dataset,
@@ -157,7 +157,7 @@ pub(crate) fn warnings(inputs: &[pb::PartyInput]) -> Vec<String> {
         }
         let left_out = rejected(i);
         if left_out > 0 {
-            let (_, why) = crate::dataset::rejects_text(i.rejects.as_ref());
+            let (_, why) = rejects_text(i.rejects.as_ref());
             out.push(format!(
                 "{left_out} bad rows of {} at {} were left out ({why}); its data manager has the \
                  reject report",
@@ -166,6 +166,26 @@ pub(crate) fn warnings(inputs: &[pb::PartyInput]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Rows left out by the bad-row policy, by reason, e.g. "3 (2 bad key, 1 wrong field count)".
+pub(crate) fn rejects_text(r: Option<&pb::RejectCounts>) -> (u64, String) {
+    let Some(r) = r else {
+        return (0, String::new());
+    };
+    let parts: Vec<String> = [
+        (r.ragged, "wrong field count"),
+        (r.not_utf8, "not UTF-8"),
+        (r.null, "null not allowed"),
+        (r.bad_value, "value not of its type"),
+        (r.bad_key, "bad key"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    let total = r.ragged + r.not_utf8 + r.null + r.bad_value + r.bad_key;
+    (total, parts.join(", "))
 }
 
 #[cfg(test)]

@@ -18,8 +18,6 @@
 
 mod audit;
 mod bench;
-mod bench_join;
-mod bench_secagg;
 mod dataset;
 mod demo;
 mod dp;

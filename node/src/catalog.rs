@@ -220,7 +220,7 @@ impl DatasetSpec {
             id: self.id.clone(),
             reason,
         };
-        if !crate::config::is_name(&self.id) {
+        if !crate::name::is_name(&self.id) {
             return Err(invalid(
                 "the id must be 1-64 of a-z, 0-9, '_' and '-', starting with a letter".into(),
             ));
@@ -262,7 +262,7 @@ impl DatasetSpec {
                 )));
             }
         }
-        if !crate::config::is_name(&self.population) {
+        if !crate::name::is_name(&self.population) {
             return Err(invalid(format!(
                 "population {:?}: 1-64 of a-z, 0-9, '_' and '-', starting with a letter",
                 self.population

@@ -25,7 +25,7 @@
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
-//! - [`hex`]: hex encoding of keys and digests.
+//! - [`hex`]: hex encoding of keys and digests; [`name`]: what a node or dataset may be called.
 //! - [`clock`]: an injectable clock, so expiry and timestamps are testable.
 
 #![forbid(unsafe_code)]
@@ -43,6 +43,7 @@ pub mod grants;
 pub mod hex;
 pub mod jobs;
 pub mod ledger;
+pub mod name;
 mod node;
 pub mod policy;
 pub mod service;

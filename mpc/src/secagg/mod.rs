@@ -116,6 +116,7 @@
 //! `8L` bytes for the sum plus the frames of every vector still streaming in.
 
 mod crypto;
+mod key;
 pub mod local;
 mod params;
 mod party;

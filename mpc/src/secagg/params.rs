@@ -3,7 +3,7 @@
 use sha2::{Digest as _, Sha256};
 
 use super::SecAggError;
-use super::crypto::PublicKey;
+use super::key::PublicKey;
 use crate::PROTOCOL_VERSION;
 use crate::SessionId;
 

@@ -28,12 +28,12 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::aggregate;
-use super::coordinator::{settle_release, step};
-use super::coordinator_psi::{Terms, open_exchange, propose};
 use super::exchange::{Inbound, Outbound, SECAGG};
 use super::failure::Failure;
+use super::lifecycle::{settle_release, step};
 use super::live::Handle;
 use super::secagg::{self, Contribution, PartyLink, Up};
+use super::session::{Terms, open_exchange, propose};
 use super::table::{AggregateParams, JobRow, PeerUse, State};
 use crate::node::Node;
 

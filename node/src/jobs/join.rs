@@ -46,13 +46,13 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
-use super::coordinator::{PeerLink, commit_release, recheck, step};
-use super::coordinator_psi::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
 use super::failure::Failure;
 use super::input;
+use super::lifecycle::{PeerLink, commit_release, recheck, step};
 use super::live::Handle;
 use super::party_input::{describe, party_input, split_epsilon, with_clamped};
 use super::psi::Link;
+use super::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
 use super::table::{JobRow, JoinSpec, State};
 use crate::catalog::Dataset;
 use crate::node::Node;

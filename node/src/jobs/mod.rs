@@ -38,6 +38,7 @@ mod failure;
 pub mod gate;
 mod input;
 mod join;
+mod lifecycle;
 pub(crate) mod live;
 pub(crate) mod participant;
 mod participant_agg;
@@ -47,6 +48,7 @@ mod query;
 #[cfg(test)]
 mod query_audit;
 mod secagg;
+mod session;
 pub(crate) mod table;
 
 pub(crate) use live::Live;

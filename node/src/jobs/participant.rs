@@ -11,12 +11,12 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
-use super::coordinator::{
-    admit, cost_text, dataset, during_protocol, fail, next_control, recheck, step,
-};
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
 use super::failure::Failure;
 use super::input;
+use super::lifecycle::{
+    admit, cost_text, dataset, during_protocol, ended, fail, next_control, recheck, step,
+};
 use super::live::Handle;
 use super::party_input::describe;
 use super::psi::{self, Link};
@@ -392,7 +392,7 @@ async fn participate(
         row.recipient,
         describe(&own)
     );
-    super::coordinator::commit_release(node, row, None, digest, detail).await?;
+    super::lifecycle::commit_release(node, row, None, digest, detail).await?;
     let verdict = pb::ProposalDecision {
         accepted: true,
         code: String::new(),
@@ -410,19 +410,4 @@ fn party_input(
     keys: &concord_mpc::psi::InputReport,
 ) -> pb::PartyInput {
     super::party_input::party_input("", dataset, read, Some(keys))
-}
-
-/// How the coordinator's stream or its abort ended the job at this participant.
-pub(super) fn ended(inbound: Inbound, row: &JobRow) -> Failure {
-    let peer = row.coordinator.as_str();
-    match inbound {
-        Inbound::Closed(reason) => Failure::at(peer, reason),
-        Inbound::Control(pb::job_control::Kind::Abort(a)) => {
-            Failure::aborted(peer, &row.parties, a)
-        }
-        Inbound::Control(_) => Failure::at(
-            peer,
-            format!("peer {peer} sent an unexpected control message"),
-        ),
-    }
 }

@@ -13,11 +13,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::aggregate;
-use super::coordinator::{dataset, during_protocol, next_control, settle_release, step};
 use super::exchange::{Inbound, Outbound, SECAGG};
 use super::failure::Failure;
+use super::lifecycle::ended;
+use super::lifecycle::{dataset, during_protocol, next_control, settle_release, step};
 use super::live::Handle;
-use super::participant::ended;
 use super::secagg::{self, Contribution, PartyLink};
 use super::table::{AggregateParams, JobRow, PeerUse, State};
 use crate::error::NodeError;

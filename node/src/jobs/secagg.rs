@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use super::aggregate;
-use super::coordinator::commit_budget;
+use super::lifecycle::commit_budget;
 use super::table::{JobRow, QueryParams};
 use crate::node::Node;
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use crate::bench::{group, print_rows};
+use super::output::{group, print_rows};
 use clap::Args;
 use concord_mpc::secagg::local::{self, DropPoint, LocalParty};
 use concord_mpc::secagg::{IdentityKey, MAX_LENGTH, MAX_PARTIES, SecAggParams, SessionId};

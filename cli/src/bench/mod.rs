@@ -2,6 +2,10 @@
 //! on synthetic keys, timed against the multiplication floor measured in the same run; `secagg`
 //! lives in `bench_secagg`, `join` in `bench_join`. The report helpers here serve all three.
 
+mod join;
+mod output;
+mod secagg;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
 use rand::{RngExt as _, SeedableRng as _};
 use serde::Serialize;
+
+use output::{group, multiplication_backend, print_rows};
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCommand {
@@ -39,7 +45,7 @@ pub(crate) enum BenchCommand {
     /// --dropouts parties vanish after sharing their keys, before sending their vector: the
     /// aggregator then rebuilds their mask keys and cancels their pairwise masks.
     #[command(verbatim_doc_comment)]
-    Secagg(crate::bench_secagg::SecaggArgs),
+    Secagg(secagg::SecaggArgs),
     /// Time a join-aggregate run: DP count and sum of one party's values over a private
     /// intersection (both roles in this process).
     ///
@@ -50,7 +56,7 @@ pub(crate) enum BenchCommand {
     /// under encryption, re-randomization, decryption), and checks that the released figures
     /// minus the noise drawn here equal the plaintext join-aggregate ("correct").
     #[command(verbatim_doc_comment)]
-    Join(crate::bench_join::JoinArgs),
+    Join(join::JoinArgs),
 }
 
 #[derive(Args)]
@@ -128,8 +134,8 @@ struct Report {
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Psi(args) => psi(args),
-        BenchCommand::Secagg(args) => crate::bench_secagg::run(args),
-        BenchCommand::Join(args) => crate::bench_join::run(args),
+        BenchCommand::Secagg(args) => secagg::run(args),
+        BenchCommand::Join(args) => join::run(args),
     }
 }
 
@@ -295,23 +301,6 @@ fn expected_rows(receiver: &[String], sender: &[String]) -> Vec<u64> {
         .collect()
 }
 
-/// Which curve25519-dalek backend multiplies on this machine, by dalek's own selection rule.
-pub(crate) fn multiplication_backend() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cfg!(curve25519_dalek_backend = "avx512")
-            && std::arch::is_x86_feature_detected!("avx512ifma")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            return "avx512-ifma";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
-        }
-    }
-    "serial"
-}
-
 fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
     let bar = if total == 0 {
         ProgressBar::new_spinner()
@@ -375,24 +364,4 @@ fn peak_memory() -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .map(|v| v.trim().to_owned())
-}
-
-/// 1234567 → "1,234,567".
-pub(crate) fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The rows of a bench report, names aligned.
-pub(crate) fn print_rows(rows: &[(&str, String)]) {
-    for (name, value) in rows {
-        println!("  {name:<22}{value}");
-    }
 }

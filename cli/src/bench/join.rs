@@ -16,7 +16,7 @@ use rand::seq::SliceRandom as _;
 use rand::{RngExt as _, SeedableRng as _};
 use serde::Serialize;
 
-use crate::bench::{group, multiplication_backend, print_rows};
+use super::output::{group, multiplication_backend, print_rows};
 
 /// Declared value bounds of the synthetic data (values are drawn a little beyond them, so some
 /// are clamped).
