@@ -96,6 +96,20 @@ impl Node {
         .map_err(NodeError::from)
     }
 
+    /// Appends to the audit log where there is nothing left to fail (a job that has already
+    /// ended): tries three times, a moment apart, and reports the last error.
+    pub(crate) async fn audit_retrying(self: &Arc<Self>, record: Record) -> Result<(), NodeError> {
+        let mut last = None;
+        for wait_ms in [0u64, 100, 1000] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            match self.audit(record.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| NodeError::Internal("audit log: no attempt made".into())))
+    }
+
     /// Appends to the audit log; a request whose audit entry cannot be written fails.
     pub(crate) async fn audit(self: &Arc<Self>, record: Record) -> Result<(), NodeError> {
         tracing::info!(

@@ -275,11 +275,21 @@ pub(super) async fn step(
     phase: &str,
 ) {
     let (id, phase_owned, now) = (row.id.clone(), phase.to_owned(), node.clock.now_ms());
-    let _ = node
+    let moved = node
         .with_store(move |_, store| {
             super::table::transition(store, &id, state, &phase_owned, "", "", now)
         })
         .await;
+    // Progress only: the job's end is recorded by `fail` or the release, which report their
+    // own errors.
+    let error = match moved {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(error) = error {
+        tracing::warn!(job = %row.id, phase, %error, "could not record the job's progress");
+    }
     if let Some(h) = handle {
         h.report(state, phase, 0, 0, "");
     }
@@ -291,7 +301,7 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
     let (id, now) = (row.id.clone(), node.clock.now_ms());
     let state = failure.state();
     let (reason, at) = (failure.reason.clone(), failure.at.clone());
-    let returned = node
+    let stored = node
         .with_store(move |_, store| {
             let returned = if reserved {
                 crate::ledger::give_back(store, &id, now)
@@ -300,13 +310,25 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
             } else {
                 false
             };
-            let _ = super::table::transition(store, &id, state, state.as_str(), &reason, &at, now);
-            // An intersection's keys stored before a release that did not happen.
-            let _ = super::table::drop_keys(store, &id);
-            returned
+            let ended =
+                super::table::transition(store, &id, state, state.as_str(), &reason, &at, now)
+                    // An intersection's keys stored before a release that did not happen.
+                    .and_then(|_| super::table::drop_keys(store, &id));
+            (returned, ended)
         })
-        .await
-        .unwrap_or(false);
+        .await;
+    let returned = match stored {
+        Ok((returned, Ok(()))) => returned,
+        Ok((returned, Err(e))) => {
+            // The row stays as it was; a restart fails it (`fail_interrupted`).
+            tracing::error!(job = %row.id, error = %e, "could not record the job's end");
+            returned
+        }
+        Err(e) => {
+            tracing::error!(job = %row.id, error = %e, "could not record the job's end");
+            false
+        }
+    };
     let detail = format!(
         "{} at {}: {}{}",
         state.as_str(),
@@ -323,9 +345,14 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
     } else {
         "job.fail"
     };
-    let _ = node
-        .audit(record(row, &me, action, Outcome::Refused, detail))
-        .await;
+    // The job has ended: nothing is left to fail, so the entry is retried, and an entry that
+    // still cannot be written is logged as an error rather than dropped silently.
+    if let Err(e) = node
+        .audit_retrying(record(row, &me, action, Outcome::Refused, detail))
+        .await
+    {
+        tracing::error!(job = %row.id, error = %e, "could not audit the job's end");
+    }
 }
 
 /// Marks the start of the release at the coordinator: a cancel that came first stops the job
@@ -368,17 +395,21 @@ pub(super) async fn commit_budget(node: &Arc<Node>, row: &JobRow) -> Result<(), 
         "job.commit",
         Outcome::Accepted,
         format!(
-            "committed the budget of {} before sending its masked input (once sent, it may              enter the released sum)",
+            "committed the budget of {} before sending its masked input (once sent, it may enter the released sum)",
             row.id
         ),
     );
     entry.privacy_cost = Some(cost_text(row));
-    let _ = node.audit(entry).await;
+    // Without its audit entry the job stops here: the budget stays spent (the safe side) and
+    // the masked input is not sent.
+    node.audit(entry)
+        .await
+        .map_err(|e| Failure::at(&me, format!("could not write the audit log: {e}")))?;
     Ok(())
 }
 
-/// Stores the release (committing the budget in the same database call when `commit`); audits
-/// the release with its cost and the digest of what leaves the node.
+/// Audits the release with its cost and the digest of what leaves the node, then stores it
+/// (committing the budget in the same database call when `commit`).
 pub(super) async fn settle_release(
     node: &Arc<Node>,
     row: &JobRow,
@@ -388,6 +419,18 @@ pub(super) async fn settle_release(
     commit: bool,
 ) -> Result<(), Failure> {
     let me = node.config.node.name.clone();
+    let mut entry = record(row, &me, "job.release", Outcome::Accepted, detail);
+    entry.privacy_cost = Some(if row.spec.dataset.is_empty() {
+        "none at this node (no dataset)".into()
+    } else {
+        cost_text(row)
+    });
+    entry.output_digest = Some(digest);
+    // The entry is written first: a release is never without its audit entry. Should storing
+    // the release then fail, the job fails and `job.fail` follows it in the log.
+    node.audit(entry)
+        .await
+        .map_err(|e| Failure::at(&me, format!("could not write the audit log: {e}")))?;
     let (id, now) = (row.id.clone(), node.clock.now_ms());
     let stored = node
         .with_store(move |_, store| {
@@ -402,14 +445,6 @@ pub(super) async fn settle_release(
     if !stored {
         return Err(Failure::at(&me, "the job ended before release"));
     }
-    let mut entry = record(row, &me, "job.release", Outcome::Accepted, detail);
-    entry.privacy_cost = Some(if row.spec.dataset.is_empty() {
-        "none at this node (no dataset)".into()
-    } else {
-        cost_text(row)
-    });
-    entry.output_digest = Some(digest);
-    let _ = node.audit(entry).await;
     Ok(())
 }
 
