@@ -37,6 +37,7 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
+use super::error::JobError;
 use super::input;
 use super::party_input::split_epsilon;
 use super::query;
@@ -48,7 +49,7 @@ pub(super) fn query_params(
     (lo, hi): (i64, i64),
     bins: u32,
     categories: Vec<String>,
-) -> Result<QueryParams, String> {
+) -> Result<QueryParams, JobError> {
     let q = QueryParams {
         statistic,
         lo,
@@ -64,26 +65,31 @@ pub(super) fn query_params(
 }
 
 /// Checks the statistic and its parameters; returns the vector's labels (one per entry).
-pub(super) fn labels(q: &QueryParams) -> Result<Vec<String>, String> {
+pub(super) fn labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
     match q.statistic.as_str() {
         "count" => Ok(vec!["count".into()]),
         "sum" => {
             if q.lo >= q.hi {
-                return Err(format!("--lo {} must be below --hi {}", q.lo, q.hi));
+                return Err(JobError::terms(format!(
+                    "--lo {} must be below --hi {}",
+                    q.lo, q.hi
+                )));
             }
             Ok(vec!["sum".into()])
         }
         "histogram" if !q.categories.is_empty() => {
             let mut seen = std::collections::BTreeSet::new();
             if q.categories.len() > 10_000 || !q.categories.iter().all(|c| seen.insert(c)) {
-                return Err("--categories: at most 10,000, each named once".into());
+                return Err(JobError::terms(
+                    "--categories: at most 10,000, each named once",
+                ));
             }
             Ok(q.categories.clone())
         }
         "histogram" => query::bin_labels(q),
-        other => Err(format!(
+        other => Err(JobError::terms(format!(
             "statistic {other:?}: an aggregate is a count, sum or histogram"
-        )),
+        ))),
     }
 }
 
@@ -114,11 +120,16 @@ pub(super) fn sensitivity(q: &QueryParams) -> u64 {
     }
 }
 
-fn integer(column: &str, row: u64, v: &str) -> Result<i64, String> {
+fn integer(file: &std::path::Path, column: &str, row: u64, v: &str) -> Result<i64, JobError> {
     v.trim().parse::<i64>().map_err(|_| {
-        format!(
-            "column {column:?}, line {row} ({v:?}): an aggregate needs integers \
-             (register amounts in a fixed unit such as cents)"
+        JobError::value(
+            file,
+            row,
+            column,
+            format!(
+                "{v:?}: an aggregate needs integers (register amounts in a fixed unit such as \
+                 cents)"
+            ),
         )
     })
 }
@@ -128,10 +139,11 @@ pub(super) fn exact_vector(
     d: &crate::catalog::Dataset,
     column: Option<&str>,
     q: &QueryParams,
-) -> Result<Vec<i64>, String> {
+) -> Result<Vec<i64>, JobError> {
     use std::collections::{HashMap, HashSet};
     let labels = labels(q)?;
-    let need = || column.ok_or_else(|| format!("a {} needs a column", q.statistic));
+    let need =
+        || column.ok_or_else(|| JobError::terms(format!("a {} needs a column", q.statistic)));
     match q.statistic.as_str() {
         "count" => {
             // People, not rows.
@@ -143,7 +155,7 @@ pub(super) fn exact_vector(
                 Ok(())
             })?;
             Ok(vec![
-                i64::try_from(people.len()).map_err(|_| "too many people".to_owned())?,
+                i64::try_from(people.len()).map_err(|_| JobError::terms("too many people"))?,
             ])
         }
         "sum" => {
@@ -154,7 +166,7 @@ pub(super) fn exact_vector(
                 if v.is_empty() {
                     return Ok(());
                 }
-                let v = i128::from(integer(column, line, v)?);
+                let v = i128::from(integer(&d.spec.path, column, line, v)?);
                 match totals.get_mut(unit) {
                     Some(t) => *t += v,
                     None => {
@@ -166,9 +178,12 @@ pub(super) fn exact_vector(
             let (lo, hi) = (i128::from(q.lo), i128::from(q.hi));
             let clamped = totals.values().filter(|&&t| t < lo || t > hi).count();
             let total: i128 = totals.values().map(|t| (*t).clamp(lo, hi)).sum();
-            let total = i64::try_from(total)
-                .map_err(|_| format!("the clamped sum of {column:?} does not fit in 64 bits"))?;
-            let count = |n: usize| i64::try_from(n).map_err(|_| "too many people".to_owned());
+            let total = i64::try_from(total).map_err(|_| {
+                JobError::terms(format!(
+                    "the clamped sum of {column:?} does not fit in 64 bits"
+                ))
+            })?;
+            let count = |n: usize| i64::try_from(n).map_err(|_| JobError::terms("too many people"));
             Ok(vec![total, count(clamped)?, count(totals.len())?])
         }
         _ => {
@@ -185,7 +200,7 @@ pub(super) fn exact_vector(
                     return Ok(());
                 }
                 let bin = if q.categories.is_empty() {
-                    query::bin_of(integer(column, line, v)?, q, labels.len())
+                    query::bin_of(integer(&d.spec.path, column, line, v)?, q, labels.len())
                 } else {
                     index.get(v).copied()
                 };
@@ -196,7 +211,7 @@ pub(super) fn exact_vector(
             })?;
             let mut rng = StdRng::from_rng(&mut rand::rng());
             let one_each = concord_dp::Contributions::bound_by_id(pairs, 1, &mut rng)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| JobError::terms(e.to_string()))?;
             let mut counts = vec![0i64; labels.len()];
             for &bin in one_each.values() {
                 counts[bin] += 1;
@@ -224,7 +239,7 @@ pub(super) fn share_plan(
     epsilon: f64,
     parties: usize,
     threshold: u16,
-) -> Result<Plans, String> {
+) -> Result<Plans, JobError> {
     if !clamps(q) {
         return Ok(Plans {
             main: one_plan(sensitivity(q), epsilon, parties, threshold)?,
@@ -245,21 +260,26 @@ fn one_plan(
     epsilon: f64,
     parties: usize,
     threshold: u16,
-) -> Result<SharePlan, String> {
+) -> Result<SharePlan, JobError> {
     if !(epsilon.is_finite() && epsilon > 0.0) {
-        return Err(format!("epsilon {epsilon}: must be above 0"));
+        return Err(JobError::terms(format!(
+            "epsilon {epsilon}: must be above 0"
+        )));
     }
-    let n = u32::try_from(parties).map_err(|_| "too many parties".to_owned())?;
+    let n = u32::try_from(parties).map_err(|_| JobError::terms("too many parties"))?;
     let t = u32::from(threshold);
     if t == 0 || t > n {
-        return Err(format!("threshold {t} for {n} contributors"));
+        return Err(JobError::terms(format!(
+            "threshold {t} for {n} contributors"
+        )));
     }
     let scale = sensitivity as f64 / epsilon;
-    SharePlan::new(NoiseTarget::DiscreteLaplace { scale }, n, n - t).map_err(|e| e.to_string())
+    SharePlan::new(NoiseTarget::DiscreteLaplace { scale }, n, n - t)
+        .map_err(|e| JobError::terms(e.to_string()))
 }
 
 /// This node's input to the secure sum: its exact vector plus its own noise share per entry.
-pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, String> {
+pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, JobError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let tail = if plans.clamp.is_some() {
         CLAMP_ENTRIES.min(exact.len())
@@ -269,12 +289,12 @@ pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, String> {
     let mut noise = plans
         .main
         .sample_vector(&mut rng, exact.len() - tail)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::terms(e.to_string()))?;
     if let Some((clamp, _)) = &plans.clamp {
         noise.extend(
             clamp
                 .sample_vector(&mut rng, tail)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| JobError::terms(e.to_string()))?,
         );
     }
     exact
@@ -282,7 +302,7 @@ pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, String> {
         .zip(noise)
         .map(|(x, e)| {
             x.checked_add(e)
-                .ok_or_else(|| "the noised input overflows 64 bits".to_owned())
+                .ok_or_else(|| JobError::terms("the noised input overflows 64 bits"))
         })
         .collect()
 }
@@ -428,7 +448,11 @@ mod tests {
         assert_eq!(labels(&q).unwrap(), ["a", "b", "c"]);
 
         let err = exact_vector(&d, Some("kind"), &params("sum")).unwrap_err();
-        assert!(err.contains("needs integers"), "{err}");
+        assert!(
+            matches!(&err, JobError::Value { line: 2, column, .. } if column == "kind"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("needs integers"), "{err}");
         assert!(exact_vector(&d, Some("nope"), &params("sum")).is_err());
         assert!(labels(&params("mean")).is_err());
         let mut bad = params("sum");

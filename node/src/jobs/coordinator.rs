@@ -58,7 +58,7 @@ pub(crate) async fn submit(
         }
         Ok(())
     };
-    let (epsilon, exact) = super::table::exact_epsilon(&spec.epsilon).map_err(invalid)?;
+    let (epsilon, exact) = super::table::exact_epsilon(&spec.epsilon).map_err(NodeError::from)?;
     let epsilon_ok = epsilon.is_finite() && epsilon > 0.0 && exact > concord_dp::Quantity::ZERO;
     let mut aggregate = None;
     let (kind, own_use, peer, query, protocol, join) = match spec.kind {
@@ -179,7 +179,7 @@ pub(crate) async fn submit(
                     "categories must be distinct, at most 256 of them".into(),
                 ));
             }
-            super::join::NoisePlan::new(epsilon, (j.lo, j.hi)).map_err(invalid)?;
+            super::join::NoisePlan::new(epsilon, (j.lo, j.hi)).map_err(NodeError::from)?;
             let peer = PeerUse {
                 node: keys.node,
                 dataset: keys.dataset,
@@ -294,7 +294,7 @@ fn aggregate_spec(
     let me = &node.config.node.name;
     let invalid = |m: String| NodeError::Invalid(m);
     let query = aggregate::query_params(a.statistic, (a.lo, a.hi), a.bins, a.categories)
-        .map_err(invalid)?;
+        .map_err(NodeError::from)?;
     if a.datasets.len() < 2 {
         return Err(invalid(
             "an aggregate needs datasets at two or more nodes (--dataset NODE:DATASET[:COLUMN])"

@@ -67,8 +67,8 @@ pub(super) async fn run(
         .clone()
         .ok_or_else(|| mine("an aggregate needs its session".into()))?;
     let names: Vec<String> = agg.contributors.iter().map(|c| c.node.clone()).collect();
-    let labels = aggregate::labels(&agg.query).map_err(mine)?;
-    let identities = secagg::identities(node, &names).map_err(mine)?;
+    let labels = aggregate::labels(&agg.query).map_err(|e| mine(e.to_string()))?;
+    let identities = secagg::identities(node, &names).map_err(|e| mine(e.to_string()))?;
     let session =
         crate::hex::decode_16(&row.spec.session).ok_or_else(|| mine("bad session id".into()))?;
     let params = SecAggParams::new(
@@ -79,7 +79,7 @@ pub(super) async fn run(
     )
     .map_err(|e| mine(e.to_string()))?;
     let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
-        .map_err(mine)?;
+        .map_err(|e| mine(e.to_string()))?;
 
     // Propose to every other contributor, and open its exchange once it accepts.
     step(node, row, Some(handle), State::Submitted, "proposing").await;
@@ -125,10 +125,9 @@ pub(super) async fn run(
                     plan,
                 };
                 // The server reports this node's phases; its own party's go nowhere.
-                let ran = secagg::contribute(&node, &row, &rt, contribution, &mut link, &|_| {})
-                    .map_err(|(_, e)| e);
+                let ran = secagg::contribute(&node, &row, &rt, contribution, &mut link, &|_| {});
                 if let Err(reason) = &ran {
-                    let _ = up.send(Up::Abort(index, reason.clone()));
+                    let _ = up.send(Up::Abort(index, reason.to_string()));
                 }
                 ran
             }))
@@ -172,7 +171,7 @@ pub(super) async fn run(
         party
             .await
             .map_err(|e| mine(format!("own party task failed: {e}")))?
-            .map_err(mine)?;
+            .map_err(|e| mine(e.to_string()))?;
     }
 
     // Release: the noised sums with their intervals, for the recipient only.

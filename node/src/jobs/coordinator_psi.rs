@@ -10,6 +10,7 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::error::JobError;
 use super::failure::Failure;
 use super::input;
 use super::lifecycle::{PeerLink, commit_release, psi_error_is_peers, recheck, step};
@@ -202,7 +203,7 @@ async fn store_keys(
         let send = |chunk: &mut pb::KeyRows| {
             let chunk = std::mem::take(chunk);
             tx.blocking_send((chunk.rows.len(), chunk.encode_to_vec()))
-                .map_err(|_| "the matching keys could not be stored".to_owned())
+                .map_err(|_| JobError::Protocol("the matching keys could not be stored".into()))
         };
         let (mut chunk, mut bytes) = (pb::KeyRows::default(), 0);
         input::rows_at(&d, &columns, spec, &matched, |values| {
@@ -235,6 +236,6 @@ async fn store_keys(
     reader
         .await
         .map_err(|e| mine(format!("reading the matching keys: {e}")))?
-        .map_err(mine)?;
+        .map_err(|e| mine(e.to_string()))?;
     Ok(count)
 }

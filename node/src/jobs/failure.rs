@@ -16,11 +16,11 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    pub(crate) fn at(node: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn at(node: &str, reason: impl std::fmt::Display) -> Self {
         Self {
             cancelled: false,
             at: node.to_owned(),
-            reason: reason.into(),
+            reason: reason.to_string(),
             refusal: None,
         }
     }

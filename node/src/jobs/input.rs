@@ -10,8 +10,9 @@ use std::cell::RefCell;
 
 use concord_mpc::psi::{KeySet, KeySpec, KeyType, normalize};
 
+use super::error::JobError;
 use crate::catalog::Dataset;
-use crate::csv_input::{Reader, RejectCounts};
+use crate::csv_input::{CsvError, Reader, RejectCounts};
 
 /// What one read of a dataset used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,20 +32,17 @@ impl Read {
     }
 }
 
-fn open(d: &Dataset) -> Result<Reader, String> {
-    Reader::open(&d.spec.path, &d.spec.schema()).map_err(|e| e.to_string())
+fn open(d: &Dataset) -> Result<Reader, JobError> {
+    Ok(Reader::open(&d.spec.path, &d.spec.schema())?)
 }
 
 /// Positions of `columns` among the dataset's columns.
-fn positions(reader: &Reader, columns: &[String]) -> Result<Vec<usize>, String> {
+fn positions(reader: &Reader, columns: &[String]) -> Result<Vec<usize>, JobError> {
     columns
         .iter()
         .map(|c| {
             reader.position(c).ok_or_else(|| {
-                format!(
-                    "{}: no column {c:?} in the dataset",
-                    reader.path().display()
-                )
+                JobError::input(reader.path(), format!("no column {c:?} in the dataset"))
             })
         })
         .collect()
@@ -56,8 +54,8 @@ pub(crate) fn key_types(d: &Dataset, columns: &[String]) -> Vec<KeyType> {
 }
 
 /// The key spec of a job matching on `types`, as agreed in its terms.
-pub(crate) fn key_spec(types: &[KeyType]) -> Result<KeySpec, String> {
-    KeySpec::new(types).map_err(|e| e.to_string())
+pub(crate) fn key_spec(types: &[KeyType]) -> Result<KeySpec, JobError> {
+    KeySpec::new(types).map_err(|e| JobError::terms(e.to_string()))
 }
 
 /// Streams the good rows' fields at `at`, each as owned text, to `rows`; a read error stops the
@@ -66,19 +64,19 @@ fn with_rows<T>(
     reader: &mut Reader,
     at: &[usize],
     rows: impl FnOnce(&mut dyn Iterator<Item = Vec<String>>) -> T,
-) -> Result<T, String> {
-    let failure = RefCell::new(None::<String>);
+) -> Result<T, JobError> {
+    let failure = RefCell::new(None::<CsvError>);
     let mut iter = std::iter::from_fn(|| match reader.next_row() {
         Ok(true) => Some(at.iter().map(|&i| reader.field(i).to_owned()).collect()),
         Ok(false) => None,
         Err(e) => {
-            *failure.borrow_mut() = Some(e.to_string());
+            *failure.borrow_mut() = Some(e);
             None
         }
     });
     let out = rows(&mut iter);
     match failure.into_inner() {
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
         None => Ok(out),
     }
 }
@@ -88,11 +86,11 @@ pub(super) fn key_set(
     d: &Dataset,
     columns: &[String],
     spec: KeySpec,
-) -> Result<(KeySet, Read), String> {
+) -> Result<(KeySet, Read), JobError> {
     let mut reader = open(d)?;
     let at = positions(&reader, columns)?;
     let keys = with_rows(&mut reader, &at, |rows| KeySet::from_rows(spec, rows))?
-        .map_err(|e| format!("{}: {e}", d.spec.path.display()))?;
+        .map_err(|e| JobError::input(&d.spec.path, e.to_string()))?;
     Ok((keys, Read::of(&reader)))
 }
 
@@ -104,14 +102,14 @@ pub(super) fn rows_at(
     columns: &[String],
     spec: KeySpec,
     matched: &[u64],
-    mut each: impl FnMut(Vec<String>) -> Result<(), String>,
-) -> Result<(), String> {
+    mut each: impl FnMut(Vec<String>) -> Result<(), JobError>,
+) -> Result<(), JobError> {
     let mut reader = open(d)?;
     let at = positions(&reader, columns)?;
     let mut wanted = matched.iter().copied().peekable();
     let mut row = 0u64;
     while let Some(&next) = wanted.peek() {
-        if !reader.next_row().map_err(|e| e.to_string())? {
+        if !reader.next_row()? {
             break;
         }
         if row == next {
@@ -129,10 +127,12 @@ pub(super) fn rows_at(
     }
     match wanted.peek() {
         None => Ok(()),
-        Some(row) => Err(format!(
-            "{}: matched row {} is past the end of the file (did it change?)",
-            d.spec.path.display(),
-            row + 1
+        Some(row) => Err(JobError::input(
+            &d.spec.path,
+            format!(
+                "matched row {} is past the end of the file (did it change?)",
+                row + 1
+            ),
         )),
     }
 }
@@ -166,10 +166,10 @@ pub(super) fn value_set(
     spec: KeySpec,
     (value_column, group_by, categories): (&str, &str, &[String]),
     nulls: Nulls,
-) -> Result<Values, String> {
+) -> Result<Values, JobError> {
     use concord_mpc::psi::join::{JoinError, ValueSet};
 
-    let path = d.spec.path.display();
+    let path = &d.spec.path;
     let mut reader = open(d)?;
     let at = positions(&reader, key_columns)?;
     let value_at = positions(&reader, &[value_column.to_owned()])?[0];
@@ -178,7 +178,7 @@ pub(super) fn value_set(
     } else {
         Some(positions(&reader, &[group_by.to_owned()])?[0])
     };
-    let failure = RefCell::new(None::<String>);
+    let failure = RefCell::new(None::<JobError>);
     // Line of each kept row in the file (the header is line 1), to point errors at it.
     let lines = RefCell::new(Vec::<u64>::new());
     let mut null_values = 0u64;
@@ -191,13 +191,13 @@ pub(super) fn value_set(
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(e) => {
-                    *failure.borrow_mut() = Some(e.to_string());
+                    *failure.borrow_mut() = Some(e.into());
                     return None;
                 }
             }
             let line = reader.line();
-            let fail = |m: String| {
-                *failure.borrow_mut() = Some(format!("{path}: line {line}: {m}"));
+            let fail = |column: &str, m: String| {
+                *failure.borrow_mut() = Some(JobError::value(path, line, column, m));
             };
             let raw = reader.field(value_at);
             let value = if raw.is_empty() {
@@ -208,10 +208,13 @@ pub(super) fn value_set(
                 0
             } else {
                 let Ok(value) = raw.parse::<i64>() else {
-                    fail(format!(
-                        "{value_column} = {raw:?} is not an integer (register amounts in a fixed \
-                         unit such as cents)"
-                    ));
+                    fail(
+                        value_column,
+                        format!(
+                            "{raw:?} is not an integer (register amounts in a fixed unit such as \
+                             cents)"
+                        ),
+                    );
                     return None;
                 };
                 value
@@ -223,10 +226,13 @@ pub(super) fn value_set(
                     match categories.iter().position(|x| x == c) {
                         Some(p) => p as u32,
                         None => {
-                            fail(format!(
-                                "{group_by} = {c:?} is not one of the declared categories {}",
-                                categories.join(", ")
-                            ));
+                            fail(
+                                group_by,
+                                format!(
+                                    "{c:?} is not one of the declared categories {}",
+                                    categories.join(", ")
+                                ),
+                            );
                             return None;
                         }
                     }
@@ -244,12 +250,14 @@ pub(super) fn value_set(
     let set = set.map_err(|e| match e {
         JoinError::CategoryConflict { row, .. } => {
             let line = lines.borrow().get(row as usize).copied().unwrap_or(0);
-            format!(
-                "{path}: line {line}: {group_by} differs from an earlier row with the same key \
-                 (one person, one category)"
+            JobError::value(
+                path,
+                line,
+                group_by,
+                "differs from an earlier row with the same key (one person, one category)",
             )
         }
-        other => format!("{path}: {other}"),
+        other => JobError::input(path, other.to_string()),
     })?;
     Ok(Values {
         set,
@@ -265,8 +273,8 @@ pub(super) fn value_set(
 pub(super) fn for_each_unit(
     d: &Dataset,
     column: Option<&str>,
-    mut f: impl FnMut(u64, &[u8], &str) -> Result<(), String>,
-) -> Result<Read, String> {
+    mut f: impl FnMut(u64, &[u8], &str) -> Result<(), JobError>,
+) -> Result<Read, JobError> {
     use crate::catalog::PrivacyUnit;
     let mut reader = open(d)?;
     let at = match column {
@@ -289,7 +297,7 @@ pub(super) fn for_each_unit(
     };
     let mut key = Vec::new();
     let mut row = 0u64;
-    'rows: while reader.next_row().map_err(|e| e.to_string())? {
+    'rows: while reader.next_row()? {
         row += 1;
         key.clear();
         if unit.is_empty() {

@@ -46,6 +46,7 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
+use super::error::JobError;
 use super::failure::Failure;
 use super::input;
 use super::lifecycle::{PeerLink, commit_release, recheck, step};
@@ -72,22 +73,24 @@ pub(super) struct NoisePlan {
 
 impl NoisePlan {
     /// The plan for `epsilon` and values clamped to `[lo, hi]` (see the module docs).
-    pub(super) fn new(epsilon: f64, (lo, hi): (i64, i64)) -> Result<Self, String> {
+    pub(super) fn new(epsilon: f64, (lo, hi): (i64, i64)) -> Result<Self, JobError> {
         if !(epsilon.is_finite() && epsilon > 0.0) {
-            return Err(format!("a join needs epsilon > 0, not {epsilon}"));
+            return Err(JobError::terms(format!(
+                "a join needs epsilon > 0, not {epsilon}"
+            )));
         }
         let (main, clamp) = split_epsilon(epsilon);
         let half = main / 2.0;
         let sensitivity = lo.unsigned_abs().max(hi.unsigned_abs()).max(1) as f64;
-        let dp = |e: concord_dp::DpError| e.to_string();
+        let dp = |e: concord_dp::DpError| JobError::terms(e.to_string());
         let count = Ratio::from_f64_up("count noise scale", 1.0 / half).map_err(dp)?;
         let sum = Ratio::from_f64_up("sum noise scale", sensitivity / half).map_err(dp)?;
         let bound = (NOISE_BOUND_SCALES * count.to_f64().max(sum.to_f64())).ceil();
         if bound > MAX_NOISE_BOUND as f64 {
-            return Err(format!(
+            return Err(JobError::terms(format!(
                 "epsilon {epsilon} is too small for values in [{lo}, {hi}]: the noise would \
                  exceed what the join can decrypt (raise epsilon or narrow the bounds)"
-            ));
+            )));
         }
         Ok(Self {
             count,
@@ -99,24 +102,23 @@ impl NoisePlan {
 
     /// Draws one count and one sum noise per category; fails (never clamps) on a draw beyond
     /// the bound.
-    fn draw(&self, categories: usize) -> Result<JoinNoise, String> {
+    fn draw(&self, categories: usize) -> Result<JoinNoise, JobError> {
         let (count, sum) = self.draw_raw(categories)?;
         Ok(JoinNoise::new(count, sum))
     }
 
     /// The draws behind [`Self::draw`]: counts, then sums.
-    fn draw_raw(&self, categories: usize) -> Result<(Vec<i64>, Vec<i64>), String> {
+    fn draw_raw(&self, categories: usize) -> Result<(Vec<i64>, Vec<i64>), JobError> {
         let mut rng = StdRng::from_rng(&mut rand::rng());
-        let mut draw = |scale| -> Result<Vec<i64>, String> {
+        let mut draw = |scale| -> Result<Vec<i64>, JobError> {
             let v: Vec<i64> = (0..categories)
                 .map(|_| discrete_laplace(&mut rng, scale))
                 .collect();
             if v.iter().any(|x| x.unsigned_abs() > self.bound) {
-                return Err(
-                    "a noise draw exceeded its bound (probability below e^-64); \
-                            run the job again"
+                return Err(JobError::Protocol(
+                    "a noise draw exceeded its bound (probability below e^-64); run the job again"
                         .into(),
-                );
+                ));
             }
             Ok(v)
         };
@@ -161,9 +163,10 @@ impl NoisePlan {
     }
 
     /// The 95% half-widths of a count and of a sum.
-    fn half_widths(&self) -> Result<(f64, f64), String> {
+    fn half_widths(&self) -> Result<(f64, f64), JobError> {
         let hw = |r: Ratio| {
-            concord_dp::accuracy::discrete_laplace_half_width(r.to_f64()).map_err(|e| e.to_string())
+            concord_dp::accuracy::discrete_laplace_half_width(r.to_f64())
+                .map_err(|e| JobError::terms(e.to_string()))
         };
         Ok((hw(self.count)?, hw(self.sum)?))
     }
@@ -175,16 +178,17 @@ fn params(
     row: &JobRow,
     keys: KeySpec,
     peer_limit: u64,
-) -> Result<(JoinSpec, NoisePlan, JoinParams), String> {
+) -> Result<(JoinSpec, NoisePlan, JoinParams), JobError> {
     let terms = row
         .spec
         .join
         .clone()
-        .ok_or_else(|| "a join job without its terms".to_owned())?;
+        .ok_or_else(|| JobError::terms("a join job without its terms"))?;
     let plan = NoisePlan::new(row.spec.epsilon, (terms.lo, terms.hi))?;
-    let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
-    let categories =
-        u16::try_from(terms.categories.len().max(1)).map_err(|_| "too many categories")?;
+    let session = crate::hex::decode_16(&row.spec.session)
+        .ok_or_else(|| JobError::terms("bad session id"))?;
+    let categories = u16::try_from(terms.categories.len().max(1))
+        .map_err(|_| JobError::terms("too many categories"))?;
     let params = JoinParams::new(
         SessionId(session),
         keys,
@@ -192,7 +196,7 @@ fn params(
         (terms.lo, terms.hi),
         plan.bound,
     )
-    .map_err(|e| e.to_string())?
+    .map_err(|e| JobError::terms(e.to_string()))?
     .with_peer_limit(peer_limit);
     Ok((terms, plan, params))
 }
@@ -293,22 +297,23 @@ fn role_error(e: JoinError) -> RoleError {
 }
 
 /// The key holder's part at a participant: draws the noise, runs its rounds over its keys.
-/// Returns the number of the value holder's distinct keys. Errors say whether the protocol
-/// (true) or this node's input (false) failed. `peer_limit` is this node's `[limits] max_keys`.
+/// Returns the number of the value holder's distinct keys. `peer_limit` is this node's
+/// `[limits] max_keys`.
 pub(super) fn participate(
     row: &JobRow,
     spec: KeySpec,
     keys: KeySet,
     peer_limit: u64,
     link: &mut Link<'_>,
-) -> Result<u64, (bool, String)> {
-    let (_, plan, params) = params(row, spec, peer_limit).map_err(|e| (false, e))?;
-    let noise = plan
-        .draw(usize::from(params.categories()))
-        .map_err(|e| (false, e))?;
+) -> Result<u64, JobError> {
+    let (_, plan, params) = params(row, spec, peer_limit)?;
+    let noise = plan.draw(usize::from(params.categories()))?;
     key_holder(params, keys, noise, link)
         .map(|out| out.peer_items)
-        .map_err(|e| (true, e.to_string()))
+        .map_err(|e| match e {
+            JoinError::PeerGone => JobError::PeerGone(e.to_string()),
+            e => JobError::Protocol(e.to_string()),
+        })
 }
 
 /// The coordinator's side: read its values, propose to the key holder, run the value holder,
@@ -346,8 +351,8 @@ pub(super) async fn run(
         let values = input::value_set(&d, &columns, spec, columns_used, nulls)?;
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let (waiting, offer) = ValueHolderAwaitQuery::start(params, values.set, &mut rng)
-            .map_err(|e| format!("join: {e}"))?;
-        Ok::<_, String>((waiting, offer, values.read, values.null_values))
+            .map_err(|e| JobError::Protocol(format!("join: {e}")))?;
+        Ok::<_, JobError>((waiting, offer, values.read, values.null_values))
     })
     .await
     .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?;

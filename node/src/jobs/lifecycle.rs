@@ -11,6 +11,7 @@ use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use tokio::sync::mpsc;
 
+use super::error::JobError;
 use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
 use super::failure::Failure;
 use super::gate::Phase;
@@ -26,7 +27,7 @@ use crate::node::{MAX_MESSAGE_BYTES, Node};
 use crate::policy::JobKind;
 
 /// The dataset use a job makes at this node, as the gate sees it.
-pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, String> {
+pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, JobError> {
     let how = match row.kind {
         JobKind::PsiCardinality | JobKind::Join => FieldUse::MatchKey,
         JobKind::PsiIntersection => FieldUse::RevealKey,
@@ -120,15 +121,15 @@ pub(super) async fn dataset(node: &Arc<Node>, id: &str) -> Result<Option<Dataset
 /// only when the dataset's privacy unit is its keys (or rows, whose keys are checked unique). A
 /// dataset whose person is another column (a household) would be protected per key, not per
 /// person, so such a job is refused there.
-fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), String> {
+fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), JobError> {
     let dp_over_keys = matches!(row.kind, JobKind::PsiCardinality | JobKind::Join);
     match &d.spec.privacy_unit {
-        crate::catalog::PrivacyUnit::Column(c) if dp_over_keys => Err(format!(
+        crate::catalog::PrivacyUnit::Column(c) if dp_over_keys => Err(JobError::terms(format!(
             "dataset {}: its privacy unit is {c}, but a {} protects one key; a person with \
              several keys would be protected less than its data managers set",
             d.spec.id,
             row.kind.as_str()
-        )),
+        ))),
         _ => Ok(()),
     }
 }
@@ -136,7 +137,7 @@ fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), String> {
 /// A participant's check of the key types the coordinator's proposal states against its own
 /// catalog's for the columns it is asked to match on: both sides must normalize alike, or the
 /// job would match nothing (or the wrong people) while looking right.
-fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), String> {
+fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), JobError> {
     if row.coordinator_role
         || !matches!(
             row.kind,
@@ -161,7 +162,7 @@ fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    Err(format!(
+    Err(JobError::terms(format!(
         "key types differ: {} matches on {} here, but the proposal states {} (both datasets must \
          declare the same key types, e.g. --key-columns nin:cn-resident-id)",
         row.spec.dataset,
@@ -171,7 +172,7 @@ fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), String> {
         } else {
             pairs(&row.spec.key_types)
         }
-    ))
+    )))
 }
 
 /// This node's name and the job's request of its policy (the other parties as peers).
@@ -208,7 +209,7 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
         && let Err(reason) = unit_fits(row, d)
     {
         return Err(Failure {
-            refusal: Some(("privacy-unit", reason.clone())),
+            refusal: Some(("privacy-unit", reason.to_string())),
             ..Failure::at(me, format!("refused (privacy-unit): {reason}"))
         });
     }
@@ -240,7 +241,7 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
             .map_err(|e| Failure::at(me, e.to_string()))?
             .map_err(|e| Failure::at(me, e.to_string()))?;
         return Err(Failure {
-            refusal: Some(("key-types", reason.clone())),
+            refusal: Some(("key-types", reason.to_string())),
             ..Failure::at(me, format!("refused (key-types): {reason}"))
         });
     }
@@ -263,7 +264,7 @@ pub(super) async fn recheck(
 }
 
 pub(super) fn cost_text(row: &JobRow) -> String {
-    row.cost().map_or_else(|e| e, |c| c.to_string())
+    row.cost().map_or_else(|e| e.to_string(), |c| c.to_string())
 }
 
 /// Moves the job forward at this node and tells watchers.
@@ -435,9 +436,11 @@ pub(super) async fn settle_release(
     let stored = node
         .with_store(move |_, store| {
             if commit {
-                crate::ledger::commit(store, &id, now).map_err(|e| e.to_string())?;
+                crate::ledger::commit(store, &id, now)
+                    .map_err(|e| JobError::terms(e.to_string()))?;
             }
-            super::table::release(store, &id, result.as_ref(), now).map_err(|e| e.to_string())
+            super::table::release(store, &id, result.as_ref(), now)
+                .map_err(|e| JobError::terms(e.to_string()))
         })
         .await
         .map_err(|e| Failure::at(&me, e.to_string()))?

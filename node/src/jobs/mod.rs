@@ -33,6 +33,7 @@ mod aggregate;
 pub(crate) mod coordinator;
 mod coordinator_agg;
 mod coordinator_psi;
+pub(crate) mod error;
 mod exchange;
 mod failure;
 pub mod gate;

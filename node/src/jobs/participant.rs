@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
+use super::error::JobError;
 use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
 use super::failure::Failure;
 use super::input;
@@ -70,7 +71,7 @@ pub(crate) async fn propose(
             )));
         }
     }
-    let (epsilon, exact) = super::table::exact_epsilon(&p.epsilon).map_err(NodeError::Invalid)?;
+    let (epsilon, exact) = super::table::exact_epsilon(&p.epsilon).map_err(NodeError::from)?;
     let epsilon_text = exact.to_string();
     let session = <[u8; 16]>::try_from(p.session.as_slice())
         .map_err(|_| NodeError::Invalid("the session id must be 16 bytes".into()))?;
@@ -344,28 +345,30 @@ async fn participate(
             sent: Sha256::new(),
             frames: 0,
         };
-        let (keys, read) =
-            input::key_set(&d, &role_row.spec.columns, spec).map_err(|e| (false, e))?;
+        let (keys, read) = input::key_set(&d, &role_row.spec.columns, spec)?;
         let own = party_input(&role_row.spec.dataset, &read, &keys.report());
         let peer_items = if role_row.kind == JobKind::Join {
             super::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
         } else {
-            psi::sender(&role_row.spec.protocol, params, keys, &mut link)
-                .map_err(|e| (true, e.to_string()))?
+            psi::sender(&role_row.spec.protocol, params, keys, &mut link).map_err(|e| {
+                if e.peer_gone() {
+                    JobError::PeerGone(e.to_string())
+                } else {
+                    JobError::Protocol(e.to_string())
+                }
+            })?
         };
         let digest: [u8; 32] = link.sent.finalize().into();
-        Ok::<_, (bool, String)>((peer_items, digest, link.frames, own))
+        Ok::<_, JobError>((peer_items, digest, link.frames, own))
     });
     let (peer_items, digest, frames, own) = tokio::select! {
         joined = &mut role => match joined {
             Ok(Ok(done)) => done,
-            Ok(Err((protocol, e))) => {
-                // The coordinator closed the session: its stream's end or its abort says why.
-                if protocol && e.contains("closed the session") {
-                    return Err(ended(next_control(ctl, &peer).await, row));
-                }
-                return Err(Failure::at(&me, e));
+            // The coordinator closed the session: its stream's end or its abort says why.
+            Ok(Err(JobError::PeerGone(_))) => {
+                return Err(ended(next_control(ctl, &peer).await, row));
             }
+            Ok(Err(e)) => return Err(Failure::at(&me, e)),
             Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
         },
         inbound = during_protocol(ctl, &peer) => {

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::aggregate;
+use super::error::JobError;
 use super::exchange::{Inbound, Outbound, SECAGG};
 use super::failure::Failure;
 use super::lifecycle::ended;
@@ -33,7 +34,7 @@ pub(super) fn check(
     let me = &node.config.node.name;
     let invalid = |m: String| NodeError::Invalid(m);
     let query = aggregate::query_params(a.statistic, (a.lo, a.hi), a.bins, a.categories)
-        .map_err(invalid)?;
+        .map_err(NodeError::from)?;
     if aggregate::needs_column(&query) != (p.columns.len() == 1) {
         return Err(invalid(format!(
             "a {} takes {} column",
@@ -103,8 +104,8 @@ pub(super) async fn participate(
         .iter()
         .position(|n| *n == me)
         .ok_or_else(|| mine("not a contributor".into()))? as u16;
-    let labels = aggregate::labels(&agg.query).map_err(mine)?;
-    let identities = secagg::identities(node, &names).map_err(mine)?;
+    let labels = aggregate::labels(&agg.query).map_err(|e| mine(e.to_string()))?;
+    let identities = secagg::identities(node, &names).map_err(|e| mine(e.to_string()))?;
     let session =
         crate::hex::decode_16(&row.spec.session).ok_or_else(|| mine("bad session id".into()))?;
     let params = SecAggParams::new(
@@ -115,7 +116,7 @@ pub(super) async fn participate(
     )
     .map_err(|e| mine(e.to_string()))?;
     let plan = aggregate::share_plan(&agg.query, row.spec.epsilon, names.len(), agg.threshold)
-        .map_err(mine)?;
+        .map_err(|e| mine(e.to_string()))?;
     let found = dataset(node, &row.spec.dataset)
         .await
         .map_err(|e| mine(e.to_string()))?
@@ -148,7 +149,7 @@ pub(super) async fn participate(
         };
         secagg::contribute(&node2, &row2, &rt, contribution, &mut link, &phase)?;
         drop(link);
-        Ok::<[u8; 32], (bool, String)>(sent.finalize().into())
+        Ok::<[u8; 32], JobError>(sent.finalize().into())
     });
     // The coordinator may say `Released` before this side has seen its own thread finish.
     let mut released = None;
@@ -187,7 +188,7 @@ pub(super) async fn participate(
 /// How this node's party thread ended: the digest of what it sent, or the failure (its own, or
 /// the coordinator's, which the control channel explains).
 async fn own_part(
-    joined: Result<Result<[u8; 32], (bool, String)>, tokio::task::JoinError>,
+    joined: Result<Result<[u8; 32], JobError>, tokio::task::JoinError>,
     ctl: &mut mpsc::UnboundedReceiver<Inbound>,
     row: &JobRow,
     me: &str,
@@ -195,14 +196,16 @@ async fn own_part(
     let coordinator = &row.coordinator;
     match joined {
         Ok(Ok(digest)) => Ok(digest),
-        Ok(Err((true, reason))) => Err(Failure::at(me, reason)),
-        Ok(Err((false, reason))) => Err(match next_control(ctl, coordinator).await {
-            inbound @ Inbound::Control(pb::job_control::Kind::Abort(_)) => ended(inbound, row),
-            Inbound::Closed(why) if reason.contains("closed the session") => {
-                Failure::at(coordinator, why)
-            }
-            _ => Failure::at(coordinator, reason),
-        }),
+        Ok(Err(e @ (JobError::PeerGone(_) | JobError::Protocol(_)))) => {
+            Err(match next_control(ctl, coordinator).await {
+                inbound @ Inbound::Control(pb::job_control::Kind::Abort(_)) => ended(inbound, row),
+                Inbound::Closed(why) if matches!(e, JobError::PeerGone(_)) => {
+                    Failure::at(coordinator, why)
+                }
+                _ => Failure::at(coordinator, e),
+            })
+        }
+        Ok(Err(own)) => Err(Failure::at(me, own)),
         Err(e) => Err(Failure::at(
             me,
             format!("secure aggregation task failed: {e}"),

@@ -18,6 +18,7 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
+use super::error::JobError;
 use super::input::Read;
 use crate::csv_input::RejectCounts;
 
@@ -66,11 +67,11 @@ pub(crate) fn with_clamped(
     (exact, total): (u64, u64),
     bounds: String,
     epsilon: f64,
-) -> Result<pb::PartyInput, String> {
+) -> Result<pb::PartyInput, JobError> {
     let scale = Ratio::from_f64_up("clamped-count noise scale", 1.0 / epsilon)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::terms(e.to_string()))?;
     let half = concord_dp::accuracy::discrete_laplace_half_width(scale.to_f64())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::terms(e.to_string()))?;
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let noised = i64::try_from(exact)
         .unwrap_or(i64::MAX)

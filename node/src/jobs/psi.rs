@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 use sha2::{Digest as _, Sha256};
 
+use super::error::JobError;
 use super::exchange::{Outbound, PSI};
 
 /// An automatic intersection uses OT extension from this many rows at the coordinator (below it,
@@ -71,8 +72,9 @@ pub(super) fn params_of(
     row: &super::table::JobRow,
     keys: concord_mpc::psi::KeySpec,
     peer_limit: u64,
-) -> Result<PsiParams, String> {
-    let session = crate::hex::decode_16(&row.spec.session).ok_or("bad session id")?;
+) -> Result<PsiParams, JobError> {
+    let session = crate::hex::decode_16(&row.spec.session)
+        .ok_or_else(|| JobError::terms("bad session id"))?;
     let output = if row.kind == crate::policy::JobKind::PsiIntersection {
         OutputKind::Intersection
     } else {

@@ -12,6 +12,7 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
+use super::error::JobError;
 use super::input::{self, Read};
 use super::party_input::{party_input, split_epsilon, with_clamped};
 use super::table::QueryParams;
@@ -47,12 +48,15 @@ pub(super) fn scalar(label: &str, r: &Release<i64>) -> pb::ResultValue {
 }
 
 /// An integer cell, or an error naming the file, line and column.
-fn integer(d: &Dataset, column: &str, line: u64, v: &str) -> Result<i64, String> {
+fn integer(d: &Dataset, column: &str, line: u64, v: &str) -> Result<i64, JobError> {
     v.parse::<i64>().map_err(|_| {
-        format!(
-            "{}: line {line}, column {column:?} ({v:?}): a query needs integers (register \
-             amounts in a fixed unit such as cents)",
-            d.spec.path.display()
+        JobError::value(
+            &d.spec.path,
+            line,
+            column,
+            format!(
+                "{v:?}: a query needs integers (register amounts in a fixed unit such as cents)"
+            ),
         )
     })
 }
@@ -61,7 +65,7 @@ fn integer(d: &Dataset, column: &str, line: u64, v: &str) -> Result<i64, String>
 type PersonValue = (Vec<u8>, String);
 
 /// Every non-null value of `column` with its person.
-fn person_values(d: &Dataset, column: &str) -> Result<(Vec<PersonValue>, Read), String> {
+fn person_values(d: &Dataset, column: &str) -> Result<(Vec<PersonValue>, Read), JobError> {
     let mut rows = Vec::new();
     let read = input::for_each_unit(d, Some(column), |_, unit, v| {
         if !v.is_empty() {
@@ -74,7 +78,7 @@ fn person_values(d: &Dataset, column: &str) -> Result<(Vec<PersonValue>, Read), 
 
 /// Each person's total of `column` (rows added exactly, then saturated to 64 bits), and what
 /// the read used: one value per person, which the release clamps to its bounds.
-fn person_totals(d: &Dataset, column: &str) -> Result<(Vec<i64>, u64, Read), String> {
+fn person_totals(d: &Dataset, column: &str) -> Result<(Vec<i64>, u64, Read), JobError> {
     let mut totals: std::collections::HashMap<Vec<u8>, i128> = std::collections::HashMap::new();
     let mut values = 0u64;
     let read = input::for_each_unit(d, Some(column), |line, unit, v| {
@@ -117,7 +121,7 @@ fn clamping_input(
     (totals, values): (&[i64], u64),
     (lo, hi): (i64, i64),
     epsilon: f64,
-) -> Result<pb::PartyInput, String> {
+) -> Result<pb::PartyInput, JobError> {
     let clamped = totals.iter().filter(|&&v| v < lo || v > hi).count() as u64;
     let input = pb::PartyInput {
         null_values: read.rows.saturating_sub(values),
@@ -173,14 +177,16 @@ pub(super) fn run(
     column: Option<&str>,
     q: &QueryParams,
     epsilon: f64,
-) -> Result<Output, String> {
-    let spec = NoiseSpec::Laplace(Epsilon::new(epsilon).map_err(|e| e.to_string())?);
+) -> Result<Output, JobError> {
+    let spec =
+        NoiseSpec::Laplace(Epsilon::new(epsilon).map_err(|e| JobError::terms(e.to_string()))?);
     // A sum or mean spends a tenth of ε on how many people it clamped.
     let (main, clamp) = split_epsilon(epsilon);
-    let clamping = NoiseSpec::Laplace(Epsilon::new(main).map_err(|e| e.to_string())?);
+    let clamping =
+        NoiseSpec::Laplace(Epsilon::new(main).map_err(|e| JobError::terms(e.to_string()))?);
     let plain = |read: &Read| party_input("", &d.spec.id, read, None);
-    let dp = |e: concord_dp::DpError| e.to_string();
-    let need = || column.ok_or_else(|| format!("{} needs --column", q.statistic));
+    let dp = |e: concord_dp::DpError| JobError::terms(e.to_string());
+    let need = || column.ok_or_else(|| JobError::terms(format!("{} needs --column", q.statistic)));
     let interval95 = "95% interval".to_owned();
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let bound = |m: u32| m.max(1);
@@ -328,7 +334,7 @@ pub(super) fn run(
             let rows = rows
                 .into_iter()
                 .map(|(unit, v)| Ok((unit, integer(d, column, 0, &v)?)))
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<Result<Vec<_>, JobError>>()?;
             let data = Contributions::bound_by_id(rows, 1, &mut rng).map_err(dp)?;
             let candidates = candidates(q)?;
             let r = release::quantile(&data, candidates, q.quantile, spec).map_err(dp)?;
@@ -351,22 +357,25 @@ pub(super) fn run(
                 )],
             })
         }
-        other => Err(format!(
+        other => Err(JobError::terms(format!(
             "unknown statistic {other:?} (count, sum, mean, histogram or quantile)"
-        )),
+        ))),
     }
 }
 
-fn check_range(q: &QueryParams) -> Result<u32, String> {
+fn check_range(q: &QueryParams) -> Result<u32, JobError> {
     if q.lo >= q.hi {
-        return Err(format!("--lo {} must be below --hi {}", q.lo, q.hi));
+        return Err(JobError::terms(format!(
+            "--lo {} must be below --hi {}",
+            q.lo, q.hi
+        )));
     }
     Ok(if q.bins == 0 { 10 } else { q.bins.min(10_000) })
 }
 
 /// The labels of `bins` equal-width bins over [lo, hi]: `[a, b)`, the last closed. Public: they
 /// depend on the query only.
-pub(super) fn bin_labels(q: &QueryParams) -> Result<Vec<String>, String> {
+pub(super) fn bin_labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
     let n = check_range(q)?;
     let width = (q.hi as f64 - q.lo as f64) / f64::from(n);
     let edge = |i: u32| q.lo as f64 + width * f64::from(i);
@@ -388,7 +397,7 @@ pub(super) fn bin_of(v: i64, q: &QueryParams, n: usize) -> Option<usize> {
 }
 
 /// Quantile candidates: `bins + 1` evenly spaced integers from lo to hi.
-fn candidates(q: &QueryParams) -> Result<Vec<i64>, String> {
+fn candidates(q: &QueryParams) -> Result<Vec<i64>, JobError> {
     let n = check_range(q)?;
     let span = q.hi as f64 - q.lo as f64;
     let mut c: Vec<i64> = (0..=n)

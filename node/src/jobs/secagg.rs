@@ -23,6 +23,7 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use super::aggregate;
+use super::error::JobError;
 use super::lifecycle::commit_budget;
 use super::table::{JobRow, QueryParams};
 use crate::node::Node;
@@ -152,8 +153,8 @@ pub(super) struct Contribution {
 
 /// A contributor's whole part, on a blocking thread, at the coordinator as at a participant:
 /// reads its dataset into its vector (streamed), adds its noise share, and runs [`party`] over
-/// `link`, committing this node's budget on `rt` just before its masked vector leaves. An
-/// error says whether this node's own input or key (true) or the protocol failed.
+/// `link`, committing this node's budget on `rt` just before its masked vector leaves. An error
+/// of this node's own (its input, its key, its commit) is neither `PeerGone` nor `Protocol`.
 pub(super) fn contribute(
     node: &Arc<Node>,
     row: &JobRow,
@@ -161,15 +162,14 @@ pub(super) fn contribute(
     c: Contribution,
     link: &mut PartyLink<'_>,
     phase: &dyn Fn(&str),
-) -> Result<(), (bool, String)> {
+) -> Result<(), JobError> {
     phase("reading");
-    let exact = aggregate::exact_vector(&c.dataset, c.column.as_deref(), &c.query)
-        .map_err(|e| (true, e))?;
-    let input = aggregate::noised(&exact, &c.plan).map_err(|e| (true, e))?;
+    let exact = aggregate::exact_vector(&c.dataset, c.column.as_deref(), &c.query)?;
+    let input = aggregate::noised(&exact, &c.plan)?;
     let identity = node
         .secagg
         .as_ref()
-        .ok_or_else(|| (true, "no secure-aggregation identity key".to_owned()))?;
+        .ok_or_else(|| JobError::terms("no secure-aggregation identity key"))?;
     let mut commit = || rt.block_on(commit_budget(node, row)).map_err(|f| f.reason);
     party(
         c.params,
@@ -180,7 +180,12 @@ pub(super) fn contribute(
         phase,
         &mut commit,
     )
-    .map_err(|e| (e.is_own(), e.to_string()))
+    .map_err(|e| match e {
+        PartyError::Gone => JobError::PeerGone(e.to_string()),
+        PartyError::Commit(reason) => JobError::Commit(reason),
+        e if e.is_own() => JobError::terms(e.to_string()),
+        e => JobError::Protocol(e.to_string()),
+    })
 }
 
 /// One contributor: advertises, shares, masks its `input` (its noise share already added) and

@@ -5,6 +5,7 @@ use prost::Message as _;
 use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 
+use super::error::JobError;
 use crate::policy::JobKind;
 use crate::store::{Store, StoreError};
 
@@ -176,14 +177,14 @@ impl JobRow {
 
     /// The budget this job spends at this node: pure ε for DP releases, nothing for an
     /// intersection (which is not a DP release; its reservation records the use).
-    pub(crate) fn cost(&self) -> Result<concord_dp::PrivacyCost, String> {
+    pub(crate) fn cost(&self) -> Result<concord_dp::PrivacyCost, JobError> {
         if self.kind == JobKind::PsiIntersection {
             return Ok(concord_dp::PrivacyCost::ZERO);
         }
         if self.spec.epsilon_text.is_empty() {
             return concord_dp::Epsilon::new(self.spec.epsilon)
                 .and_then(concord_dp::PrivacyCost::pure)
-                .map_err(|e| format!("epsilon {}: {e}", self.spec.epsilon));
+                .map_err(|e| JobError::terms(format!("epsilon {}: {e}", self.spec.epsilon)));
         }
         let (_, quantity) = exact_epsilon(&self.spec.epsilon_text)?;
         Ok(concord_dp::PrivacyCost {
@@ -207,17 +208,17 @@ impl Spec {
 /// Reads an ε given as a decimal ("0.1", "1e-1") exactly: its number for the noise, and its
 /// exact amount for the ledger, which never passes through `f64` (so ten jobs of 0.1 spend
 /// exactly 1). Empty is 0.
-pub(crate) fn exact_epsilon(text: &str) -> Result<(f64, concord_dp::Quantity), String> {
+pub(crate) fn exact_epsilon(text: &str) -> Result<(f64, concord_dp::Quantity), JobError> {
     if text.trim().is_empty() {
         return Ok((0.0, concord_dp::Quantity::ZERO));
     }
     let quantity: concord_dp::Quantity = text
         .parse()
-        .map_err(|e: concord_dp::DpError| format!("epsilon {text:?}: {e}"))?;
+        .map_err(|e: concord_dp::DpError| JobError::terms(format!("epsilon {text:?}: {e}")))?;
     let value = text
         .trim()
         .parse::<f64>()
-        .map_err(|_| format!("epsilon {text:?} is not a number"))?;
+        .map_err(|_| JobError::terms(format!("epsilon {text:?} is not a number")))?;
     Ok((value, quantity))
 }
 
