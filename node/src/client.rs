@@ -93,22 +93,43 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Why a channel could not be opened: the cause, for the caller to prefix with whom it was
+/// calling.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The address is not `host:port`.
+    #[error("bad address {address:?}: {reason}")]
+    Address {
+        /// The address given.
+        address: String,
+        /// Why it is not one.
+        reason: String,
+    },
+    /// TLS or the connection failed (the whole error chain, e.g. a refused certificate).
+    #[error("{0}")]
+    Transport(String),
+}
+
 /// A mutual-TLS channel to `address` (`host:port`), used by people's CLIs and by nodes calling
-/// their peers. The error is the cause, for the caller to prefix with whom it was calling.
+/// their peers.
 pub(crate) async fn tls_channel(
     address: &str,
     tls: ClientTlsConfig,
     request_timeout: Duration,
-) -> Result<Channel, String> {
+) -> Result<Channel, ConnectError> {
+    let transport = |e: tonic::transport::Error| ConnectError::Transport(error_chain(&e));
     Channel::from_shared(format!("https://{address}"))
-        .map_err(|e| format!("bad address {address:?}: {e}"))?
+        .map_err(|e| ConnectError::Address {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        })?
         .tls_config(tls)
-        .map_err(|e| error_chain(&e))?
+        .map_err(transport)?
         .connect_timeout(Duration::from_secs(5))
         .timeout(request_timeout)
         .connect()
         .await
-        .map_err(|e| error_chain(&e))
+        .map_err(transport)
 }
 
 /// Largest message the CLI accepts from the jobs service: a chunk of an intersection's keys is
@@ -144,7 +165,7 @@ impl NodeClient {
             .await
             .map_err(|reason| ClientError::Connect {
                 address: profile.node_address.clone(),
-                reason,
+                reason: reason.to_string(),
             })?;
         Ok(Self {
             inner: OperatorClient::new(channel.clone()),

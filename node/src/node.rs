@@ -3,10 +3,10 @@
 //! thread, the audit log). `service` serves it over gRPC; `jobs` runs joint jobs on it.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_rustls::TlsAcceptor;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::audit::{self, NodeKey, Outcome, Record};
 use crate::clock::Clock;
@@ -96,12 +96,28 @@ impl Node {
         .map_err(NodeError::from)
     }
 
+    /// A channel to peer `name`, over mutual TLS with this node's certificate, checking that the
+    /// peer presents the identity the config expects.
+    pub(crate) async fn peer_channel(&self, name: &str) -> Result<Channel, NodeError> {
+        let peer = self
+            .config
+            .peer(name)
+            .ok_or_else(|| NodeError::NotFound(format!("{name:?} is not a peer of this node")))?;
+        let tls = self.peer_tls.clone().domain_name(peer.identity.clone());
+        crate::client::tls_channel(&peer.address, tls, Duration::from_secs(30))
+            .await
+            .map_err(|reason| NodeError::Peer {
+                peer: name.to_owned(),
+                reason: format!("cannot connect to {}: {reason}", peer.address),
+            })
+    }
+
     /// Appends to the audit log where there is nothing left to fail (a job that has already
     /// ended): tries three times, a moment apart, and reports the last error.
     pub(crate) async fn audit_retrying(self: &Arc<Self>, record: Record) -> Result<(), NodeError> {
         let mut last = None;
         for wait_ms in [0u64, 100, 1000] {
-            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             match self.audit(record.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),

@@ -17,7 +17,7 @@ use super::failure::Failure;
 use super::gate::Phase;
 use super::gate::{FieldUse, UseRequest};
 use super::input;
-use super::live::Handle;
+use super::live::{CancelledBy, Handle};
 use super::psi;
 use super::table::{JobRow, State};
 use crate::audit::{Outcome, Record};
@@ -359,7 +359,7 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
 /// Marks the start of the release at the coordinator: a cancel that came first stops the job
 /// here, and one that comes later is refused (the parties are committing their budget).
 pub(super) fn begin_release(node: &Node, handle: &Handle) -> Result<(), Failure> {
-    handle.begin_release().map_err(|by| Failure {
+    handle.begin_release().map_err(|CancelledBy(by)| Failure {
         cancelled: true,
         at: node.config.node.name.clone(),
         reason: format!("cancelled by {by}"),

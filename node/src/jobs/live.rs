@@ -22,6 +22,10 @@ pub(crate) struct Handle {
     releasing: Mutex<bool>,
 }
 
+/// Who cancelled a job (a person's name, or the coordinator's).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CancelledBy(pub(crate) String);
+
 /// What a cancel request did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CancelOutcome {
@@ -47,13 +51,13 @@ impl Handle {
 
     /// Marks the start of the release, after which a cancel is refused; fails with who
     /// cancelled the job if someone already has.
-    pub(crate) fn begin_release(&self) -> Result<(), String> {
+    pub(crate) fn begin_release(&self) -> Result<(), CancelledBy> {
         let mut releasing = self
             .releasing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(by) = self.cancel.borrow().clone() {
-            return Err(by);
+            return Err(CancelledBy(by));
         }
         *releasing = true;
         Ok(())
@@ -223,7 +227,10 @@ mod tests {
         assert_eq!(live.cancel("job-a", "op"), CancelOutcome::TooLate);
         let cancelled = live.register("job-b");
         assert_eq!(live.cancel("job-b", "op"), CancelOutcome::Requested);
-        assert_eq!(cancelled.begin_release().unwrap_err(), "op");
+        assert_eq!(
+            cancelled.begin_release().unwrap_err(),
+            CancelledBy("op".into())
+        );
     }
 
     #[test]

@@ -170,7 +170,10 @@ pub(super) fn contribute(
         .secagg
         .as_ref()
         .ok_or_else(|| JobError::terms("no secure-aggregation identity key"))?;
-    let mut commit = || rt.block_on(commit_budget(node, row)).map_err(|f| f.reason);
+    let mut commit = || {
+        rt.block_on(commit_budget(node, row))
+            .map_err(|f| JobError::Commit(f.reason))
+    };
     party(
         c.params,
         c.index,
@@ -199,7 +202,7 @@ pub(super) fn party(
     input: &[i64],
     link: &mut PartyLink<'_>,
     phase: &dyn Fn(&str),
-    commit: &mut dyn FnMut() -> Result<(), String>,
+    commit: &mut dyn FnMut() -> Result<(), JobError>,
 ) -> Result<(), PartyError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     phase("advertising");
@@ -211,7 +214,7 @@ pub(super) fn party(
     link.send(frame)?;
     let forwarded = link.recv()?;
     let mut masked = state.handle(forwarded, input)?;
-    commit().map_err(PartyError::Commit)?;
+    commit().map_err(|e| PartyError::Commit(e.to_string()))?;
     phase("masking");
     while let Some(frame) = masked.next_frame() {
         link.send(frame)?;

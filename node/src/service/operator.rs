@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use concord_mpc::psi::KeyType;
 use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use concord_proto::v1::operator_server::Operator;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::admit::Admit;
@@ -29,24 +27,6 @@ const AUDITORS: &[Role] = &[Role::Auditor, Role::DataManager];
 
 /// Most audit entries one `ShowAudit` call returns.
 const AUDIT_PAGE: u32 = 1000;
-
-impl Node {
-    /// A channel to peer `name`, over mutual TLS with this node's certificate, checking that the
-    /// peer presents the identity the config expects.
-    pub(crate) async fn peer_channel(&self, name: &str) -> Result<Channel, NodeError> {
-        let peer = self
-            .config
-            .peer(name)
-            .ok_or_else(|| NodeError::NotFound(format!("{name:?} is not a peer of this node")))?;
-        let tls = self.peer_tls.clone().domain_name(peer.identity.clone());
-        crate::client::tls_channel(&peer.address, tls, Duration::from_secs(30))
-            .await
-            .map_err(|reason| NodeError::Peer {
-                peer: name.to_owned(),
-                reason: format!("cannot connect to {}: {reason}", peer.address),
-            })
-    }
-}
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
