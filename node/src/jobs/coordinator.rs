@@ -19,6 +19,7 @@ use super::lifecycle::{
 use super::live::Handle;
 use super::psi;
 use super::query;
+use super::table::Protocol;
 use super::table::{AggregateParams, JobRow, JoinSpec, PeerUse, QueryParams, Spec, State};
 use crate::catalog::Dataset;
 use crate::config::Role;
@@ -85,28 +86,25 @@ pub(crate) async fn submit(
             if kind == JobKind::PsiCardinality && !epsilon_ok {
                 return Err(invalid("a cardinality needs --epsilon > 0".into()));
             }
-            let protocol = match (p.protocol.as_str(), kind) {
-                ("ot", JobKind::PsiCardinality) => {
+            let requested = Protocol::parse(&p.protocol).map_err(NodeError::from)?;
+            let protocol = match (requested, kind) {
+                (Some(Protocol::Ot), JobKind::PsiCardinality) => {
                     return Err(invalid(
                         "the OT protocol reveals which keys match, so it cannot give a \
                          cardinality alone: use --protocol ecdh"
                             .into(),
                     ));
                 }
-                ("ecdh" | "ot", _) => p.protocol.clone(),
-                ("", JobKind::PsiIntersection) => {
+                (Some(chosen), _) => chosen,
+                (None, JobKind::PsiIntersection) => {
                     let rows = dataset(node, &left.dataset).await?.map_or(0, |d| d.rows);
                     if rows >= psi::OT_FROM_ROWS {
-                        "ot"
+                        Protocol::Ot
                     } else {
-                        "ecdh"
+                        Protocol::Ecdh
                     }
-                    .to_owned()
                 }
-                ("", _) => "ecdh".to_owned(),
-                (other, _) => {
-                    return Err(invalid(format!("protocol {other:?}: use ecdh or ot")));
-                }
+                (None, _) => Protocol::Ecdh,
             };
             let peer = PeerUse {
                 node: right.node,
@@ -114,7 +112,7 @@ pub(crate) async fn submit(
                 columns: right.columns,
                 grant: right.grant,
             };
-            (kind, left, Some(peer), None, protocol, None)
+            (kind, left, Some(peer), None, Some(protocol), None)
         }
         Some(pb::job_spec::Kind::Query(q)) => {
             let d = q.dataset.unwrap_or_default();
@@ -132,7 +130,7 @@ pub(crate) async fn submit(
                 max_rows: q.max_rows.max(1),
                 max_groups: q.max_groups.max(1),
             };
-            (JobKind::Query, d, None, Some(params), String::new(), None)
+            (JobKind::Query, d, None, Some(params), None, None)
         }
         Some(pb::job_spec::Kind::Join(j)) => {
             let values = j.values.unwrap_or_default();
@@ -194,14 +192,7 @@ pub(crate) async fn submit(
                 categories: j.categories,
                 exclude_nulls: j.exclude_nulls,
             };
-            (
-                JobKind::Join,
-                values,
-                Some(peer),
-                None,
-                String::new(),
-                Some(terms),
-            )
+            (JobKind::Join, values, Some(peer), None, None, Some(terms))
         }
         Some(pb::job_spec::Kind::Aggregate(a)) => {
             if !epsilon_ok {
@@ -209,7 +200,7 @@ pub(crate) async fn submit(
             }
             let (own_use, params) = aggregate_spec(node, a)?;
             aggregate = Some(params);
-            (JobKind::Aggregate, own_use, None, None, String::new(), None)
+            (JobKind::Aggregate, own_use, None, None, None, None)
         }
         None => {
             return Err(invalid(

@@ -60,9 +60,9 @@ pub(super) async fn run(
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
     let params =
         psi::params_of(row, spec, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
-    let protocol = row.spec.protocol.clone();
+    let protocol = row.spec.psi_protocol();
     let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
-        psi::receiver(&protocol, params, keys, link).map_err(|e| RoleError {
+        psi::receiver(protocol, params, keys, link).map_err(|e| RoleError {
             at_peer: psi_error_is_peers(&e),
             peer_gone: e.peer_gone(),
             message: format!("PSI: {e}"),
@@ -153,11 +153,7 @@ pub(super) async fn run(
     let detail = format!(
         "released {} ({}) of {} with {} to {}: {}; {} peer keys",
         row.kind.as_str(),
-        if row.spec.protocol == "ot" {
-            "ot"
-        } else {
-            "ecdh"
-        },
+        row.spec.psi_protocol().as_str(),
         row.spec.dataset,
         peer.node,
         row.recipient,

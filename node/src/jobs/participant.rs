@@ -21,6 +21,7 @@ use super::lifecycle::{
 use super::live::Handle;
 use super::party_input::describe;
 use super::psi::{self, Link};
+use super::table::Protocol;
 use super::table::{JobRow, JoinSpec, Spec, State};
 use crate::error::NodeError;
 use crate::node::Node;
@@ -60,13 +61,15 @@ pub(crate) async fn propose(
         }
         (_, _) => None,
     };
-    match (p.protocol.as_str(), kind) {
-        ("", JobKind::Aggregate | JobKind::Join)
-        | ("" | "ecdh", JobKind::PsiCardinality | JobKind::PsiIntersection)
-        | ("ot", JobKind::PsiIntersection) => {}
-        (other, _) => {
+    let protocol = Protocol::parse(&p.protocol).map_err(NodeError::from)?;
+    match (protocol, kind) {
+        (None, JobKind::Aggregate | JobKind::Join)
+        | (None | Some(Protocol::Ecdh), JobKind::PsiCardinality | JobKind::PsiIntersection)
+        | (Some(Protocol::Ot), JobKind::PsiIntersection) => {}
+        (_, _) => {
             return Err(NodeError::Invalid(format!(
-                "protocol {other:?} for a {}: use ecdh, or ot for an intersection",
+                "protocol {:?} for a {}: use ecdh, or ot for an intersection",
+                p.protocol,
                 kind.as_str()
             )));
         }
@@ -124,7 +127,7 @@ pub(crate) async fn propose(
             peer: None,
             session: crate::hex::encode(&session),
             query: None,
-            protocol: p.protocol.clone(),
+            protocol,
             join,
             aggregate,
             key_types: p.key_types,
@@ -350,7 +353,7 @@ async fn participate(
         let peer_items = if role_row.kind == JobKind::Join {
             super::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
         } else {
-            psi::sender(&role_row.spec.protocol, params, keys, &mut link).map_err(|e| {
+            psi::sender(role_row.spec.psi_protocol(), params, keys, &mut link).map_err(|e| {
                 if e.peer_gone() {
                     JobError::PeerGone(e.to_string())
                 } else {

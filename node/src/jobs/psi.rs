@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::JobError;
 use super::exchange::{Outbound, PSI};
+use super::table::Protocol;
 
 /// An automatic intersection uses OT extension from this many rows at the coordinator (below it,
 /// the ECDH mode's fewer bytes and round trips win).
@@ -146,12 +147,12 @@ fn ot_params(params: &PsiParams) -> Result<OtPsiParams, OtPsiError> {
 
 /// The receiver in `protocol` (`ot`, else ECDH).
 pub(super) fn receiver(
-    protocol: &str,
+    protocol: Protocol,
     params: PsiParams,
     keys: KeySet,
     link: &mut Link<'_>,
 ) -> Result<ReceiverOutput, ProtoError> {
-    if protocol != "ot" {
+    if protocol != Protocol::Ot {
         return Ok(ecdh_receiver(params, keys, link)?);
     }
     let mut rng = StdRng::from_rng(&mut rand::rng());
@@ -173,12 +174,12 @@ pub(super) fn receiver(
 
 /// The sender in `protocol` (`ot`, else ECDH); returns the receiver's number of distinct keys.
 pub(super) fn sender(
-    protocol: &str,
+    protocol: Protocol,
     params: PsiParams,
     keys: KeySet,
     link: &mut Link<'_>,
 ) -> Result<u64, ProtoError> {
-    if protocol != "ot" {
+    if protocol != Protocol::Ot {
         return Ok(ecdh_sender(params, keys, link)?);
     }
     let mut rng = StdRng::from_rng(&mut rand::rng());

@@ -17,6 +17,7 @@ use super::lifecycle::{
 };
 use super::live::Handle;
 use super::psi::Link;
+use super::table::Protocol;
 use super::table::{JobRow, PeerUse, State};
 use crate::node::Node;
 
@@ -75,7 +76,7 @@ pub(super) async fn propose(
         epsilon: row.spec.epsilon_text(),
         session: session.to_vec(),
         parties: row.parties.clone(),
-        protocol: row.spec.protocol.clone(),
+        protocol: Protocol::text(row.spec.protocol),
         join: terms.join,
         aggregate: terms.aggregate,
         key_types: terms.key_types,

@@ -116,9 +116,10 @@ pub(crate) struct Spec {
     /// The PSI session id, hex.
     pub(crate) session: String,
     pub(crate) query: Option<QueryParams>,
-    /// The PSI protocol, `ecdh` or `ot` (jobs stored before the OT mode read as `ecdh`).
-    #[serde(default)]
-    pub(crate) protocol: String,
+    /// The PSI protocol (`None` for a kind without one, and for PSI jobs stored before the OT
+    /// mode, which ran ECDH: see [`Spec::psi_protocol`]). Stored as its text, `""` for none.
+    #[serde(default, with = "protocol_text")]
+    pub(crate) protocol: Option<Protocol>,
     /// A join's terms.
     #[serde(default)]
     pub(crate) join: Option<JoinSpec>,
@@ -194,7 +195,66 @@ impl JobRow {
     }
 }
 
+/// The PSI protocol a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// ECDH-PSI on ristretto255: cardinality or intersection, any size.
+    Ecdh,
+    /// OT-extension PSI: an intersection only, faster at scale.
+    Ot,
+}
+
+impl Protocol {
+    /// Its name on the wire, in the job table and in the CLI.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Ecdh => "ecdh",
+            Protocol::Ot => "ot",
+        }
+    }
+
+    /// Reads [`Protocol::as_str`]; `""` is none. Anything else is refused with what is known.
+    pub(crate) fn parse(text: &str) -> Result<Option<Self>, JobError> {
+        match text {
+            "" => Ok(None),
+            "ecdh" => Ok(Some(Protocol::Ecdh)),
+            "ot" => Ok(Some(Protocol::Ot)),
+            other => Err(JobError::terms(format!(
+                "protocol {other:?}: use ecdh, or ot for an intersection"
+            ))),
+        }
+    }
+
+    /// The wire text of an optional protocol: `""` for none.
+    pub(crate) fn text(p: Option<Self>) -> String {
+        p.map_or("", Protocol::as_str).to_owned()
+    }
+}
+
+/// `Option<Protocol>` as its text in the stored spec.
+mod protocol_text {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use super::Protocol;
+
+    pub(super) fn serialize<S: Serializer>(p: &Option<Protocol>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.map_or("", Protocol::as_str))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Protocol>, D::Error> {
+        let text = String::deserialize(d)?;
+        Protocol::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Spec {
+    /// The protocol a PSI job runs: ECDH unless it says OT.
+    pub(crate) fn psi_protocol(&self) -> Protocol {
+        self.protocol.unwrap_or(Protocol::Ecdh)
+    }
+
     /// The job's ε as people read it: the decimal it was given in.
     pub(crate) fn epsilon_text(&self) -> String {
         if self.epsilon_text.is_empty() {
@@ -477,7 +537,7 @@ mod tests {
                 peer: None,
                 session: "00".into(),
                 query: None,
-                protocol: String::new(),
+                protocol: None,
                 join: None,
                 aggregate: None,
                 key_types: Vec::new(),
@@ -536,5 +596,26 @@ mod tests {
 
     fn result_of(store: &mut Store, id: &str) -> pb::JobResult {
         result(store, id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_protocol_is_stored_as_its_text_and_an_unknown_one_is_refused() {
+        let mut spec = row("job-p", State::Submitted).spec;
+        for p in [None, Some(Protocol::Ecdh), Some(Protocol::Ot)] {
+            spec.protocol = p;
+            let text = serde_json::to_string(&spec).unwrap();
+            assert!(text.contains(&format!("\"protocol\":\"{}\"", Protocol::text(p))));
+            let back: Spec = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.protocol, p);
+        }
+        // A PSI job stored before the OT mode has none, and ran ECDH.
+        spec.protocol = None;
+        assert_eq!(spec.psi_protocol(), Protocol::Ecdh);
+        let bad = serde_json::to_string(&spec)
+            .unwrap()
+            .replace("\"protocol\":\"\"", "\"protocol\":\"rr22\"");
+        let err = serde_json::from_str::<Spec>(&bad).unwrap_err().to_string();
+        assert!(err.contains("protocol \"rr22\""), "{err}");
+        assert!(Protocol::parse("OT").is_err());
     }
 }
