@@ -2,14 +2,16 @@
 //!
 //! Reads each crate's sources and builds the graph of its modules (one per file): an edge
 //! `a → b` for every `crate::…`, `super::…`, `self::…` or `child::…` path in `a` (in `use`
-//! items, groups expanded, and inline), resolved to the longest module prefix it names. Comments, string
-//! literals and `#[cfg(test)] mod tests` are left out: tests may reach anywhere. A parent that
-//! declares a child is not an edge by itself, but a parent using its child's items is, so a
-//! `mod.rs` that holds items its children use is a circle: such items belong in a sibling.
+//! items, groups expanded, and inline), resolved to the longest module prefix it names.
+//! Comments, string literals and `#[cfg(test)] mod tests` are left out: tests may reach
+//! anywhere. A parent that declares a child is not an edge by itself, but a parent using its
+//! child's items is, so a `mod.rs` that holds items its children use is a circle: such items
+//! belong in a sibling.
 //!
 //! This is a textual reading of Rust, not the compiler's: it knows the path forms this crate
 //! writes (no `extern crate` aliases, no `#[path]`), and a path it cannot resolve to a module
-//! file counts as an edge to the closest module it names.
+//! file counts as an edge to the closest module it names. An inline `mod x { … }` other than
+//! tests is read as part of its file (so its `super::` is taken to mean the file's parent).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 

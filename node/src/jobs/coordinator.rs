@@ -9,21 +9,21 @@ use concord_proto::v1 as pb;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
-use super::aggregate;
-use super::exchange::Outbound;
-use super::failure::Failure;
-use super::lifecycle::{
-    PeerLink, admit, begin_release, commit_release, dataset, fail, federation_client, peer_of,
-    recheck, step,
-};
-use super::live::Handle;
-use super::psi;
-use super::query;
-use super::table::Protocol;
-use super::table::{AggregateParams, JobRow, JoinSpec, PeerUse, QueryParams, Spec, State};
 use crate::catalog::Dataset;
 use crate::config::Role;
 use crate::error::NodeError;
+use crate::jobs::exchange::Outbound;
+use crate::jobs::failure::Failure;
+use crate::jobs::kinds::aggregate;
+use crate::jobs::kinds::psi;
+use crate::jobs::kinds::query;
+use crate::jobs::lifecycle::{
+    PeerLink, admit, begin_release, commit_release, dataset, fail, federation_client, peer_of,
+    recheck, step,
+};
+use crate::jobs::live::Handle;
+use crate::jobs::table::Protocol;
+use crate::jobs::table::{AggregateParams, JobRow, JoinSpec, PeerUse, QueryParams, Spec, State};
 use crate::node::Node;
 use crate::policy::JobKind;
 use crate::tls::Caller;
@@ -59,7 +59,8 @@ pub(crate) async fn submit(
         }
         Ok(())
     };
-    let (epsilon, exact) = super::table::exact_epsilon(&spec.epsilon).map_err(NodeError::from)?;
+    let (epsilon, exact) =
+        crate::jobs::table::exact_epsilon(&spec.epsilon).map_err(NodeError::from)?;
     let epsilon_ok = epsilon.is_finite() && epsilon > 0.0 && exact > concord_dp::Quantity::ZERO;
     let mut aggregate = None;
     let (kind, own_use, peer, query, protocol, join) = match spec.kind {
@@ -177,7 +178,8 @@ pub(crate) async fn submit(
                     "categories must be distinct, at most 256 of them".into(),
                 ));
             }
-            super::join::NoisePlan::new(epsilon, (j.lo, j.hi)).map_err(NodeError::from)?;
+            crate::jobs::kinds::join::NoisePlan::new(epsilon, (j.lo, j.hi))
+                .map_err(NodeError::from)?;
             let peer = PeerUse {
                 node: keys.node,
                 dataset: keys.dataset,
@@ -220,7 +222,7 @@ pub(crate) async fn submit(
     }
     let now = node.clock.now_ms();
     let row = JobRow {
-        id: super::table::new_id(),
+        id: crate::jobs::table::new_id(),
         kind,
         coordinator_role: true,
         coordinator: me.clone(),
@@ -258,7 +260,7 @@ pub(crate) async fn submit(
         updated_ms: now,
     };
     let stored = row.clone();
-    node.with_store(move |_, store| super::table::insert(store, &stored))
+    node.with_store(move |_, store| crate::jobs::table::insert(store, &stored))
         .await?
         .map_err(|e| NodeError::Internal(e.to_string()))?;
     let handle = node.jobs.register(&row.id);
@@ -347,7 +349,7 @@ fn aggregate_spec(
         }
     };
     let names: Vec<String> = contributors.iter().map(|c| c.node.clone()).collect();
-    super::secagg::identities(node, &names).map_err(invalid)?;
+    aggregate::secagg::identities(node, &names).map_err(invalid)?;
     Ok((
         own,
         AggregateParams {
@@ -448,12 +450,14 @@ async fn work(
     let own = |d: Option<Dataset>| d.ok_or_else(|| Failure::at(&me, "no dataset"));
     match row.kind {
         JobKind::Aggregate => {
-            super::coordinator_agg::run(node, row, handle, found, &mut p.peer.outs).await
+            aggregate::coordinator::run(node, row, handle, found, &mut p.peer.outs).await
         }
         JobKind::PsiCardinality | JobKind::PsiIntersection => {
-            super::coordinator_psi::run(node, row, handle, own(found)?, &mut p.peer).await
+            psi::coordinator::run(node, row, handle, own(found)?, &mut p.peer).await
         }
-        JobKind::Join => super::join::run(node, row, handle, own(found)?, &mut p.peer).await,
+        JobKind::Join => {
+            crate::jobs::kinds::join::run(node, row, handle, own(found)?, &mut p.peer).await
+        }
         JobKind::Query => run_query(node, row, handle, own(found)?).await,
     }?;
     p.released = true;
@@ -476,7 +480,7 @@ async fn run_query(
         .ok_or_else(|| Failure::at(&me, "no query"))?;
     let column = row.spec.columns.first().cloned();
     let epsilon = row.spec.epsilon;
-    let unit = super::party_input::unit_text(&d);
+    let unit = crate::jobs::party_input::unit_text(&d);
     let out = tokio::task::spawn_blocking(move || query::run(&d, column.as_deref(), &q, epsilon))
         .await
         .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
@@ -511,7 +515,7 @@ async fn run_query(
         row.spec.query.as_ref().map_or("", |q| q.statistic.as_str()),
         row.spec.dataset,
         row.recipient,
-        super::party_input::describe(&result.inputs[0])
+        crate::jobs::party_input::describe(&result.inputs[0])
     );
     commit_release(node, row, Some(result), digest, detail).await
 }
@@ -527,8 +531,8 @@ pub(crate) async fn result(
     let (row, result) = node
         .with_store(move |_, store| {
             Ok::<_, crate::store::StoreError>((
-                super::table::get(store, &lookup)?,
-                super::table::result(store, &lookup)?,
+                crate::jobs::table::get(store, &lookup)?,
+                crate::jobs::table::result(store, &lookup)?,
             ))
         })
         .await?

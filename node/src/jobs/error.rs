@@ -1,7 +1,7 @@
 //! Why a step of a job failed at this node, by kind of cause.
 //!
 //! The engine matches on the variant (a peer that went away is [`JobError::PeerGone`], not a
-//! text to search) and turns the error into a [`super::failure::Failure`] (the job's end, told
+//! text to search) and turns the error into a [`crate::jobs::failure::Failure`] (the job's end, told
 //! to the other parties) or, at submission, into a [`crate::error::NodeError`] for the person
 //! who submitted. What reaches a remote party is the error's text, which names this node's
 //! file and line for input errors and never carries an internal error chain.

@@ -2,7 +2,7 @@
 
 use concord_proto::v1 as pb;
 
-use super::table::State;
+use crate::jobs::table::State;
 
 /// How a job ended without release, at the node that reports it.
 #[derive(Debug)]

@@ -10,9 +10,9 @@ use std::cell::RefCell;
 
 use concord_mpc::psi::{KeySet, KeySpec, KeyType, normalize};
 
-use super::error::JobError;
 use crate::catalog::Dataset;
 use crate::csv_input::{CsvError, Reader, RejectCounts};
+use crate::jobs::error::JobError;
 
 /// What one read of a dataset used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

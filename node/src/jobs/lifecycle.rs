@@ -11,18 +11,18 @@ use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use tokio::sync::mpsc;
 
-use super::error::JobError;
-use super::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
-use super::failure::Failure;
-use super::gate::Phase;
-use super::gate::{FieldUse, UseRequest};
-use super::input;
-use super::live::{CancelledBy, Handle};
-use super::psi;
-use super::table::{JobRow, State};
 use crate::audit::{Outcome, Record};
 use crate::catalog::Dataset;
 use crate::error::NodeError;
+use crate::jobs::error::JobError;
+use crate::jobs::exchange::{IDLE_TIMEOUT, Inbound, Outbound};
+use crate::jobs::failure::Failure;
+use crate::jobs::gate::Phase;
+use crate::jobs::gate::{FieldUse, UseRequest};
+use crate::jobs::input;
+use crate::jobs::kinds::psi;
+use crate::jobs::live::{CancelledBy, Handle};
+use crate::jobs::table::{JobRow, State};
 use crate::node::{MAX_MESSAGE_BYTES, Node};
 use crate::policy::JobKind;
 
@@ -278,7 +278,7 @@ pub(super) async fn step(
     let (id, phase_owned, now) = (row.id.clone(), phase.to_owned(), node.clock.now_ms());
     let moved = node
         .with_store(move |_, store| {
-            super::table::transition(store, &id, state, &phase_owned, "", "", now)
+            crate::jobs::table::transition(store, &id, state, &phase_owned, "", "", now)
         })
         .await;
     // Progress only: the job's end is recorded by `fail` or the release, which report their
@@ -311,10 +311,17 @@ pub(super) async fn fail(node: &Arc<Node>, row: &JobRow, reserved: bool, failure
             } else {
                 false
             };
-            let ended =
-                super::table::transition(store, &id, state, state.as_str(), &reason, &at, now)
-                    // An intersection's keys stored before a release that did not happen.
-                    .and_then(|_| super::table::drop_keys(store, &id));
+            let ended = crate::jobs::table::transition(
+                store,
+                &id,
+                state,
+                state.as_str(),
+                &reason,
+                &at,
+                now,
+            )
+            // An intersection's keys stored before a release that did not happen.
+            .and_then(|_| crate::jobs::table::drop_keys(store, &id));
             (returned, ended)
         })
         .await;
@@ -439,7 +446,7 @@ pub(super) async fn settle_release(
                 crate::ledger::commit(store, &id, now)
                     .map_err(|e| JobError::terms(e.to_string()))?;
             }
-            super::table::release(store, &id, result.as_ref(), now)
+            crate::jobs::table::release(store, &id, result.as_ref(), now)
                 .map_err(|e| JobError::terms(e.to_string()))
         })
         .await

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use concord_proto::v1 as pb;
 use tokio::sync::watch;
 
-use super::table::State;
+use crate::jobs::table::State;
 
 /// A running job's live side: its progress, which `Jobs.Watch` streams, and its cancel switch.
 pub(crate) struct Handle {

@@ -29,26 +29,19 @@
 //!   `secagg`: its secure-aggregation roles driven over channels; `coordinator_agg` and
 //!   `participant_agg`: its two sides.
 
-mod aggregate;
 pub(crate) mod coordinator;
-mod coordinator_agg;
-mod coordinator_psi;
 pub(crate) mod error;
 mod exchange;
 mod failure;
 pub mod gate;
 mod input;
-mod join;
+mod kinds;
 mod lifecycle;
 pub(crate) mod live;
 pub(crate) mod participant;
-mod participant_agg;
 mod party_input;
-mod psi;
-mod query;
 #[cfg(test)]
 mod query_audit;
-mod secagg;
 mod session;
 pub(crate) mod table;
 

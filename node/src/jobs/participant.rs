@@ -11,19 +11,21 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
-use super::error::JobError;
-use super::exchange::{self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND};
-use super::failure::Failure;
-use super::input;
-use super::lifecycle::{
+use crate::error::NodeError;
+use crate::jobs::error::JobError;
+use crate::jobs::exchange::{
+    self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND,
+};
+use crate::jobs::failure::Failure;
+use crate::jobs::input;
+use crate::jobs::kinds::psi::{self, Link};
+use crate::jobs::lifecycle::{
     admit, cost_text, dataset, during_protocol, ended, fail, next_control, recheck, step,
 };
-use super::live::Handle;
-use super::party_input::describe;
-use super::psi::{self, Link};
-use super::table::Protocol;
-use super::table::{JobRow, JoinSpec, Spec, State};
-use crate::error::NodeError;
+use crate::jobs::live::Handle;
+use crate::jobs::party_input::describe;
+use crate::jobs::table::Protocol;
+use crate::jobs::table::{JobRow, JoinSpec, Spec, State};
 use crate::node::Node;
 use crate::policy::JobKind;
 
@@ -74,7 +76,8 @@ pub(crate) async fn propose(
             )));
         }
     }
-    let (epsilon, exact) = super::table::exact_epsilon(&p.epsilon).map_err(NodeError::from)?;
+    let (epsilon, exact) =
+        crate::jobs::table::exact_epsilon(&p.epsilon).map_err(NodeError::from)?;
     let epsilon_text = exact.to_string();
     let session = <[u8; 16]>::try_from(p.session.as_slice())
         .map_err(|_| NodeError::Invalid("the session id must be 16 bytes".into()))?;
@@ -84,7 +87,9 @@ pub(crate) async fn propose(
             && s.bytes().all(|b| b.is_ascii_graphic())
     };
     let aggregate = match (kind, p.aggregate.take()) {
-        (JobKind::Aggregate, Some(a)) => Some(super::participant_agg::check(node, peer, &p, a)?),
+        (JobKind::Aggregate, Some(a)) => Some(crate::jobs::kinds::aggregate::participant::check(
+            node, peer, &p, a,
+        )?),
         (JobKind::Aggregate, None) => {
             return Err(NodeError::Invalid(
                 "an aggregate proposal needs its session".into(),
@@ -147,7 +152,7 @@ pub(crate) async fn propose(
         return Ok((withdrawn(reason), detail));
     };
     let stored = row.clone();
-    node.with_store(move |_, store| super::table::insert(store, &stored))
+    node.with_store(move |_, store| crate::jobs::table::insert(store, &stored))
         .await?
         .map_err(|_| NodeError::Exists(format!("job {:?} is already known here", row.id)))?;
     if let Err(failure) = admit(node, &row).await {
@@ -172,7 +177,7 @@ pub(crate) async fn propose(
         tokio::time::sleep(IDLE_TIMEOUT).await;
         let id = stale.id.clone();
         let still = waiting
-            .with_store(move |_, store| super::table::get(store, &id).ok().flatten())
+            .with_store(move |_, store| crate::jobs::table::get(store, &id).ok().flatten())
             .await
             .ok()
             .flatten()
@@ -223,7 +228,7 @@ pub(crate) async fn exchange(
     let awaiting = || async {
         let lookup = id.clone();
         Ok::<_, NodeError>(
-            node.with_store(move |_, store| super::table::get(store, &lookup))
+            node.with_store(move |_, store| crate::jobs::table::get(store, &lookup))
                 .await?
                 .map_err(|e| NodeError::Internal(e.to_string()))?
                 .filter(|r| {
@@ -292,7 +297,10 @@ async fn run(
         ctl_tx,
     ));
     let outcome = if row.kind == JobKind::Aggregate {
-        super::participant_agg::participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
+        crate::jobs::kinds::aggregate::participant::participate(
+            &node, &row, &handle, &out, frames_rx, &mut ctl,
+        )
+        .await
     } else {
         participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
     };
@@ -351,7 +359,7 @@ async fn participate(
         let (keys, read) = input::key_set(&d, &role_row.spec.columns, spec)?;
         let own = party_input(&role_row.spec.dataset, &read, &keys.report());
         let peer_items = if role_row.kind == JobKind::Join {
-            super::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
+            crate::jobs::kinds::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
         } else {
             psi::sender(role_row.spec.psi_protocol(), params, keys, &mut link).map_err(|e| {
                 if e.peer_gone() {
@@ -398,7 +406,7 @@ async fn participate(
         row.recipient,
         describe(&own)
     );
-    super::lifecycle::commit_release(node, row, None, digest, detail).await?;
+    crate::jobs::lifecycle::commit_release(node, row, None, digest, detail).await?;
     let verdict = pb::ProposalDecision {
         accepted: true,
         code: String::new(),
@@ -415,5 +423,5 @@ fn party_input(
     read: &input::Read,
     keys: &concord_mpc::psi::InputReport,
 ) -> pb::PartyInput {
-    super::party_input::party_input("", dataset, read, Some(keys))
+    crate::jobs::party_input::party_input("", dataset, read, Some(keys))
 }

@@ -18,9 +18,9 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
-use super::error::JobError;
-use super::input::Read;
 use crate::csv_input::RejectCounts;
+use crate::jobs::error::JobError;
+use crate::jobs::input::Read;
 
 /// The share of a clamping job's ε spent on its clamped figure.
 pub(crate) const CLAMP_SHARE: f64 = 0.1;

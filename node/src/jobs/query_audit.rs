@@ -17,9 +17,9 @@ use std::path::Path;
 use concord_dp::release::{self, Contributions, NoiseSpec};
 use concord_dp::stats;
 
-use super::query;
-use super::table::QueryParams;
 use crate::catalog::{self, Dataset};
+use crate::jobs::kinds::query;
+use crate::jobs::table::QueryParams;
 
 /// Runs per dataset: enough for a bound within about 0.2 of ε = 1.
 const RUNS: usize = 3000;

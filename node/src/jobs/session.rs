@@ -10,15 +10,15 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use super::exchange::{self, FrameSink, Inbound, Outbound};
-use super::failure::Failure;
-use super::lifecycle::{
+use crate::jobs::exchange::{self, FrameSink, Inbound, Outbound};
+use crate::jobs::failure::Failure;
+use crate::jobs::kinds::psi::Link;
+use crate::jobs::lifecycle::{
     PeerLink, begin_release, during_protocol, federation_client, next_control, peer_of, step,
 };
-use super::live::Handle;
-use super::psi::Link;
-use super::table::Protocol;
-use super::table::{JobRow, PeerUse, State};
+use crate::jobs::live::Handle;
+use crate::jobs::table::Protocol;
+use crate::jobs::table::{JobRow, PeerUse, State};
 use crate::node::Node;
 
 /// The other party's dataset use, which a two-party job records at its coordinator.

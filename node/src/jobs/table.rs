@@ -5,7 +5,7 @@ use prost::Message as _;
 use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 
-use super::error::JobError;
+use crate::jobs::error::JobError;
 use crate::policy::JobKind;
 use crate::store::{Store, StoreError};
 
@@ -118,7 +118,11 @@ pub(crate) struct Spec {
     pub(crate) query: Option<QueryParams>,
     /// The PSI protocol (`None` for a kind without one, and for PSI jobs stored before the OT
     /// mode, which ran ECDH: see [`Spec::psi_protocol`]). Stored as its text, `""` for none.
-    #[serde(default, with = "protocol_text")]
+    #[serde(
+        default,
+        serialize_with = "protocol_to_text",
+        deserialize_with = "protocol_from_text"
+    )]
     pub(crate) protocol: Option<Protocol>,
     /// A join's terms.
     #[serde(default)]
@@ -232,21 +236,16 @@ impl Protocol {
 }
 
 /// `Option<Protocol>` as its text in the stored spec.
-mod protocol_text {
-    use serde::{Deserialize as _, Deserializer, Serializer};
+fn protocol_to_text<S: serde::Serializer>(p: &Option<Protocol>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.map_or("", Protocol::as_str))
+}
 
-    use super::Protocol;
-
-    pub(super) fn serialize<S: Serializer>(p: &Option<Protocol>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(p.map_or("", Protocol::as_str))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Protocol>, D::Error> {
-        let text = String::deserialize(d)?;
-        Protocol::parse(&text).map_err(serde::de::Error::custom)
-    }
+/// Reads [`protocol_to_text`]; an unknown protocol fails the read.
+fn protocol_from_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Protocol>, D::Error> {
+    let text = String::deserialize(d)?;
+    Protocol::parse(&text).map_err(serde::de::Error::custom)
 }
 
 impl Spec {

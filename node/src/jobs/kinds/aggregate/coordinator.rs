@@ -27,14 +27,14 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::aggregate;
-use super::exchange::{Inbound, Outbound, SECAGG};
-use super::failure::Failure;
-use super::lifecycle::{settle_release, step};
-use super::live::Handle;
-use super::secagg::{self, Contribution, PartyLink, Up};
-use super::session::{Terms, open_exchange, propose};
-use super::table::{AggregateParams, JobRow, PeerUse, State};
+use crate::jobs::exchange::{Inbound, Outbound, SECAGG};
+use crate::jobs::failure::Failure;
+use crate::jobs::kinds::aggregate;
+use crate::jobs::kinds::aggregate::secagg::{self, Contribution, PartyLink, Up};
+use crate::jobs::lifecycle::{settle_release, step};
+use crate::jobs::live::Handle;
+use crate::jobs::session::{Terms, open_exchange, propose};
+use crate::jobs::table::{AggregateParams, JobRow, PeerUse, State};
 use crate::node::Node;
 
 /// Where the server sends a party's frames.
@@ -52,7 +52,7 @@ impl Drop for StopOnDrop {
     }
 }
 
-pub(super) async fn run(
+pub(in crate::jobs) async fn run(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,

@@ -12,13 +12,13 @@ use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
-use super::error::JobError;
-use super::input::{self, Read};
-use super::party_input::{party_input, split_epsilon, with_clamped};
-use super::table::QueryParams;
 use crate::catalog::Dataset;
+use crate::jobs::error::JobError;
+use crate::jobs::input::{self, Read};
+use crate::jobs::party_input::{party_input, split_epsilon, with_clamped};
+use crate::jobs::table::QueryParams;
 
-pub(super) fn mechanism_name(m: Mechanism) -> &'static str {
+pub(in crate::jobs) fn mechanism_name(m: Mechanism) -> &'static str {
     match m {
         Mechanism::DiscreteLaplace => "discrete-laplace",
         Mechanism::DiscreteGaussian => "discrete-gaussian",
@@ -36,7 +36,7 @@ fn interval(a: Accuracy, value: f64) -> (Option<f64>, Option<f64>) {
 }
 
 /// One released number with its interval.
-pub(super) fn scalar(label: &str, r: &Release<i64>) -> pb::ResultValue {
+pub(in crate::jobs) fn scalar(label: &str, r: &Release<i64>) -> pb::ResultValue {
     let value = r.value as f64;
     let (lower, upper) = interval(r.accuracy, value);
     pb::ResultValue {
@@ -105,12 +105,12 @@ fn person_totals(d: &Dataset, column: &str) -> Result<(Vec<i64>, u64, Read), Job
 /// What a query releases: values with their 95% intervals, the mechanism and how to read the
 /// accuracy, what its input was (the node's name left for the caller to fill in), and how its
 /// noise was set.
-pub(super) struct Output {
-    pub(super) values: Vec<pb::ResultValue>,
-    pub(super) mechanism: &'static str,
-    pub(super) accuracy: String,
-    pub(super) input: pb::PartyInput,
-    pub(super) noise: Vec<pb::NoiseStatement>,
+pub(in crate::jobs) struct Output {
+    pub(in crate::jobs) values: Vec<pb::ResultValue>,
+    pub(in crate::jobs) mechanism: &'static str,
+    pub(in crate::jobs) accuracy: String,
+    pub(in crate::jobs) input: pb::PartyInput,
+    pub(in crate::jobs) noise: Vec<pb::NoiseStatement>,
 }
 
 /// The input figures of a query that clamped each person's total of `totals` to `[lo, hi]`,
@@ -172,7 +172,7 @@ fn clamp_statement(epsilon: f64) -> pb::NoiseStatement {
 /// is DP for adding or removing one person (the dataset's privacy unit) with all their rows:
 /// a count keeps at most `max_rows` rows a person, a sum or mean clamps each person's total, a
 /// histogram keeps at most `max_groups` bins a person, a quantile one value a person.
-pub(super) fn run(
+pub(in crate::jobs) fn run(
     d: &Dataset,
     column: Option<&str>,
     q: &QueryParams,
@@ -375,7 +375,7 @@ fn check_range(q: &QueryParams) -> Result<u32, JobError> {
 
 /// The labels of `bins` equal-width bins over [lo, hi]: `[a, b)`, the last closed. Public: they
 /// depend on the query only.
-pub(super) fn bin_labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
+pub(in crate::jobs) fn bin_labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
     let n = check_range(q)?;
     let width = (q.hi as f64 - q.lo as f64) / f64::from(n);
     let edge = |i: u32| q.lo as f64 + width * f64::from(i);
@@ -388,7 +388,7 @@ pub(super) fn bin_labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
 }
 
 /// The bin of `v` among `n` equal-width bins over [lo, hi]; none outside the range.
-pub(super) fn bin_of(v: i64, q: &QueryParams, n: usize) -> Option<usize> {
+pub(in crate::jobs) fn bin_of(v: i64, q: &QueryParams, n: usize) -> Option<usize> {
     if v < q.lo || v > q.hi || n == 0 {
         return None;
     }

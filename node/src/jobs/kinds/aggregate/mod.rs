@@ -32,19 +32,23 @@
 //! interval is that distribution's (`concord_dp::accuracy::polya_half_width`), or, when its
 //! table would be too long (huge scales), the conservative Chebyshev bound `√(Var/0.05)`.
 
+pub(in crate::jobs) mod coordinator;
+pub(in crate::jobs) mod participant;
+pub(in crate::jobs) mod secagg;
+
 use concord_dp::shares::{NoiseTarget, SharePlan};
 use concord_proto::v1 as pb;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
-use super::error::JobError;
-use super::input;
-use super::party_input::split_epsilon;
-use super::query;
-use super::table::QueryParams;
+use crate::jobs::error::JobError;
+use crate::jobs::input;
+use crate::jobs::kinds::query;
+use crate::jobs::party_input::split_epsilon;
+use crate::jobs::table::QueryParams;
 
 /// An aggregate's statistic and parameters, as submitted or proposed, checked (see [`labels`]).
-pub(super) fn query_params(
+pub(in crate::jobs) fn query_params(
     statistic: String,
     (lo, hi): (i64, i64),
     bins: u32,
@@ -65,7 +69,7 @@ pub(super) fn query_params(
 }
 
 /// Checks the statistic and its parameters; returns the vector's labels (one per entry).
-pub(super) fn labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
+pub(in crate::jobs) fn labels(q: &QueryParams) -> Result<Vec<String>, JobError> {
     match q.statistic.as_str() {
         "count" => Ok(vec!["count".into()]),
         "sum" => {
@@ -103,17 +107,17 @@ const CLAMP_ENTRIES: usize = 2;
 
 /// The length of the vector every contributor sends: its labels' entries, then a clamping
 /// statistic's two clamp entries.
-pub(super) fn vector_len(q: &QueryParams, labels: &[String]) -> usize {
+pub(in crate::jobs) fn vector_len(q: &QueryParams, labels: &[String]) -> usize {
     labels.len() + if clamps(q) { CLAMP_ENTRIES } else { 0 }
 }
 
 /// Whether the statistic reads a column.
-pub(super) fn needs_column(q: &QueryParams) -> bool {
+pub(in crate::jobs) fn needs_column(q: &QueryParams) -> bool {
     q.statistic != "count"
 }
 
 /// The L1 sensitivity of one contributor's vector (see the module docs).
-pub(super) fn sensitivity(q: &QueryParams) -> u64 {
+pub(in crate::jobs) fn sensitivity(q: &QueryParams) -> u64 {
     match q.statistic.as_str() {
         "sum" => q.lo.unsigned_abs().max(q.hi.unsigned_abs()).max(1),
         _ => 1,
@@ -135,7 +139,7 @@ fn integer(file: &std::path::Path, column: &str, row: u64, v: &str) -> Result<i6
 }
 
 /// This node's exact vector, read from its CSV without holding the file in memory.
-pub(super) fn exact_vector(
+pub(in crate::jobs) fn exact_vector(
     d: &crate::catalog::Dataset,
     column: Option<&str>,
     q: &QueryParams,
@@ -224,7 +228,7 @@ pub(super) fn exact_vector(
 /// How every contributor draws its noise shares: for the statistic's entries, and for a
 /// clamping statistic's clamp entries.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Plans {
+pub(in crate::jobs) struct Plans {
     main: SharePlan,
     /// The ε the statistic's entries spend.
     epsilon: f64,
@@ -234,7 +238,7 @@ pub(super) struct Plans {
 /// How every contributor draws its noise shares: discrete Laplace target `Δ/ε` (`Δ/(0.9ε)` and
 /// `2/(0.1ε)` for a sum and its clamp entries), `parties` shares of which any `threshold`
 /// suffice.
-pub(super) fn share_plan(
+pub(in crate::jobs) fn share_plan(
     q: &QueryParams,
     epsilon: f64,
     parties: usize,
@@ -279,7 +283,7 @@ fn one_plan(
 }
 
 /// This node's input to the secure sum: its exact vector plus its own noise share per entry.
-pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, JobError> {
+pub(in crate::jobs) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, JobError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let tail = if plans.clamp.is_some() {
         CLAMP_ENTRIES.min(exact.len())
@@ -308,7 +312,7 @@ pub(super) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, JobError>
 }
 
 /// How the noise was set, for the result: the target distribution of the summed shares.
-pub(super) fn statements(q: &QueryParams, plans: &Plans) -> Vec<pb::NoiseStatement> {
+pub(in crate::jobs) fn statements(q: &QueryParams, plans: &Plans) -> Vec<pb::NoiseStatement> {
     let mut out = vec![pb::NoiseStatement {
         figures: if labels(q).is_ok_and(|l| l.len() > 1) {
             "every bin".into()
@@ -345,7 +349,7 @@ pub(super) fn statements(q: &QueryParams, plans: &Plans) -> Vec<pb::NoiseStateme
 }
 
 /// Half-width of the 95% interval of the noise in a sum of `contributors` shares.
-pub(super) fn half_width(plan: &SharePlan, contributors: usize) -> f64 {
+pub(in crate::jobs) fn half_width(plan: &SharePlan, contributors: usize) -> f64 {
     let m = f64::from(plan.parties() - plan.tolerated());
     let r = contributors as f64 / m;
     let scale = plan.effective_parameter();
@@ -360,7 +364,7 @@ pub(super) fn half_width(plan: &SharePlan, contributors: usize) -> f64 {
 /// The released values: the noised sums with their 95% intervals, one per label; and for a
 /// clamping statistic, the contributors' clamped figure (all of them together: each one's
 /// alone would be more than the secure sum reveals), its total noised too.
-pub(super) fn values(
+pub(in crate::jobs) fn values(
     q: &QueryParams,
     labels: &[String],
     sum: &[i64],

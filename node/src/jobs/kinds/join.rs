@@ -46,16 +46,16 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
-use super::error::JobError;
-use super::failure::Failure;
-use super::input;
-use super::lifecycle::{PeerLink, commit_release, recheck, step};
-use super::live::Handle;
-use super::party_input::{describe, party_input, split_epsilon, with_clamped};
-use super::psi::Link;
-use super::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
-use super::table::{JobRow, JoinSpec, State};
 use crate::catalog::Dataset;
+use crate::jobs::error::JobError;
+use crate::jobs::failure::Failure;
+use crate::jobs::input;
+use crate::jobs::kinds::psi::Link;
+use crate::jobs::lifecycle::{PeerLink, commit_release, recheck, step};
+use crate::jobs::live::Handle;
+use crate::jobs::party_input::{describe, party_input, split_epsilon, with_clamped};
+use crate::jobs::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
+use crate::jobs::table::{JobRow, JoinSpec, State};
 use crate::node::Node;
 
 /// The noise bound, in sum scales.
@@ -63,7 +63,7 @@ const NOISE_BOUND_SCALES: f64 = 64.0;
 
 /// The noise of a join: its two scales and the bound the protocol declares.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct NoisePlan {
+pub(in crate::jobs) struct NoisePlan {
     count: Ratio,
     sum: Ratio,
     bound: u64,
@@ -73,7 +73,7 @@ pub(super) struct NoisePlan {
 
 impl NoisePlan {
     /// The plan for `epsilon` and values clamped to `[lo, hi]` (see the module docs).
-    pub(super) fn new(epsilon: f64, (lo, hi): (i64, i64)) -> Result<Self, JobError> {
+    pub(in crate::jobs) fn new(epsilon: f64, (lo, hi): (i64, i64)) -> Result<Self, JobError> {
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(JobError::terms(format!(
                 "a join needs epsilon > 0, not {epsilon}"
@@ -202,7 +202,7 @@ fn params(
 }
 
 /// The terms a participant is asked to accept.
-pub(super) fn terms(spec: &JoinSpec) -> pb::JoinTerms {
+pub(in crate::jobs) fn terms(spec: &JoinSpec) -> pb::JoinTerms {
     pb::JoinTerms {
         lo: spec.lo,
         hi: spec.hi,
@@ -246,7 +246,7 @@ fn value_holder(
 }
 
 /// The key holder's rounds; it adds `noise` under encryption.
-pub(super) fn key_holder(
+pub(in crate::jobs) fn key_holder(
     params: JoinParams,
     keys: KeySet,
     noise: JoinNoise,
@@ -299,7 +299,7 @@ fn role_error(e: JoinError) -> RoleError {
 /// The key holder's part at a participant: draws the noise, runs its rounds over its keys.
 /// Returns the number of the value holder's distinct keys. `peer_limit` is this node's
 /// `[limits] max_keys`.
-pub(super) fn participate(
+pub(in crate::jobs) fn participate(
     row: &JobRow,
     spec: KeySpec,
     keys: KeySet,
@@ -318,7 +318,7 @@ pub(super) fn participate(
 
 /// The coordinator's side: read its values, propose to the key holder, run the value holder,
 /// recheck with both, release the noised figures with their intervals.
-pub(super) async fn run(
+pub(in crate::jobs) async fn run(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,

@@ -22,15 +22,15 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
-use super::aggregate;
-use super::error::JobError;
-use super::lifecycle::commit_budget;
-use super::table::{JobRow, QueryParams};
+use crate::jobs::error::JobError;
+use crate::jobs::kinds::aggregate;
+use crate::jobs::lifecycle::commit_budget;
+use crate::jobs::table::{JobRow, QueryParams};
 use crate::node::Node;
 
 /// What the server hears about party `i`.
 #[derive(Debug)]
-pub(super) enum Up {
+pub(in crate::jobs) enum Up {
     /// A frame it sent.
     Frame(u16, Vec<u8>),
     /// Its link closed: a dropout.
@@ -43,7 +43,7 @@ pub(super) enum Up {
 
 /// The contributors' identity public keys, in party order, from this node's own configuration:
 /// its own key, and the `secagg_key` of each peer (never from another node).
-pub(super) fn identities(node: &Node, names: &[String]) -> Result<Vec<PublicKey>, String> {
+pub(in crate::jobs) fn identities(node: &Node, names: &[String]) -> Result<Vec<PublicKey>, String> {
     let me = &node.config.node.name;
     names
         .iter()
@@ -80,7 +80,7 @@ pub(super) fn identities(node: &Node, names: &[String]) -> Result<Vec<PublicKey>
 
 /// Why a party stopped.
 #[derive(Debug)]
-pub(super) enum PartyError {
+pub(in crate::jobs) enum PartyError {
     /// The link to the server closed (the control channel knows why).
     Gone,
     /// A protocol error.
@@ -97,7 +97,7 @@ impl From<SecAggError> for PartyError {
 
 impl PartyError {
     /// Whether this party is at fault (rather than the server).
-    pub(super) fn is_own(&self) -> bool {
+    pub(in crate::jobs) fn is_own(&self) -> bool {
         matches!(
             self,
             PartyError::Commit(_)
@@ -121,9 +121,9 @@ impl std::fmt::Display for PartyError {
 }
 
 /// A party's link to the server.
-pub(super) struct PartyLink<'a> {
-    pub(super) send: Box<dyn FnMut(Vec<u8>) -> bool + Send + 'a>,
-    pub(super) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
+pub(in crate::jobs) struct PartyLink<'a> {
+    pub(in crate::jobs) send: Box<dyn FnMut(Vec<u8>) -> bool + Send + 'a>,
+    pub(in crate::jobs) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
 }
 
 impl PartyLink<'_> {
@@ -142,20 +142,20 @@ impl PartyLink<'_> {
 }
 
 /// A contributor's input: where it reads its vector, and the noise share it adds.
-pub(super) struct Contribution {
-    pub(super) params: SecAggParams,
-    pub(super) index: u16,
-    pub(super) dataset: crate::catalog::Dataset,
-    pub(super) column: Option<String>,
-    pub(super) query: QueryParams,
-    pub(super) plan: aggregate::Plans,
+pub(in crate::jobs) struct Contribution {
+    pub(in crate::jobs) params: SecAggParams,
+    pub(in crate::jobs) index: u16,
+    pub(in crate::jobs) dataset: crate::catalog::Dataset,
+    pub(in crate::jobs) column: Option<String>,
+    pub(in crate::jobs) query: QueryParams,
+    pub(in crate::jobs) plan: aggregate::Plans,
 }
 
 /// A contributor's whole part, on a blocking thread, at the coordinator as at a participant:
 /// reads its dataset into its vector (streamed), adds its noise share, and runs [`party`] over
 /// `link`, committing this node's budget on `rt` just before its masked vector leaves. An error
 /// of this node's own (its input, its key, its commit) is neither `PeerGone` nor `Protocol`.
-pub(super) fn contribute(
+pub(in crate::jobs) fn contribute(
     node: &Arc<Node>,
     row: &JobRow,
     rt: &tokio::runtime::Handle,
@@ -195,7 +195,7 @@ pub(super) fn contribute(
 /// answers the unmasking request. `commit` rechecks this node's policy and commits its budget;
 /// it runs after the shares are opened and **before the first masked frame leaves**, because
 /// from then on the input may enter the released sum. `phase` reports progress.
-pub(super) fn party(
+pub(in crate::jobs) fn party(
     params: SecAggParams,
     index: u16,
     identity: &IdentityKey,
@@ -229,15 +229,15 @@ pub(super) fn party(
 
 /// Why the server stopped: the party at fault (if one is) and the reason.
 #[derive(Debug)]
-pub(super) struct ServerFailure {
-    pub(super) party: Option<u16>,
-    pub(super) reason: String,
+pub(in crate::jobs) struct ServerFailure {
+    pub(in crate::jobs) party: Option<u16>,
+    pub(in crate::jobs) reason: String,
 }
 
 /// What the server returns: the aggregate, and each dropout with why.
-pub(super) struct Outcome {
-    pub(super) aggregate: Aggregate,
-    pub(super) dropped: Vec<(u16, String)>,
+pub(in crate::jobs) struct Outcome {
+    pub(in crate::jobs) aggregate: Aggregate,
+    pub(in crate::jobs) dropped: Vec<(u16, String)>,
 }
 
 struct Hub<'a> {
@@ -349,7 +349,7 @@ impl Hub<'_> {
 
 /// The aggregator: runs the four rounds over `up` (every party's frames and fate) and `down`
 /// (a frame to one party; false when its link is gone), reporting each round through `phase`.
-pub(super) fn server(
+pub(in crate::jobs) fn server(
     params: SecAggParams,
     names: &[String],
     up: &mut mpsc::UnboundedReceiver<Up>,

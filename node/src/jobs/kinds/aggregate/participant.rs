@@ -12,20 +12,20 @@ use concord_proto::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::aggregate;
-use super::error::JobError;
-use super::exchange::{Inbound, Outbound, SECAGG};
-use super::failure::Failure;
-use super::lifecycle::ended;
-use super::lifecycle::{dataset, during_protocol, next_control, settle_release, step};
-use super::live::Handle;
-use super::secagg::{self, Contribution, PartyLink};
-use super::table::{AggregateParams, JobRow, PeerUse, State};
 use crate::error::NodeError;
+use crate::jobs::error::JobError;
+use crate::jobs::exchange::{Inbound, Outbound, SECAGG};
+use crate::jobs::failure::Failure;
+use crate::jobs::kinds::aggregate;
+use crate::jobs::kinds::aggregate::secagg::{self, Contribution, PartyLink};
+use crate::jobs::lifecycle::ended;
+use crate::jobs::lifecycle::{dataset, during_protocol, next_control, settle_release, step};
+use crate::jobs::live::Handle;
+use crate::jobs::table::{AggregateParams, JobRow, PeerUse, State};
 use crate::node::Node;
 
 /// Checks an aggregate proposal from `peer` and returns the session to keep with the job.
-pub(super) fn check(
+pub(in crate::jobs) fn check(
     node: &Node,
     peer: &str,
     p: &pb::JobProposal,
@@ -83,7 +83,7 @@ pub(super) fn check(
     })
 }
 
-pub(super) async fn participate(
+pub(in crate::jobs) async fn participate(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,

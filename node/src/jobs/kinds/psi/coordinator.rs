@@ -10,21 +10,21 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::error::JobError;
-use super::failure::Failure;
-use super::input;
-use super::lifecycle::{PeerLink, commit_release, psi_error_is_peers, recheck, step};
-use super::live::Handle;
-use super::party_input::{describe, party_input};
-use super::psi::{self};
-use super::query;
-use super::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
-use super::table::{JobRow, State};
 use crate::catalog::Dataset;
+use crate::jobs::error::JobError;
+use crate::jobs::failure::Failure;
+use crate::jobs::input;
+use crate::jobs::kinds::psi::{self};
+use crate::jobs::kinds::query;
+use crate::jobs::lifecycle::{PeerLink, commit_release, psi_error_is_peers, recheck, step};
+use crate::jobs::live::Handle;
+use crate::jobs::party_input::{describe, party_input};
+use crate::jobs::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
+use crate::jobs::table::{JobRow, State};
 use crate::node::Node;
 use crate::policy::JobKind;
 
-pub(super) async fn run(
+pub(in crate::jobs) async fn run(
     node: &Arc<Node>,
     row: &JobRow,
     handle: &Arc<Handle>,
@@ -221,7 +221,7 @@ async fn store_keys(
     while let Some((rows, encoded)) = rx.recv().await {
         digest.update(&encoded);
         let id = row.id.clone();
-        node.with_store(move |_, store| super::table::put_keys(store, &id, seq, &encoded))
+        node.with_store(move |_, store| crate::jobs::table::put_keys(store, &id, seq, &encoded))
             .await
             .map_err(|e| mine(e.to_string()))?
             .map_err(|e| mine(format!("storing the matching keys: {e}")))?;

@@ -5,6 +5,8 @@
 //! sender. The typed rounds are those of `concord_mpc::psi::local` and `psi::ot::local`, with the
 //! in-memory channel replaced by the job's envelopes. Group and AES work runs on rayon's pool.
 
+pub(in crate::jobs) mod coordinator;
+
 use std::sync::Arc;
 
 use concord_mpc::psi::ot::{
@@ -18,17 +20,17 @@ use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 use sha2::{Digest as _, Sha256};
 
-use super::error::JobError;
-use super::exchange::{Outbound, PSI};
-use super::table::Protocol;
+use crate::jobs::error::JobError;
+use crate::jobs::exchange::{Outbound, PSI};
+use crate::jobs::table::Protocol;
 
 /// An automatic intersection uses OT extension from this many rows at the coordinator (below it,
 /// the ECDH mode's fewer bytes and round trips win).
-pub(super) const OT_FROM_ROWS: u64 = 1 << 14;
+pub(in crate::jobs) const OT_FROM_ROWS: u64 = 1 << 14;
 
 /// Why a PSI role stopped, in either protocol.
 #[derive(Debug)]
-pub(super) enum ProtoError {
+pub(in crate::jobs) enum ProtoError {
     /// The ECDH mode, or what both modes share.
     Psi(PsiError),
     /// The OT mode.
@@ -37,7 +39,7 @@ pub(super) enum ProtoError {
 
 impl ProtoError {
     /// The peer closed the exchange (the reader knows why).
-    pub(super) fn peer_gone(&self) -> bool {
+    pub(in crate::jobs) fn peer_gone(&self) -> bool {
         matches!(
             self,
             ProtoError::Psi(PsiError::PeerGone)
@@ -69,8 +71,8 @@ impl From<OtPsiError> for ProtoError {
 
 /// The session parameters both parties derive from the job and its agreed key spec, with this
 /// node's own limit on the peer's keys (`[limits] max_keys`).
-pub(super) fn params_of(
-    row: &super::table::JobRow,
+pub(in crate::jobs) fn params_of(
+    row: &crate::jobs::table::JobRow,
     keys: concord_mpc::psi::KeySpec,
     peer_limit: u64,
 ) -> Result<PsiParams, JobError> {
@@ -88,30 +90,30 @@ pub(super) fn params_of(
 }
 
 /// A fresh session id.
-pub(super) fn session() -> [u8; 16] {
+pub(in crate::jobs) fn session() -> [u8; 16] {
     rand::rng().random()
 }
 
 /// A protocol thread's link: frames out, frames in, progress, and a digest of what it sent.
-pub(super) struct Link<'a> {
-    pub(super) out: &'a Outbound,
-    pub(super) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
+pub(in crate::jobs) struct Link<'a> {
+    pub(in crate::jobs) out: &'a Outbound,
+    pub(in crate::jobs) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
     /// Items done out of a total (0 when the role cannot know it).
-    pub(super) progress: Box<dyn Fn(u64, u64) + Send + Sync + 'a>,
-    pub(super) sent: Sha256,
-    pub(super) frames: u64,
+    pub(in crate::jobs) progress: Box<dyn Fn(u64, u64) + Send + Sync + 'a>,
+    pub(in crate::jobs) sent: Sha256,
+    pub(in crate::jobs) frames: u64,
 }
 
 impl Link<'_> {
     /// Sends one protocol frame; false if the exchange is gone.
-    pub(super) fn send_frame(&mut self, frame: concord_mpc::Frame) -> bool {
+    pub(in crate::jobs) fn send_frame(&mut self, frame: concord_mpc::Frame) -> bool {
         self.sent.update(frame.as_bytes());
         self.frames += 1;
         self.out.blocking_send(PSI, frame.0)
     }
 
     /// The next protocol frame; `None` once the peer's frames have ended.
-    pub(super) fn recv_frame(&mut self) -> Option<Vec<u8>> {
+    pub(in crate::jobs) fn recv_frame(&mut self) -> Option<Vec<u8>> {
         (self.recv)()
     }
 
@@ -146,7 +148,7 @@ fn ot_params(params: &PsiParams) -> Result<OtPsiParams, OtPsiError> {
 }
 
 /// The receiver in `protocol` (`ot`, else ECDH).
-pub(super) fn receiver(
+pub(in crate::jobs) fn receiver(
     protocol: Protocol,
     params: PsiParams,
     keys: KeySet,
@@ -173,7 +175,7 @@ pub(super) fn receiver(
 }
 
 /// The sender in `protocol` (`ot`, else ECDH); returns the receiver's number of distinct keys.
-pub(super) fn sender(
+pub(in crate::jobs) fn sender(
     protocol: Protocol,
     params: PsiParams,
     keys: KeySet,
