@@ -6,8 +6,6 @@
 use std::sync::Arc;
 
 use concord_proto::v1 as pb;
-use prost::Message as _;
-use sha2::{Digest as _, Sha256};
 
 use crate::catalog::Dataset;
 use crate::config::Role;
@@ -17,10 +15,7 @@ use crate::jobs::failure::Failure;
 use crate::jobs::kinds::aggregate;
 use crate::jobs::kinds::psi;
 use crate::jobs::kinds::query;
-use crate::jobs::lifecycle::{
-    PeerLink, admit, begin_release, commit_release, dataset, fail, federation_client, peer_of,
-    recheck, step,
-};
+use crate::jobs::lifecycle::{PeerLink, admit, dataset, fail, federation_client, peer_of};
 use crate::jobs::live::Handle;
 use crate::jobs::table::Protocol;
 use crate::jobs::table::{AggregateParams, JobRow, JoinSpec, PeerUse, QueryParams, Spec, State};
@@ -458,66 +453,10 @@ async fn work(
         JobKind::Join => {
             crate::jobs::kinds::join::run(node, row, handle, own(found)?, &mut p.peer).await
         }
-        JobKind::Query => run_query(node, row, handle, own(found)?).await,
+        JobKind::Query => query::coordinate(node, row, handle, own(found)?).await,
     }?;
     p.released = true;
     Ok(())
-}
-
-async fn run_query(
-    node: &Arc<Node>,
-    row: &JobRow,
-    handle: &Arc<Handle>,
-    d: Dataset,
-) -> Result<(), Failure> {
-    let me = node.config.node.name.clone();
-    step(node, row, Some(handle), State::Authorized, "authorized").await;
-    step(node, row, Some(handle), State::Running, "computing").await;
-    let q = row
-        .spec
-        .query
-        .clone()
-        .ok_or_else(|| Failure::at(&me, "no query"))?;
-    let column = row.spec.columns.first().cloned();
-    let epsilon = row.spec.epsilon;
-    let unit = crate::jobs::party_input::unit_text(&d);
-    let out = tokio::task::spawn_blocking(move || query::run(&d, column.as_deref(), &q, epsilon))
-        .await
-        .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
-        .map_err(|e| Failure::at(&me, e))?;
-    step(node, row, Some(handle), State::Running, "rechecking").await;
-    recheck(node, row, Vec::new()).await?;
-    begin_release(node, handle)?;
-    let result = pb::JobResult {
-        job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
-        parties: row.parties.clone(),
-        recipient: row.recipient.clone(),
-        mechanism: out.mechanism.into(),
-        epsilon: row.spec.epsilon_text(),
-        delta: "0".into(),
-        values: out.values,
-        accuracy: out.accuracy,
-        key_count: 0,
-        released_ms: node.clock.now_ms(),
-        contributors: Vec::new(),
-        inputs: vec![pb::PartyInput {
-            node: me.clone(),
-            ..out.input
-        }],
-        privacy_unit: unit,
-        noise: out.noise,
-        ..pb::JobResult::default()
-    };
-    let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
-    let detail = format!(
-        "released {} of {} to {}: {}",
-        row.spec.query.as_ref().map_or("", |q| q.statistic.as_str()),
-        row.spec.dataset,
-        row.recipient,
-        crate::jobs::party_input::describe(&result.inputs[0])
-    );
-    commit_release(node, row, Some(result), digest, detail).await
 }
 
 /// A job's result, for its recipient only.

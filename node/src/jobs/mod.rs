@@ -16,19 +16,39 @@
 //! ended as failed (the ledger's `recover` returns their budget).
 //!
 //! # Layout
-//! - [`gate`]: the one place where a job asks the node's policy.
-//! - `input`: streaming the registered CSV into key sets and column values.
+//! Shared by every kind (none of these knows one kind from another beyond naming it):
+//! - `table`: the job table, a job's terms (`Spec`), its state, and its `Protocol`.
+//! - `lifecycle`: the steps every job takes at every party: admit (the gate, reserving the
+//!   budget), progress, recheck, commit or return the budget, fail (told to the parties), and
+//!   the control messages that can stop it.
+//! - `session`: a coordinator's session with its peers: propose, open the exchange, run a
+//!   protocol role over it, the release handshake.
+//! - [`gate`]: the one place where a job asks the node's policy (`Node::authorize`, audited).
 //! - `exchange`: envelopes, the inbound demultiplexer and the outbound writer of one job.
-//! - `psi`: the ECDH-PSI roles of `concord-mpc`, driven over a job's exchange.
-//! - `coordinator`: submitting, authorizing, running and releasing at the coordinator;
-//!   `coordinator_psi`: its side of a PSI job.
-//! - `participant`: proposals and exchanges at a participant.
-//! - `join`: the join-aggregate roles and their noise; the coordinator holds the values.
-//! - `query`: single-node DP statistics.
-//! - `aggregate`: an aggregate's vectors, noise shares and intervals (pure, tested);
-//!   `secagg`: its secure-aggregation roles driven over channels; `coordinator_agg` and
-//!   `participant_agg`: its two sides.
-
+//! - `live`: running jobs' progress, cancel switches, and the proposals being decided.
+//! - `failure`: how a job ended without release, as the parties tell each other.
+//! - `error`: `JobError`, why a step failed, matched by variant.
+//! - `input`: streaming the registered CSV into key sets and column values; `party_input`: what
+//!   each party's input was, as the result states it.
+//! - `coordinator`: submitting a job (checking its terms), authorizing it, and handing it to
+//!   its kind; `participant`: deciding a proposal and answering its exchange.
+//!
+//! One folder per kind, `kinds/`, each with both of its sides: `psi` (cardinality and
+//! intersection), `join`, `query`, `aggregate` (with its secure-aggregation roles).
+//!
+//! # Adding a job kind
+//! 1. A variant of [`crate::policy::JobKind`] (its name in grants, configs and the CLI).
+//! 2. A module `kinds/<kind>/` with `coordinator.rs` (what the coordinator runs once the job is
+//!    admitted: `lifecycle` and `session` give the steps) and, if other nodes take part,
+//!    `participant.rs` (what a participant checks in a proposal and runs on its exchange).
+//! 3. Where the engine still names kinds, one arm each: `coordinator::submit` (the kind's terms
+//!    from its `JobSpec`), `coordinator`'s dispatch to the kind's run, and the participant's
+//!    `propose` (the kind's terms from its `JobProposal`) and exchange dispatch.
+//! 4. On the wire, its `JobSpec` case and `JobProposal` terms (`proto/`), and in the CLI its
+//!    `concord run` subcommand.
+//!
+//! The lifecycle, the gate, the exchange and the table need no change.
+//!
 pub(crate) mod coordinator;
 pub(crate) mod error;
 mod exchange;

@@ -6,6 +6,11 @@
 //! nulls are left out. A sum or mean clamps each value to `[lo, hi]` and states how many it
 //! clamped, noised with a tenth of ε (`party_input`); the statistic gets the rest.
 
+use std::sync::Arc;
+
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+
 use concord_dp::release::{self, Accuracy, Contributions, Mechanism, NoiseSpec};
 use concord_dp::{Epsilon, Release};
 use concord_proto::v1 as pb;
@@ -14,9 +19,13 @@ use rand::rngs::StdRng;
 
 use crate::catalog::Dataset;
 use crate::jobs::error::JobError;
+use crate::jobs::failure::Failure;
 use crate::jobs::input::{self, Read};
+use crate::jobs::lifecycle::{begin_release, commit_release, recheck, step};
+use crate::jobs::live::Handle;
 use crate::jobs::party_input::{party_input, split_epsilon, with_clamped};
-use crate::jobs::table::QueryParams;
+use crate::jobs::table::{JobRow, QueryParams, State};
+use crate::node::Node;
 
 pub(in crate::jobs) fn mechanism_name(m: Mechanism) -> &'static str {
     match m {
@@ -405,6 +414,63 @@ fn candidates(q: &QueryParams) -> Result<Vec<i64>, JobError> {
         .collect();
     c.dedup();
     Ok(c)
+}
+
+/// The coordinator runs a query alone: compute, recheck, release.
+pub(in crate::jobs) async fn coordinate(
+    node: &Arc<Node>,
+    row: &JobRow,
+    handle: &Arc<Handle>,
+    d: Dataset,
+) -> Result<(), Failure> {
+    let me = node.config.node.name.clone();
+    step(node, row, Some(handle), State::Authorized, "authorized").await;
+    step(node, row, Some(handle), State::Running, "computing").await;
+    let q = row
+        .spec
+        .query
+        .clone()
+        .ok_or_else(|| Failure::at(&me, "no query"))?;
+    let column = row.spec.columns.first().cloned();
+    let epsilon = row.spec.epsilon;
+    let unit = crate::jobs::party_input::unit_text(&d);
+    let out = tokio::task::spawn_blocking(move || run(&d, column.as_deref(), &q, epsilon))
+        .await
+        .map_err(|e| Failure::at(&me, format!("query task failed: {e}")))?
+        .map_err(|e| Failure::at(&me, e))?;
+    step(node, row, Some(handle), State::Running, "rechecking").await;
+    recheck(node, row, Vec::new()).await?;
+    begin_release(node, handle)?;
+    let result = pb::JobResult {
+        job_id: row.id.clone(),
+        kind: row.kind.as_str().into(),
+        parties: row.parties.clone(),
+        recipient: row.recipient.clone(),
+        mechanism: out.mechanism.into(),
+        epsilon: row.spec.epsilon_text(),
+        delta: "0".into(),
+        values: out.values,
+        accuracy: out.accuracy,
+        key_count: 0,
+        released_ms: node.clock.now_ms(),
+        contributors: Vec::new(),
+        inputs: vec![pb::PartyInput {
+            node: me.clone(),
+            ..out.input
+        }],
+        privacy_unit: unit,
+        noise: out.noise,
+        ..pb::JobResult::default()
+    };
+    let digest: [u8; 32] = Sha256::digest(result.encode_to_vec()).into();
+    let detail = format!(
+        "released {} of {} to {}: {}",
+        row.spec.query.as_ref().map_or("", |q| q.statistic.as_str()),
+        row.spec.dataset,
+        row.recipient,
+        crate::jobs::party_input::describe(&result.inputs[0])
+    );
+    commit_release(node, row, Some(result), digest, detail).await
 }
 
 #[cfg(test)]
