@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 
 use concord_dp::PrivacyCost;
-use rand::RngExt as _;
 use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
 
 use crate::catalog::{self, Dataset};
@@ -106,7 +105,7 @@ fn unjson(text: &str) -> BTreeSet<String> {
 }
 
 fn new_id() -> String {
-    let bytes: [u8; 6] = rand::rng().random();
+    let bytes: [u8; 6] = crate::random::bytes();
     format!("g-{}", crate::hex::encode(&bytes))
 }
 

@@ -26,7 +26,8 @@
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
 //! - [`hex`]: hex encoding of keys and digests; [`name`]: what a node or dataset may be called.
-//! - [`clock`]: an injectable clock, so expiry and timestamps are testable.
+//! - [`clock`]: an injectable clock, so expiry and timestamps are testable; `random`: the
+//!   node's randomness, from one place.
 
 #![forbid(unsafe_code)]
 
@@ -46,6 +47,7 @@ pub mod ledger;
 pub mod name;
 mod node;
 pub mod policy;
+mod random;
 pub mod service;
 pub mod store;
 pub mod tls;

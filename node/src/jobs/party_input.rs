@@ -15,8 +15,6 @@
 use concord_dp::sample::{Ratio, discrete_laplace};
 use concord_mpc::psi::InputReport;
 use concord_proto::v1 as pb;
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
 
 use crate::csv_input::RejectCounts;
 use crate::jobs::error::JobError;
@@ -72,7 +70,7 @@ pub(crate) fn with_clamped(
         .map_err(|e| JobError::terms(e.to_string()))?;
     let half = concord_dp::accuracy::discrete_laplace_half_width(scale.to_f64())
         .map_err(|e| JobError::terms(e.to_string()))?;
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let noised = i64::try_from(exact)
         .unwrap_or(i64::MAX)
         .saturating_add(discrete_laplace(&mut rng, scale)) as f64;

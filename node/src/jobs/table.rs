@@ -283,7 +283,7 @@ pub(crate) fn exact_epsilon(text: &str) -> Result<(f64, concord_dp::Quantity), J
 
 /// A fresh job id: `job-` and 16 random hex digits.
 pub(crate) fn new_id() -> String {
-    let bytes: [u8; 8] = rand::random();
+    let bytes: [u8; 8] = crate::random::bytes();
     format!("job-{}", crate::hex::encode(&bytes))
 }
 

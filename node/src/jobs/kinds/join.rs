@@ -42,8 +42,6 @@ use concord_mpc::psi::join::{
 use concord_mpc::psi::{KeySet, KeySpec, SessionId};
 use concord_proto::v1 as pb;
 use prost::Message as _;
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
 use sha2::{Digest as _, Sha256};
 
 use crate::catalog::Dataset;
@@ -109,7 +107,7 @@ impl NoisePlan {
 
     /// The draws behind [`Self::draw`]: counts, then sums.
     fn draw_raw(&self, categories: usize) -> Result<(Vec<i64>, Vec<i64>), JobError> {
-        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let mut rng = crate::random::rng();
         let mut draw = |scale| -> Result<Vec<i64>, JobError> {
             let v: Vec<i64> = (0..categories)
                 .map(|_| discrete_laplace(&mut rng, scale))
@@ -252,7 +250,7 @@ pub(in crate::jobs) fn key_holder(
     noise: JoinNoise,
     link: &mut Link<'_>,
 ) -> Result<KeyHolderOutput, JoinError> {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let (mut blinding, header) = KeyHolderBlinding::start(params, keys, &mut rng)?;
     send(link, header)?;
     while let Some(frame) = blinding.next_batch() {
@@ -349,7 +347,7 @@ pub(in crate::jobs) async fn run(
             &t.categories[..],
         );
         let values = input::value_set(&d, &columns, spec, columns_used, nulls)?;
-        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let mut rng = crate::random::rng();
         let (waiting, offer) = ValueHolderAwaitQuery::start(params, values.set, &mut rng)
             .map_err(|e| JobError::Protocol(format!("join: {e}")))?;
         Ok::<_, JobError>((waiting, offer, values.read, values.null_values))

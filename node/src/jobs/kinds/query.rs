@@ -14,8 +14,6 @@ use sha2::{Digest as _, Sha256};
 use concord_dp::release::{self, Accuracy, Contributions, Mechanism, NoiseSpec};
 use concord_dp::{Epsilon, Release};
 use concord_proto::v1 as pb;
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
 
 use crate::catalog::Dataset;
 use crate::jobs::error::JobError;
@@ -197,7 +195,7 @@ pub(in crate::jobs) fn run(
     let dp = |e: concord_dp::DpError| JobError::terms(e.to_string());
     let need = || column.ok_or_else(|| JobError::terms(format!("{} needs --column", q.statistic)));
     let interval95 = "95% interval".to_owned();
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let bound = |m: u32| m.max(1);
     let magnitude = q.lo.unsigned_abs().max(q.hi.unsigned_abs()) as f64;
     match q.statistic.as_str() {

@@ -38,8 +38,6 @@ pub(in crate::jobs) mod secagg;
 
 use concord_dp::shares::{NoiseTarget, SharePlan};
 use concord_proto::v1 as pb;
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
 
 use crate::jobs::error::JobError;
 use crate::jobs::input;
@@ -213,7 +211,7 @@ pub(in crate::jobs) fn exact_vector(
                 }
                 Ok(())
             })?;
-            let mut rng = StdRng::from_rng(&mut rand::rng());
+            let mut rng = crate::random::rng();
             let one_each = concord_dp::Contributions::bound_by_id(pairs, 1, &mut rng)
                 .map_err(|e| JobError::terms(e.to_string()))?;
             let mut counts = vec![0i64; labels.len()];
@@ -284,7 +282,7 @@ fn one_plan(
 
 /// This node's input to the secure sum: its exact vector plus its own noise share per entry.
 pub(in crate::jobs) fn noised(exact: &[i64], plans: &Plans) -> Result<Vec<i64>, JobError> {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let tail = if plans.clamp.is_some() {
         CLAMP_ENTRIES.min(exact.len())
     } else {

@@ -18,8 +18,6 @@ use concord_mpc::secagg::{
     Aggregate, Body, IdentityKey, Message, PartyAwaitRoster, PublicKey, SecAggError, SecAggParams,
     ServerAwaitKeys,
 };
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::jobs::error::JobError;
@@ -204,7 +202,7 @@ pub(in crate::jobs) fn party(
     phase: &dyn Fn(&str),
     commit: &mut dyn FnMut() -> Result<(), JobError>,
 ) -> Result<(), PartyError> {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     phase("advertising");
     let (state, frame) = PartyAwaitRoster::start(params, index, identity, &mut rng)?;
     link.send(frame)?;
@@ -415,6 +413,8 @@ pub(in crate::jobs) fn server(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use rand::SeedableRng as _;
+    use rand::rngs::StdRng;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

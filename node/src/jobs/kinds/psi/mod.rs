@@ -16,8 +16,6 @@ use concord_mpc::psi::{
     KeySet, Message, OutputKind, PsiError, PsiParams, ReceiverBlinding, ReceiverOutput, Recipients,
     SenderAwaitQuery, SenderEncoding, SenderNext, SessionId,
 };
-use rand::rngs::StdRng;
-use rand::{RngExt as _, SeedableRng as _};
 use sha2::{Digest as _, Sha256};
 
 use crate::jobs::error::JobError;
@@ -91,7 +89,7 @@ pub(in crate::jobs) fn params_of(
 
 /// A fresh session id.
 pub(in crate::jobs) fn session() -> [u8; 16] {
-    rand::rng().random()
+    crate::random::bytes()
 }
 
 /// A protocol thread's link: frames out, frames in, progress, and a digest of what it sent.
@@ -157,7 +155,7 @@ pub(in crate::jobs) fn receiver(
     if protocol != Protocol::Ot {
         return Ok(ecdh_receiver(params, keys, link)?);
     }
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let total = keys.len() as u64;
     let (waiting, hello) = OtReceiverStart::start(ot_params(&params)?, keys, &mut rng)?;
     link.send(hello)?;
@@ -184,7 +182,7 @@ pub(in crate::jobs) fn sender(
     if protocol != Protocol::Ot {
         return Ok(ecdh_sender(params, keys, link)?);
     }
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let waiting = OtSenderAwaitHello::start(ot_params(&params)?, keys, &mut rng)?;
     let (mut extending, setup) = waiting.handle(link.recv_ot()?, &mut rng)?;
     link.send(setup)?;
@@ -205,7 +203,7 @@ fn ecdh_receiver(
     keys: KeySet,
     link: &mut Link<'_>,
 ) -> Result<ReceiverOutput, PsiError> {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let total = 2 * keys.len() as u64;
     let (mut blinding, header) = ReceiverBlinding::start(params, keys, &mut rng)?;
     link.send(header)?;
@@ -237,7 +235,7 @@ fn ecdh_receiver(
 /// counts the receiver's keys evaluated. Returns the number of distinct keys the receiver
 /// announced.
 fn ecdh_sender(params: PsiParams, keys: KeySet, link: &mut Link<'_>) -> Result<u64, PsiError> {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut rng = crate::random::rng();
     let encoding = Arc::new(SenderEncoding::new(params.hash_domain(), keys, &mut rng));
     for frame in encoding.set_frames(&params) {
         link.send(frame)?;
