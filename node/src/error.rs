@@ -43,6 +43,13 @@ pub(crate) enum NodeError {
     Internal(String),
 }
 
+impl From<StoreError> for NodeError {
+    /// The database failing is the node's own failure: logged in full, never sent.
+    fn from(e: StoreError) -> Self {
+        NodeError::Internal(e.to_string())
+    }
+}
+
 impl From<CatalogError> for NodeError {
     fn from(e: CatalogError) -> Self {
         match e {

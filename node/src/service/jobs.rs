@@ -235,11 +235,12 @@ async fn key_chunk(node: &Arc<Node>, id: &str, seq: u64) -> Result<Option<pb::Ke
     let bytes = node
         .with_store(move |_, store| table::keys_chunk(store, &job, seq))
         .await?
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| Status::from(NodeError::from(e)))?;
+    // The detail goes to the log (through `NodeError::Internal`), never to the caller.
     bytes
         .map(|b| {
             prost::Message::decode(b.as_slice())
-                .map_err(|e| Status::internal(format!("stored keys of {id}: {e}")))
+                .map_err(|e| Status::from(NodeError::Internal(format!("stored keys of {id}: {e}"))))
         })
         .transpose()
 }
