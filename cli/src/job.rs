@@ -5,6 +5,7 @@ use std::io::Write as _;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use concord_node::client::NodeClient;
+use concord_node::policy::JobKind;
 use concord_node::proto as pb;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -112,7 +113,7 @@ pub(crate) fn run(cmd: JobCommand) -> anyhow::Result<()> {
                 println!(
                     "{:<20}  {:<16}  {:<11}  {:<10}  {:<16}  {}",
                     j.id,
-                    j.kind,
+                    JobKind::name_of_pb(j.kind),
                     j.role,
                     j.state,
                     j.parties.join(","),
@@ -151,7 +152,7 @@ pub(crate) fn run(cmd: JobCommand) -> anyhow::Result<()> {
 fn job_json(j: &pb::Job) -> serde_json::Value {
     serde_json::json!({
         "id": j.id,
-        "kind": j.kind,
+        "kind": JobKind::name_of_pb(j.kind),
         "role": j.role,
         "state": j.state,
         "phase": j.phase,
@@ -173,7 +174,7 @@ fn print_job(j: &pb::Job, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("job          {}", j.id);
-    println!("kind         {}", j.kind);
+    println!("kind         {}", JobKind::name_of_pb(j.kind));
     println!("state        {} ({})", j.state, j.phase);
     println!("role         {} (coordinator {})", j.role, j.coordinator);
     println!("parties      {}", j.parties.join(", "));
@@ -200,7 +201,7 @@ fn result_json(r: &pb::JobResult) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "job": r.job_id,
-        "kind": r.kind,
+        "kind": JobKind::name_of_pb(r.kind),
         "parties": r.parties,
         "recipient": r.recipient,
         "mechanism": r.mechanism,
@@ -357,7 +358,7 @@ async fn print_result(
         return Ok(out.flush()?);
     }
     writeln!(out, "job        {}", r.job_id)?;
-    writeln!(out, "kind       {}", r.kind)?;
+    writeln!(out, "kind       {}", JobKind::name_of_pb(r.kind))?;
     writeln!(out, "parties    {}", r.parties.join(", "))?;
     if !r.contributors.is_empty() {
         writeln!(out, "contributors {}", r.contributors.join(", "))?;

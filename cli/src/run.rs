@@ -3,6 +3,7 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
+use concord_node::policy::JobKind;
 use concord_node::proto as pb;
 
 use crate::job::{OutputArgs, follow};
@@ -415,10 +416,11 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
                 left: Some(left),
                 right: Some(right),
                 protocol: match a.protocol {
-                    None => String::new(),
-                    Some(Protocol::Ecdh) => "ecdh".into(),
-                    Some(Protocol::Ot) => "ot".into(),
-                },
+                    None => pb::PsiProtocol::Unspecified,
+                    Some(Protocol::Ecdh) => pb::PsiProtocol::Ecdh,
+                    Some(Protocol::Ot) => pb::PsiProtocol::Ot,
+                }
+                .into(),
             });
             (a.profile, kind, a.job)
         }
@@ -515,7 +517,11 @@ pub(crate) fn run(cmd: RunCommand) -> anyhow::Result<()> {
     let output = job.output;
     crate::profile::call(&profile, move |mut client| async move {
         let submitted = client.submit_job(spec).await?;
-        eprintln!("submitted {} ({})", submitted.id, submitted.kind);
+        eprintln!(
+            "submitted {} ({})",
+            submitted.id,
+            JobKind::name_of_pb(submitted.kind)
+        );
         if detach {
             println!("{}", submitted.id);
             return Ok(Ok(()));

@@ -122,6 +122,20 @@ pub struct Entry {
 }
 
 /// A problem [`verify`] found.
+/// A stored audit field that cannot be read back into a [`Record`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnreadableField {
+    /// The subjects are not a JSON list of strings (the parser's reason).
+    #[error("subjects are not a JSON list of strings: {0}")]
+    Subjects(String),
+    /// An outcome this build does not know.
+    #[error("unknown outcome {0:?}")]
+    Outcome(String),
+    /// An output digest of the wrong length.
+    #[error("output digest has {0} bytes, not 32")]
+    DigestLength(usize),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
@@ -147,7 +161,7 @@ pub enum Problem {
         /// The entry.
         seq: u64,
         /// What is wrong.
-        reason: String,
+        reason: UnreadableField,
     },
     /// The signed head does not match the last entry: entries after it were removed, or the
     /// chain was rewritten.
@@ -440,16 +454,16 @@ struct Row {
 }
 
 impl Row {
-    fn record(&self) -> Result<Record, String> {
+    fn record(&self) -> Result<Record, UnreadableField> {
         let subjects: Vec<String> = serde_json::from_str(&self.subjects)
-            .map_err(|e| format!("subjects are not a JSON list of strings: {e}"))?;
+            .map_err(|e| UnreadableField::Subjects(e.to_string()))?;
         let outcome = Outcome::parse(&self.outcome)
-            .ok_or_else(|| format!("unknown outcome {:?}", self.outcome))?;
+            .ok_or_else(|| UnreadableField::Outcome(self.outcome.clone()))?;
         let output_digest = match &self.output_digest {
             None => None,
             Some(d) => Some(
                 <[u8; 32]>::try_from(d.as_slice())
-                    .map_err(|_| format!("output digest has {} bytes, not 32", d.len()))?,
+                    .map_err(|_| UnreadableField::DigestLength(d.len()))?,
             ),
         };
         Ok(Record {

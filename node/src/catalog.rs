@@ -595,15 +595,52 @@ fn rejects_from_json(text: &str) -> RejectCounts {
 
 /// Parses a `--key-columns` entry: `name` (key type `text`) or `name:type`, with the key types
 /// of `concord_mpc::psi::KeyType::parse` (`text:case-sensitive`, `cn-resident-id:legacy-15`, …).
-pub fn parse_key_column(s: &str) -> Result<(String, KeyType), String> {
+pub fn parse_key_column(s: &str) -> Result<(String, KeyType), BadColumnArg> {
+    let bad = |problem| BadColumnArg {
+        entry: s.to_owned(),
+        problem,
+    };
     let (name, ty) = match s.split_once(':') {
-        Some((name, ty)) => (name, KeyType::parse(ty).map_err(|e| format!("{s:?}: {e}"))?),
+        Some((name, ty)) => (
+            name,
+            KeyType::parse(ty).map_err(|e| bad(ColumnArgProblem::KeyType(e)))?,
+        ),
         None => (s, KeyType::TEXT),
     };
     if name.is_empty() {
-        return Err(format!("{s:?}: empty column name"));
+        return Err(bad(ColumnArgProblem::EmptyName));
     }
     Ok((name.to_owned(), ty))
+}
+
+/// A `--column` or `--key-columns` entry that does not parse: the entry, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{entry:?}: {problem}")]
+pub struct BadColumnArg {
+    /// The entry as given.
+    pub entry: String,
+    /// What is wrong with it.
+    pub problem: ColumnArgProblem,
+}
+
+/// What is wrong with a [`BadColumnArg`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnArgProblem {
+    /// Not `name:type:tier` or `name:type:tier:nullable`.
+    #[error("expected name:type:tier or name:type:tier:nullable")]
+    Shape,
+    /// A column type this build does not know.
+    #[error("unknown type {0:?} (use text, integer, decimal or date)")]
+    UnknownType(String),
+    /// A tier this build does not know.
+    #[error("unknown tier {0:?} (use public, internal, sensitive or restricted)")]
+    UnknownTier(String),
+    /// The name before the first `:` is empty.
+    #[error("empty column name")]
+    EmptyName,
+    /// A key type `concord_mpc::psi::KeyType::parse` refused, with its reason.
+    #[error("{0}")]
+    KeyType(String),
 }
 
 /// Sets the tier of named columns of dataset `id`; returns each change as (column, old, new).
@@ -665,25 +702,23 @@ pub fn peer_view(dataset: &Dataset) -> Dataset {
 }
 
 /// Parses `name:type:tier` or `name:type:tier:nullable`, as `concord dataset add --column` takes it.
-pub fn parse_column(s: &str) -> Result<ColumnSpec, String> {
+pub fn parse_column(s: &str) -> Result<ColumnSpec, BadColumnArg> {
+    let bad = |problem| BadColumnArg {
+        entry: s.to_owned(),
+        problem,
+    };
     let parts: Vec<&str> = s.split(':').collect();
     let (name, ty, tier, nullable) = match parts.as_slice() {
         [n, ty, tier] => (*n, *ty, *tier, false),
         [n, ty, tier, "nullable"] => (*n, *ty, *tier, true),
-        _ => {
-            return Err(format!(
-                "{s:?}: expected name:type:tier or name:type:tier:nullable"
-            ));
-        }
+        _ => return Err(bad(ColumnArgProblem::Shape)),
     };
-    let ty = ColumnType::parse(ty).ok_or_else(|| {
-        format!("{s:?}: unknown type {ty:?} (use text, integer, decimal or date)")
-    })?;
-    let tier = Tier::parse(tier).ok_or_else(|| {
-        format!("{s:?}: unknown tier {tier:?} (use public, internal, sensitive or restricted)")
-    })?;
+    let ty =
+        ColumnType::parse(ty).ok_or_else(|| bad(ColumnArgProblem::UnknownType(ty.to_owned())))?;
+    let tier =
+        Tier::parse(tier).ok_or_else(|| bad(ColumnArgProblem::UnknownTier(tier.to_owned())))?;
     if name.is_empty() {
-        return Err(format!("{s:?}: empty column name"));
+        return Err(bad(ColumnArgProblem::EmptyName));
     }
     Ok(ColumnSpec {
         column: Column {
@@ -836,7 +871,10 @@ mod tests {
             ("nin".into(), KeyType::CnResidentId { legacy_15: true })
         );
         assert_eq!(parse_key_column("name").unwrap().1, KeyType::TEXT);
-        assert!(parse_key_column("nin:passport").is_err());
+        assert!(matches!(
+            parse_key_column("nin:passport").unwrap_err().problem,
+            ColumnArgProblem::KeyType(_)
+        ));
     }
 
     #[test]
@@ -898,14 +936,20 @@ mod tests {
         s.id = "People!".into();
         assert!(inspect(s, "m", 0, &dir.path().join("r.csv")).is_err());
         assert_eq!(
-            parse_column("age:int:public").unwrap_err(),
+            parse_column("age:int:public").unwrap_err().to_string(),
             "\"age:int:public\": unknown type \"int\" (use text, integer, decimal or date)"
         );
-        assert!(
-            parse_column("age:integer:secret")
-                .unwrap_err()
-                .contains("unknown tier")
+        assert_eq!(
+            parse_column("age:integer:secret").unwrap_err().problem,
+            ColumnArgProblem::UnknownTier("secret".into())
         );
-        assert!(parse_column("age").is_err());
+        assert_eq!(
+            parse_column("age").unwrap_err().problem,
+            ColumnArgProblem::Shape
+        );
+        assert_eq!(
+            parse_column(":text:public").unwrap_err().problem,
+            ColumnArgProblem::EmptyName
+        );
     }
 }

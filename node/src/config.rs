@@ -437,7 +437,10 @@ impl NodeConfig {
                 self.policy.approvals
             )));
         }
-        self.policy.tiers.check().map_err(invalid)?;
+        self.policy
+            .tiers
+            .check()
+            .map_err(|gap| invalid(gap.to_string()))?;
         if self.limits.max_keys == 0 {
             return Err(invalid(
                 "limits.max_keys = 0: a PSI or join needs at least one key a side".into(),

@@ -128,3 +128,74 @@ pub(crate) fn entry_to_pb(e: &Entry) -> pb::AuditEntry {
         hash: e.hash.to_vec(),
     }
 }
+
+impl crate::policy::JobKind {
+    /// The kind on the wire.
+    pub fn to_pb(self) -> pb::JobKind {
+        use crate::policy::JobKind as K;
+        match self {
+            K::PsiCardinality => pb::JobKind::PsiCardinality,
+            K::PsiIntersection => pb::JobKind::PsiIntersection,
+            K::Join => pb::JobKind::Join,
+            K::Aggregate => pb::JobKind::Aggregate,
+            K::Query => pb::JobKind::Query,
+        }
+    }
+
+    /// A kind from the wire: `None` for one this build does not know, or none given.
+    pub fn from_pb(value: i32) -> Option<Self> {
+        use crate::policy::JobKind as K;
+        match pb::JobKind::try_from(value).ok()? {
+            pb::JobKind::PsiCardinality => Some(K::PsiCardinality),
+            pb::JobKind::PsiIntersection => Some(K::PsiIntersection),
+            pb::JobKind::Join => Some(K::Join),
+            pb::JobKind::Aggregate => Some(K::Aggregate),
+            pb::JobKind::Query => Some(K::Query),
+            pb::JobKind::Unspecified => None,
+        }
+    }
+
+    /// A kind from the wire, or the error that names what came instead and what is known (a
+    /// peer of a newer version may send a kind this node cannot run).
+    pub(crate) fn from_pb_checked(value: i32) -> Result<Self, NodeError> {
+        Self::from_pb(value).ok_or_else(|| {
+            let known = Self::ALL.map(Self::as_str).join(", ");
+            NodeError::Invalid(if value == 0 {
+                format!("no job kind given (one of {known})")
+            } else {
+                format!("unknown job kind {value} on the wire (this node knows {known})")
+            })
+        })
+    }
+
+    /// The kind's name, as it came on the wire (for display: an unknown value is named as such).
+    pub fn name_of_pb(value: i32) -> String {
+        Self::from_pb(value).map_or_else(|| format!("unknown kind {value}"), |k| k.as_str().into())
+    }
+}
+
+impl crate::jobs::table::Protocol {
+    /// An optional protocol on the wire (unspecified for none).
+    pub(crate) fn to_pb(p: Option<Self>) -> i32 {
+        use crate::jobs::table::Protocol as P;
+        let pb = match p {
+            None => pb::PsiProtocol::Unspecified,
+            Some(P::Ecdh) => pb::PsiProtocol::Ecdh,
+            Some(P::Ot) => pb::PsiProtocol::Ot,
+        };
+        pb.into()
+    }
+
+    /// An optional protocol from the wire; one this build does not know is refused, named.
+    pub(crate) fn from_pb(value: i32) -> Result<Option<Self>, NodeError> {
+        use crate::jobs::table::Protocol as P;
+        match pb::PsiProtocol::try_from(value) {
+            Ok(pb::PsiProtocol::Unspecified) => Ok(None),
+            Ok(pb::PsiProtocol::Ecdh) => Ok(Some(P::Ecdh)),
+            Ok(pb::PsiProtocol::Ot) => Ok(Some(P::Ot)),
+            Err(_) => Err(NodeError::Invalid(format!(
+                "unknown PSI protocol {value} on the wire (this node knows ecdh and ot)"
+            ))),
+        }
+    }
+}

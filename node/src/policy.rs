@@ -166,6 +166,23 @@ impl Default for TierMatrix {
     }
 }
 
+/// A [`TierMatrix`] whose higher tier allows a use its lower tier does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "policy.tiers: {} allows {usage} but {} does not; a lower tier must allow at least what \
+     a higher one does",
+    higher.as_str(),
+    lower.as_str()
+)]
+pub struct TierGap {
+    /// The tier that allows less.
+    pub lower: Tier,
+    /// The tier that allows `usage`.
+    pub higher: Tier,
+    /// The use the lower tier lacks.
+    pub usage: FieldUse,
+}
+
 impl TierMatrix {
     /// Whether a field of `tier` may be used as `usage`.
     pub fn allows(&self, tier: Tier, usage: FieldUse) -> bool {
@@ -179,17 +196,23 @@ impl TierMatrix {
 
     /// A lower tier may never allow less than a higher one (`public ⊇ internal ⊇ sensitive`):
     /// otherwise reclassifying a field *up* could widen what may be done with it.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), TierGap> {
         let pairs = [
-            ("public", &self.public, "internal", &self.internal),
-            ("internal", &self.internal, "sensitive", &self.sensitive),
+            (Tier::Public, &self.public, Tier::Internal, &self.internal),
+            (
+                Tier::Internal,
+                &self.internal,
+                Tier::Sensitive,
+                &self.sensitive,
+            ),
         ];
         for (lower, lower_uses, higher, higher_uses) in pairs {
-            if let Some(u) = higher_uses.difference(lower_uses).next() {
-                return Err(format!(
-                    "policy.tiers: {higher} allows {u} but {lower} does not; a lower tier must \
-                     allow at least what a higher one does"
-                ));
+            if let Some(&usage) = higher_uses.difference(lower_uses).next() {
+                return Err(TierGap {
+                    lower,
+                    higher,
+                    usage,
+                });
             }
         }
         Ok(())

@@ -108,6 +108,41 @@ async fn peers_are_answered_people_are_not_and_unknown_jobs_are_refused() {
         "no job \"job-1\" awaiting an exchange from civil"
     );
 
+    // A proposal of a kind or protocol this node does not know (a newer peer's) is refused,
+    // naming what came and what is known; so is one that names no kind.
+    let propose = |kind: i32, protocol: i32| {
+        let mut client = as_peer.clone();
+        let proposal = pb::JobProposal {
+            job_id: "job-2".into(),
+            kind,
+            protocol,
+            ..Default::default()
+        };
+        async move { client.propose(proposal).await.unwrap_err() }
+    };
+    let status = propose(99, 0).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("unknown job kind 99")
+            && status.message().contains("psi-cardinality"),
+        "{}",
+        status.message()
+    );
+    let status = propose(0, 0).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("no job kind given"),
+        "{}",
+        status.message()
+    );
+    let status = propose(pb::JobKind::Aggregate.into(), 42).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("unknown PSI protocol 42"),
+        "{}",
+        status.message()
+    );
+
     let person = channel(&root, addr, "health/operator.pem", "health/operator.key").await;
     let status = FederationClient::new(person)
         .directory(pb::DirectoryRequest {})
@@ -143,6 +178,7 @@ async fn peers_are_answered_people_are_not_and_unknown_jobs_are_refused() {
     expect("node.civil.concord", "federation.directory", "Accepted");
     expect("node.civil.concord", "federation.exchange", "Refused");
     expect("operator.health.concord", "federation.directory", "Refused");
+    expect("node.civil.concord", "federation.propose", "Refused");
     expect("node", "node.stop", "Accepted");
     assert_eq!(
         log.iter().filter(|e| e.1 == "federation.exchange").count(),

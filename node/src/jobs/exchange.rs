@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use concord_proto::v1 as pb;
 use prost::Message as _;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::StreamExt as _;
@@ -202,4 +203,28 @@ pub(super) async fn read<S>(
     };
     drop(frames);
     let _ = control.send(Inbound::Closed(closed));
+}
+
+/// A protocol thread's link: frames out, frames in, progress, and a digest of what it sent.
+pub(super) struct Link<'a> {
+    pub(super) out: &'a Outbound,
+    pub(super) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
+    /// Items done out of a total (0 when the role cannot know it).
+    pub(super) progress: Box<dyn Fn(u64, u64) + Send + Sync + 'a>,
+    pub(super) sent: Sha256,
+    pub(super) frames: u64,
+}
+
+impl Link<'_> {
+    /// Sends one protocol frame; false if the exchange is gone.
+    pub(super) fn send_frame(&mut self, frame: concord_mpc::Frame) -> bool {
+        self.sent.update(frame.as_bytes());
+        self.frames += 1;
+        self.out.blocking_send(PSI, frame.0)
+    }
+
+    /// The next protocol frame; `None` once the peer's frames have ended.
+    pub(super) fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        (self.recv)()
+    }
 }

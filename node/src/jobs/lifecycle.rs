@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use concord_mpc::psi::PsiError;
-use concord_mpc::psi::ot::OtPsiError;
 use concord_proto::v1 as pb;
 use concord_proto::v1::federation_client::FederationClient;
 use tokio::sync::mpsc;
@@ -20,31 +18,14 @@ use crate::jobs::failure::Failure;
 use crate::jobs::gate::Phase;
 use crate::jobs::gate::{FieldUse, UseRequest};
 use crate::jobs::input;
-use crate::jobs::kinds::psi;
+use crate::jobs::kinds::work::Work;
 use crate::jobs::live::{CancelledBy, Handle};
 use crate::jobs::table::{JobRow, State};
 use crate::node::{MAX_MESSAGE_BYTES, Node};
-use crate::policy::JobKind;
 
 /// The dataset use a job makes at this node, as the gate sees it.
 pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest, JobError> {
-    let how = match row.kind {
-        JobKind::PsiCardinality | JobKind::Join => FieldUse::MatchKey,
-        JobKind::PsiIntersection => FieldUse::RevealKey,
-        JobKind::Query => match row.spec.query.as_ref().map(|q| q.statistic.as_str()) {
-            Some("histogram") => FieldUse::DpGroup,
-            _ => FieldUse::DpValue,
-        },
-        JobKind::Aggregate => match row
-            .spec
-            .aggregate
-            .as_ref()
-            .map(|a| a.query.statistic.as_str())
-        {
-            Some("histogram") => FieldUse::DpGroup,
-            _ => FieldUse::DpValue,
-        },
-    };
+    let how = Work::of(row).key_use;
     Ok(UseRequest {
         job: row.id.clone(),
         kind: row.kind,
@@ -60,7 +41,7 @@ pub(super) fn use_request(row: &JobRow, peers: Vec<String>) -> Result<UseRequest
             .collect(),
         peers,
         recipient: row.recipient.clone(),
-        cost: row.cost()?,
+        cost: row.cost(Work::of(row).noised)?,
     })
 }
 
@@ -122,14 +103,15 @@ pub(super) async fn dataset(node: &Arc<Node>, id: &str) -> Result<Option<Dataset
 /// dataset whose person is another column (a household) would be protected per key, not per
 /// person, so such a job is refused there.
 fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), JobError> {
-    let dp_over_keys = matches!(row.kind, JobKind::PsiCardinality | JobKind::Join);
     match &d.spec.privacy_unit {
-        crate::catalog::PrivacyUnit::Column(c) if dp_over_keys => Err(JobError::terms(format!(
-            "dataset {}: its privacy unit is {c}, but a {} protects one key; a person with \
+        crate::catalog::PrivacyUnit::Column(c) if Work::of(row).protects_one_key => {
+            Err(JobError::terms(format!(
+                "dataset {}: its privacy unit is {c}, but a {} protects one key; a person with \
              several keys would be protected less than its data managers set",
-            d.spec.id,
-            row.kind.as_str()
-        ))),
+                d.spec.id,
+                row.kind.as_str()
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -138,12 +120,7 @@ fn unit_fits(row: &JobRow, d: &Dataset) -> Result<(), JobError> {
 /// catalog's for the columns it is asked to match on: both sides must normalize alike, or the
 /// job would match nothing (or the wrong people) while looking right.
 fn agree_key_types(row: &JobRow, d: &Dataset) -> Result<(), JobError> {
-    if row.coordinator_role
-        || !matches!(
-            row.kind,
-            JobKind::PsiCardinality | JobKind::PsiIntersection | JobKind::Join
-        )
-    {
+    if row.coordinator_role || !Work::of(row).matches_keys {
         return Ok(());
     }
     let own: Vec<String> = input::key_types(d, &row.spec.columns)
@@ -215,8 +192,7 @@ pub(super) async fn admit(node: &Arc<Node>, row: &JobRow) -> Result<Option<Datas
     }
     let size = found.as_ref().map_or(0, |d| d.rows);
     let limit = node.config.limits.max_keys;
-    // An aggregate streams its dataset into a vector; every other kind holds its rows.
-    if row.kind != JobKind::Aggregate && size > limit {
+    if Work::of(row).holds_rows && size > limit {
         let reason = format!(
             "dataset {} has {size} rows, more than the {limit} a PSI, join or query may hold \
              at this node ([limits] max_keys in its configuration)",
@@ -264,7 +240,8 @@ pub(super) async fn recheck(
 }
 
 pub(super) fn cost_text(row: &JobRow) -> String {
-    row.cost().map_or_else(|e| e.to_string(), |c| c.to_string())
+    row.cost(Work::of(row).noised)
+        .map_or_else(|e| e.to_string(), |c| c.to_string())
 }
 
 /// Moves the job forward at this node and tells watchers.
@@ -473,31 +450,6 @@ pub(super) fn peer_of<'a>(row: &'a JobRow, me: &str) -> &'a str {
         .iter()
         .find(|p| *p != me)
         .map_or("", String::as_str)
-}
-
-/// True when a PSI error comes from the peer's frames (else this node failed).
-pub(super) fn psi_error_is_peers(e: &psi::ProtoError) -> bool {
-    let e = match e {
-        psi::ProtoError::Psi(e) | psi::ProtoError::Ot(OtPsiError::Psi(e)) => e,
-        // Decoding and parameter errors of the OT mode come from the peer's frames.
-        psi::ProtoError::Ot(
-            OtPsiError::Decode(_)
-            | OtPsiError::BinsMismatch { .. }
-            | OtPsiError::OutputWidthMismatch { .. },
-        ) => return true,
-        psi::ProtoError::Ot(_) => return false,
-    };
-    matches!(
-        e,
-        PsiError::Decode(_)
-            | PsiError::ParamsMismatch
-            | PsiError::Unexpected { .. }
-            | PsiError::TooManyItems { .. }
-            | PsiError::Incomplete { .. }
-            | PsiError::MatchOutOfRange { .. }
-            | PsiError::InconsistentOutcome { .. }
-            | PsiError::PeerGone
-    )
 }
 
 /// While the protocol runs: the first control message or the end of the stream. No timeout of

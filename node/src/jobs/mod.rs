@@ -16,7 +16,7 @@
 //! ended as failed (the ledger's `recover` returns their budget).
 //!
 //! # Layout
-//! Shared by every kind (none of these knows one kind from another beyond naming it):
+//! Shared by every kind (none of these tells one kind from another):
 //! - `table`: the job table, a job's terms (`Spec`), its state, and its `Protocol`.
 //! - `lifecycle`: the steps every job takes at every party: admit (the gate, reserving the
 //!   budget), progress, recheck, commit or return the budget, fail (told to the parties), and
@@ -30,24 +30,30 @@
 //! - `error`: `JobError`, why a step failed, matched by variant.
 //! - `input`: streaming the registered CSV into key sets and column values; `party_input`: what
 //!   each party's input was, as the result states it.
-//! - `coordinator`: submitting a job (checking its terms), authorizing it, and handing it to
-//!   its kind; `participant`: deciding a proposal and answering its exchange.
+//! - `coordinator`: submitting a job, authorizing it, and running it to its release;
+//!   `participant`: deciding a proposal and answering its exchange.
 //!
-//! One folder per kind, `kinds/`, each with both of its sides: `psi` (cardinality and
-//! intersection), `join`, `query`, `aggregate` (with its secure-aggregation roles).
+//! `kinds/` is the one place that names kinds: one folder per kind with both of its sides
+//! (`psi` for cardinality and intersection, `join`, `query`, `aggregate` with its
+//! secure-aggregation roles), `kinds/mod.rs` that dispatches to them, and `kinds/work.rs`,
+//! what the shared steps need to know of a kind (`Work`: how it uses its key columns, whether
+//! its keys must agree across parties, whether it is noised).
 //!
 //! # Adding a job kind
-//! 1. A variant of [`crate::policy::JobKind`] (its name in grants, configs and the CLI).
-//! 2. A module `kinds/<kind>/` with `coordinator.rs` (what the coordinator runs once the job is
-//!    admitted: `lifecycle` and `session` give the steps) and, if other nodes take part,
-//!    `participant.rs` (what a participant checks in a proposal and runs on its exchange).
-//! 3. Where the engine still names kinds, one arm each: `coordinator::submit` (the kind's terms
-//!    from its `JobSpec`), `coordinator`'s dispatch to the kind's run, and the participant's
-//!    `propose` (the kind's terms from its `JobProposal`) and exchange dispatch.
-//! 4. On the wire, its `JobSpec` case and `JobProposal` terms (`proto/`), and in the CLI its
-//!    `concord run` subcommand.
+//! 1. One folder `kinds/<kind>/` with `mod.rs` (`submitted`: its terms from its `JobSpec`,
+//!    checked; `proposed`, if other nodes take part: its terms from a `JobProposal`),
+//!    `coordinator.rs` (what the coordinator runs once the job is admitted: `lifecycle` and
+//!    `session` give the steps) and, if other nodes take part, `participant.rs` (what a
+//!    participant runs on its exchange).
+//! 2. One variant of [`crate::policy::JobKind`] (its name in grants, configs and the CLI). The
+//!    compiler then asks for the rest, each one match arm: the kind's value in the proto enum
+//!    `JobKind` and its two conversions (`convert.rs`), the four dispatches in `kinds/mod.rs`
+//!    (`submitted`, `proposed`, `coordinate`, `participate`) and its `Work` in `kinds/work.rs`.
+//! 3. On the wire, its `JobSpec` case (and any terms a participant needs in `JobProposal`), and
+//!    in the CLI its `concord run` subcommand.
 //!
-//! The lifecycle, the gate, the exchange and the table need no change.
+//! The lifecycle, the gate, the exchange, the session, the table and the service need no
+//! change.
 //!
 pub(crate) mod coordinator;
 pub(crate) mod error;
@@ -60,8 +66,6 @@ mod lifecycle;
 pub(crate) mod live;
 pub(crate) mod participant;
 mod party_input;
-#[cfg(test)]
-mod query_audit;
 mod session;
 pub(crate) mod table;
 

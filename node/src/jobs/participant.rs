@@ -1,31 +1,23 @@
 //! The participant: a node asked by a peer (the coordinator) to take part in a job. It decides
-//! with its own gate, keeps its own row for the job, runs the PSI sender over the exchange the
-//! coordinator opens, and rechecks and commits (or returns) its own budget.
+//! with its own gate, keeps its own row for the job, runs its kind's side over the exchange the
+//! coordinator opens, and returns its budget when the job fails.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use concord_proto::v1 as pb;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
 use crate::error::NodeError;
-use crate::jobs::error::JobError;
-use crate::jobs::exchange::{
-    self, FrameSink, IDLE_TIMEOUT, Inbound, Outbound, PARTICIPANT_INBOUND,
-};
+use crate::jobs::exchange::{self, FrameSink, IDLE_TIMEOUT, Outbound, PARTICIPANT_INBOUND};
 use crate::jobs::failure::Failure;
-use crate::jobs::input;
-use crate::jobs::kinds::psi::{self, Link};
-use crate::jobs::lifecycle::{
-    admit, cost_text, dataset, during_protocol, ended, fail, next_control, recheck, step,
-};
+use crate::jobs::kinds;
+use crate::jobs::kinds::terms::Proposed;
+use crate::jobs::lifecycle::{admit, cost_text, fail, step};
 use crate::jobs::live::Handle;
-use crate::jobs::party_input::describe;
-use crate::jobs::table::Protocol;
-use crate::jobs::table::{JobRow, JoinSpec, Spec, State};
+use crate::jobs::table::{JobRow, Spec, State};
 use crate::node::Node;
 use crate::policy::JobKind;
 
@@ -40,42 +32,12 @@ pub(crate) async fn propose(
     mut p: pb::JobProposal,
 ) -> Result<(pb::ProposalDecision, String), NodeError> {
     let me = node.config.node.name.clone();
-    let kind = match JobKind::parse(&p.kind) {
-        Some(
-            k @ (JobKind::PsiCardinality
-            | JobKind::PsiIntersection
-            | JobKind::Join
-            | JobKind::Aggregate),
-        ) => k,
-        _ => return Err(NodeError::Invalid(format!("unknown job kind {:?}", p.kind))),
-    };
-    let join = match (kind, p.join.take()) {
-        (JobKind::Join, Some(t)) => Some(JoinSpec {
-            value_column: String::new(),
-            lo: t.lo,
-            hi: t.hi,
-            group_by: String::new(),
-            categories: t.categories,
-            exclude_nulls: false,
-        }),
-        (JobKind::Join, None) => {
-            return Err(NodeError::Invalid("a join proposal needs its terms".into()));
-        }
-        (_, _) => None,
-    };
-    let protocol = Protocol::parse(&p.protocol).map_err(NodeError::from)?;
-    match (protocol, kind) {
-        (None, JobKind::Aggregate | JobKind::Join)
-        | (None | Some(Protocol::Ecdh), JobKind::PsiCardinality | JobKind::PsiIntersection)
-        | (Some(Protocol::Ot), JobKind::PsiIntersection) => {}
-        (_, _) => {
-            return Err(NodeError::Invalid(format!(
-                "protocol {:?} for a {}: use ecdh, or ot for an intersection",
-                p.protocol,
-                kind.as_str()
-            )));
-        }
-    }
+    let kind = JobKind::from_pb_checked(p.kind)?;
+    let Proposed {
+        protocol,
+        join,
+        aggregate,
+    } = kinds::proposed(node, peer, kind, &mut p)?;
     let (epsilon, exact) =
         crate::jobs::table::exact_epsilon(&p.epsilon).map_err(NodeError::from)?;
     let epsilon_text = exact.to_string();
@@ -86,26 +48,9 @@ pub(crate) async fn propose(
             && s.len() <= concord_proto::envelope::MAX_NAME_BYTES
             && s.bytes().all(|b| b.is_ascii_graphic())
     };
-    let aggregate = match (kind, p.aggregate.take()) {
-        (JobKind::Aggregate, Some(a)) => Some(crate::jobs::kinds::aggregate::participant::check(
-            node, peer, &p, a,
-        )?),
-        (JobKind::Aggregate, None) => {
-            return Err(NodeError::Invalid(
-                "an aggregate proposal needs its session".into(),
-            ));
-        }
-        _ => None,
-    };
-    let columns_ok = match kind {
-        JobKind::Aggregate => p.columns.len() <= 1,
-        _ => !p.columns.is_empty() && p.columns.len() <= 16,
-    };
-    if !name_ok(&p.job_id) || !columns_ok {
+    if !name_ok(&p.job_id) {
         return Err(NodeError::Invalid(
-            "a proposal needs a printable job id and 1 to 16 key columns (an aggregate: at \
-             most one column)"
-                .into(),
+            "a proposal needs a printable job id".into(),
         ));
     }
     if !p.parties.iter().any(|n| n == &me) || !p.parties.iter().any(|n| n == peer) {
@@ -296,14 +241,7 @@ async fn run(
         FrameSink::Bounded(frames_tx),
         ctl_tx,
     ));
-    let outcome = if row.kind == JobKind::Aggregate {
-        crate::jobs::kinds::aggregate::participant::participate(
-            &node, &row, &handle, &out, frames_rx, &mut ctl,
-        )
-        .await
-    } else {
-        participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await
-    };
+    let outcome = kinds::participate(&node, &row, &handle, &out, frames_rx, &mut ctl).await;
     let (state, message) = match outcome {
         Ok(()) => (State::Released, "released".to_owned()),
         Err(failure) => {
@@ -322,106 +260,4 @@ async fn run(
     // After the store, so that a watcher who reads the job on the last event finds it ended.
     handle.report(state, state.as_str(), 0, 0, &message);
     node.jobs.remove(&row.id);
-}
-
-async fn participate(
-    node: &Arc<Node>,
-    row: &JobRow,
-    handle: &Arc<Handle>,
-    out: &Arc<Outbound>,
-    mut frames_rx: mpsc::Receiver<Vec<u8>>,
-    ctl: &mut mpsc::UnboundedReceiver<Inbound>,
-) -> Result<(), Failure> {
-    let me = node.config.node.name.clone();
-    let peer = row.coordinator.clone();
-    let d = dataset(node, &row.spec.dataset)
-        .await
-        .map_err(|e| Failure::at(&me, e.to_string()))?
-        .ok_or_else(|| Failure::at(&me, format!("no dataset {:?}", row.spec.dataset)))?;
-    let peer_limit = node.config.limits.max_keys;
-    // The key types were checked against this node's catalog when it accepted the proposal.
-    let spec = input::key_spec(&input::key_types(&d, &row.spec.columns))
-        .map_err(|e| Failure::at(&me, e))?;
-    let params = psi::params_of(row, spec, peer_limit).map_err(|e| Failure::at(&me, e))?;
-    let role_row = row.clone();
-    let role_out = Arc::clone(out);
-    let role_handle = Arc::clone(handle);
-    let mut role = tokio::task::spawn_blocking(move || {
-        let mut link = Link {
-            out: &role_out,
-            recv: Box::new(move || frames_rx.blocking_recv()),
-            progress: Box::new(|done, total| {
-                role_handle.report(State::Running, "exchanging", done, total, "");
-            }),
-            sent: Sha256::new(),
-            frames: 0,
-        };
-        let (keys, read) = input::key_set(&d, &role_row.spec.columns, spec)?;
-        let own = party_input(&role_row.spec.dataset, &read, &keys.report());
-        let peer_items = if role_row.kind == JobKind::Join {
-            crate::jobs::kinds::join::participate(&role_row, spec, keys, peer_limit, &mut link)?
-        } else {
-            psi::sender(role_row.spec.psi_protocol(), params, keys, &mut link).map_err(|e| {
-                if e.peer_gone() {
-                    JobError::PeerGone(e.to_string())
-                } else {
-                    JobError::Protocol(e.to_string())
-                }
-            })?
-        };
-        let digest: [u8; 32] = link.sent.finalize().into();
-        Ok::<_, JobError>((peer_items, digest, link.frames, own))
-    });
-    let (peer_items, digest, frames, own) = tokio::select! {
-        joined = &mut role => match joined {
-            Ok(Ok(done)) => done,
-            // The coordinator closed the session: its stream's end or its abort says why.
-            Ok(Err(JobError::PeerGone(_))) => {
-                return Err(ended(next_control(ctl, &peer).await, row));
-            }
-            Ok(Err(e)) => return Err(Failure::at(&me, e)),
-            Err(e) => return Err(Failure::at(&me, format!("PSI task failed: {e}"))),
-        },
-        inbound = during_protocol(ctl, &peer) => {
-            return Err(ended(inbound, row));
-        }
-    };
-
-    match next_control(ctl, &peer).await {
-        Inbound::Control(pb::job_control::Kind::Release(_)) => {}
-        other => return Err(ended(other, row)),
-    }
-    if let Err(failure) = recheck(node, row, vec![peer_items]).await {
-        let verdict = failure.decision();
-        let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
-        return Err(failure);
-    }
-    let own = pb::PartyInput {
-        node: me.clone(),
-        ..own
-    };
-    let detail = format!(
-        "released {} to {peer} for {}: {frames} protocol frames sent, {}; {peer_items} peer keys",
-        row.kind.as_str(),
-        row.recipient,
-        describe(&own)
-    );
-    crate::jobs::lifecycle::commit_release(node, row, None, digest, detail).await?;
-    let verdict = pb::ProposalDecision {
-        accepted: true,
-        code: String::new(),
-        reason: String::new(),
-        input: Some(own),
-    };
-    let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
-    Ok(())
-}
-
-/// This node's input figures, before it knows its name in them.
-fn party_input(
-    dataset: &str,
-    read: &input::Read,
-    keys: &concord_mpc::psi::InputReport,
-) -> pb::PartyInput {
-    crate::jobs::party_input::party_input("", dataset, read, Some(keys))
 }

@@ -10,9 +10,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
+use crate::jobs::exchange::Link;
 use crate::jobs::exchange::{self, FrameSink, Inbound, Outbound};
 use crate::jobs::failure::Failure;
-use crate::jobs::kinds::psi::Link;
 use crate::jobs::lifecycle::{
     PeerLink, begin_release, during_protocol, federation_client, next_control, peer_of, step,
 };
@@ -67,7 +67,7 @@ pub(super) async fn propose(
         .ok_or_else(|| Failure::at(&me, "bad session id"))?;
     let proposal = pb::JobProposal {
         job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
+        kind: row.kind.to_pb().into(),
         submitted_by: row.submitted_by.clone(),
         grant: peer.grant.clone(),
         dataset: peer.dataset.clone(),
@@ -76,7 +76,7 @@ pub(super) async fn propose(
         epsilon: row.spec.epsilon_text(),
         session: session.to_vec(),
         parties: row.parties.clone(),
-        protocol: Protocol::text(row.spec.protocol),
+        protocol: Protocol::to_pb(row.spec.protocol),
         join: terms.join,
         aggregate: terms.aggregate,
         key_types: terms.key_types,

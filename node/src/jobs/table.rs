@@ -160,7 +160,7 @@ impl JobRow {
     pub(crate) fn to_pb(&self) -> pb::Job {
         pb::Job {
             id: self.id.clone(),
-            kind: self.kind.as_str().into(),
+            kind: self.kind.to_pb().into(),
             state: self.state.as_str().into(),
             phase: self.phase.clone(),
             coordinator: self.coordinator.clone(),
@@ -180,10 +180,10 @@ impl JobRow {
         }
     }
 
-    /// The budget this job spends at this node: pure ε for DP releases, nothing for an
-    /// intersection (which is not a DP release; its reservation records the use).
-    pub(crate) fn cost(&self) -> Result<concord_dp::PrivacyCost, JobError> {
-        if self.kind == JobKind::PsiIntersection {
+    /// The budget this job spends at this node: its ε, pure; `noised` is false for a release
+    /// that is not a DP release (an intersection, whose reservation records the use).
+    pub(crate) fn cost(&self, noised: bool) -> Result<concord_dp::PrivacyCost, JobError> {
+        if !noised {
             return Ok(concord_dp::PrivacyCost::ZERO);
         }
         if self.spec.epsilon_text.is_empty() {
@@ -227,11 +227,6 @@ impl Protocol {
                 "protocol {other:?}: use ecdh, or ot for an intersection"
             ))),
         }
-    }
-
-    /// The wire text of an optional protocol: `""` for none.
-    pub(crate) fn text(p: Option<Self>) -> String {
-        p.map_or("", Protocol::as_str).to_owned()
     }
 }
 
@@ -285,6 +280,11 @@ pub(crate) fn exact_epsilon(text: &str) -> Result<(f64, concord_dp::Quantity), J
 pub(crate) fn new_id() -> String {
     let bytes: [u8; 8] = crate::random::bytes();
     format!("job-{}", crate::hex::encode(&bytes))
+}
+
+/// A fresh session id for a job's protocol: 16 random bytes, bound into its every message.
+pub(crate) fn session() -> [u8; 16] {
+    crate::random::bytes()
 }
 
 fn db(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
@@ -603,7 +603,10 @@ mod tests {
         for p in [None, Some(Protocol::Ecdh), Some(Protocol::Ot)] {
             spec.protocol = p;
             let text = serde_json::to_string(&spec).unwrap();
-            assert!(text.contains(&format!("\"protocol\":\"{}\"", Protocol::text(p))));
+            assert!(text.contains(&format!(
+                "\"protocol\":\"{}\"",
+                p.map_or("", Protocol::as_str)
+            )));
             let back: Spec = serde_json::from_str(&text).unwrap();
             assert_eq!(back.protocol, p);
         }

@@ -30,7 +30,7 @@ fn a_configured_matrix_parses_and_must_not_widen_higher_tiers() {
 
     let wider: TierMatrix = toml::from_str("internal = [\"dp-value\"]").unwrap();
     assert_eq!(
-        wider.check().unwrap_err(),
+        wider.check().unwrap_err().to_string(),
         "policy.tiers: sensitive allows dp-group but internal does not; a lower tier must \
          allow at least what a higher one does"
     );

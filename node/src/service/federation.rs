@@ -7,9 +7,10 @@ use concord_proto::v1::federation_server::Federation;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::admit::Admit;
+use crate::audit::Outcome;
 use crate::error::NodeError;
 use crate::jobs::participant::{self, EnvelopeStream};
-use crate::node::Node;
+use crate::node::{Node, record};
 use crate::tls::Caller;
 
 pub(crate) struct FederationService(pub(crate) Arc<Node>);
@@ -70,10 +71,16 @@ impl Federation for FederationService {
         let result = participant::propose(node, &peer, proposal).await;
         match result {
             Ok((decision, detail)) if !decision.accepted => {
-                // A refusal is an answer; audit it as refused and send it back.
-                node.finish::<()>(&caller, action, subjects, Err(NodeError::Forbidden(detail)))
-                    .await
-                    .ok();
+                // A refusal is an answer; audit it as refused and send it back (a refusal that
+                // cannot be audited fails the call, like any other).
+                let entry = record(
+                    caller.audit_name(),
+                    action,
+                    subjects,
+                    Outcome::Refused,
+                    detail,
+                );
+                node.audit(entry).await?;
                 Ok(Response::new(decision))
             }
             other => node

@@ -45,16 +45,19 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::catalog::Dataset;
+use crate::error::NodeError;
 use crate::jobs::error::JobError;
+use crate::jobs::exchange::Link;
 use crate::jobs::failure::Failure;
 use crate::jobs::input;
-use crate::jobs::kinds::psi::Link;
+use crate::jobs::kinds::terms::{Asked, Proposed, Requested, key_columns_fit, own_use, to_peer};
 use crate::jobs::lifecycle::{PeerLink, commit_release, recheck, step};
 use crate::jobs::live::Handle;
 use crate::jobs::party_input::{describe, party_input, split_epsilon, with_clamped};
 use crate::jobs::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
-use crate::jobs::table::{JobRow, JoinSpec, State};
+use crate::jobs::table::{JobRow, JoinSpec, Protocol, State};
 use crate::node::Node;
+use crate::policy::JobKind;
 
 /// The noise bound, in sum scales.
 const NOISE_BOUND_SCALES: f64 = 64.0;
@@ -294,6 +297,100 @@ fn role_error(e: JoinError) -> RoleError {
     }
 }
 
+/// A submitted join's terms: the values at this node, the keys at a peer, as many key columns
+/// on each side, the value column and its bounds, and the public categories if grouped.
+pub(in crate::jobs) fn submitted(
+    node: &Node,
+    j: pb::JoinJob,
+    asked: Asked,
+) -> Result<Requested, NodeError> {
+    let me = &node.config.node.name;
+    let invalid = |m: String| NodeError::Invalid(m);
+    let values = j.values.unwrap_or_default();
+    let keys = j.keys.unwrap_or_default();
+    own_use(
+        me,
+        &values,
+        "the values (--values; your node decrypts the result)",
+    )?;
+    if node.config.peer(&keys.node).is_none() {
+        return Err(invalid(format!(
+            "the keys' node {:?} is not a peer of {me}",
+            keys.node
+        )));
+    }
+    if values.columns.is_empty() || values.columns.len() != keys.columns.len() {
+        return Err(invalid(
+            "both sides need the same number (at least one) of key columns".into(),
+        ));
+    }
+    if j.value_column.is_empty() {
+        return Err(invalid(
+            "a join needs the column whose values it sums".into(),
+        ));
+    }
+    let bound = concord_mpc::psi::join::MAX_ABS_VALUE;
+    if j.lo > j.hi || j.lo.abs() > bound || j.hi.abs() > bound {
+        return Err(invalid(format!(
+            "bounds [{}, {}]: lo must not exceed hi, both within ±2^40",
+            j.lo, j.hi
+        )));
+    }
+    if j.group_by.is_empty() != j.categories.is_empty() {
+        return Err(invalid(
+            "--group-by and --categories go together: the column and its public categories".into(),
+        ));
+    }
+    let distinct: std::collections::BTreeSet<_> = j.categories.iter().collect();
+    if distinct.len() != j.categories.len()
+        || j.categories.len() > usize::from(concord_mpc::psi::join::MAX_CATEGORIES)
+    {
+        return Err(invalid(
+            "categories must be distinct, at most 256 of them".into(),
+        ));
+    }
+    NoisePlan::new(asked.epsilon, (j.lo, j.hi)).map_err(NodeError::from)?;
+    Ok(Requested {
+        peer: Some(to_peer(keys)),
+        join: Some(JoinSpec {
+            value_column: j.value_column,
+            lo: j.lo,
+            hi: j.hi,
+            group_by: j.group_by,
+            categories: j.categories,
+            exclude_nulls: j.exclude_nulls,
+        }),
+        ..Requested::new(JobKind::Join, values)
+    })
+}
+
+/// A join proposal's terms, as the key holder keeps them: its key columns and the public bounds
+/// and categories (the value and grouping columns stay at the value holder).
+pub(in crate::jobs) fn proposed(p: &mut pb::JobProposal) -> Result<Proposed, NodeError> {
+    key_columns_fit(p)?;
+    if let Some(named) = Protocol::from_pb(p.protocol)? {
+        return Err(NodeError::Invalid(format!(
+            "PSI protocol {} for a join: a join has one protocol of its own",
+            named.as_str()
+        )));
+    }
+    let t = p
+        .join
+        .take()
+        .ok_or_else(|| NodeError::Invalid("a join proposal needs its terms".into()))?;
+    Ok(Proposed {
+        join: Some(JoinSpec {
+            value_column: String::new(),
+            lo: t.lo,
+            hi: t.hi,
+            group_by: String::new(),
+            categories: t.categories,
+            exclude_nulls: false,
+        }),
+        ..Proposed::default()
+    })
+}
+
 /// The key holder's part at a participant: draws the noise, runs its rounds over its keys.
 /// Returns the number of the value holder's distinct keys. `peer_limit` is this node's
 /// `[limits] max_keys`.
@@ -390,7 +487,7 @@ pub(in crate::jobs) async fn run(
     .map_err(|e| Failure::at(&me, e))?;
     let result = pb::JobResult {
         job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
+        kind: row.kind.to_pb().into(),
         parties: row.parties.clone(),
         recipient: row.recipient.clone(),
         mechanism: "discrete-laplace".into(),

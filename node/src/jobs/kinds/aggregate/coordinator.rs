@@ -27,15 +27,18 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use crate::error::NodeError;
 use crate::jobs::exchange::{Inbound, Outbound, SECAGG};
 use crate::jobs::failure::Failure;
 use crate::jobs::kinds::aggregate;
 use crate::jobs::kinds::aggregate::secagg::{self, Contribution, PartyLink, Up};
+use crate::jobs::kinds::terms::{Asked, Requested};
 use crate::jobs::lifecycle::{settle_release, step};
 use crate::jobs::live::Handle;
 use crate::jobs::session::{Terms, open_exchange, propose};
 use crate::jobs::table::{AggregateParams, JobRow, PeerUse, State};
 use crate::node::Node;
+use crate::policy::JobKind;
 
 /// Where the server sends a party's frames.
 enum Down {
@@ -50,6 +53,96 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         let _ = self.0.send(Up::Stop);
     }
+}
+
+/// Checks an aggregate's request: two or more distinct contributing nodes (this one or its
+/// peers, each with an identity key), a count, sum or histogram with a column where one is
+/// needed, and a threshold that is a strict majority at least. Returns this node's own use
+/// (empty when it only coordinates) and the session.
+pub(in crate::jobs) fn submitted(
+    node: &Node,
+    a: pb::AggregateJob,
+    asked: Asked,
+) -> Result<Requested, NodeError> {
+    if !asked.positive {
+        return Err(NodeError::Invalid(
+            "an aggregate needs --epsilon > 0".into(),
+        ));
+    }
+    let me = &node.config.node.name;
+    let invalid = |m: String| NodeError::Invalid(m);
+    let query = aggregate::query_params(a.statistic, (a.lo, a.hi), a.bins, a.categories)
+        .map_err(NodeError::from)?;
+    if a.datasets.len() < 2 {
+        return Err(invalid(
+            "an aggregate needs datasets at two or more nodes (--dataset NODE:DATASET[:COLUMN])"
+                .into(),
+        ));
+    }
+    let mut own = pb::DatasetUse::default();
+    let mut contributors = Vec::new();
+    for d in a.datasets {
+        if d.node != *me && node.config.peer(&d.node).is_none() {
+            return Err(invalid(format!(
+                "{:?} is neither your node {me} nor one of its peers",
+                d.node
+            )));
+        }
+        if contributors.iter().any(|c: &PeerUse| c.node == d.node) {
+            return Err(invalid(format!(
+                "node {} is named twice: one dataset per node",
+                d.node
+            )));
+        }
+        if d.dataset.is_empty() {
+            return Err(invalid(format!("node {}: a dataset is needed", d.node)));
+        }
+        match (aggregate::needs_column(&query), d.columns.len()) {
+            (true, 1) | (false, 0) => {}
+            (true, _) => {
+                return Err(invalid(format!(
+                    "a {} needs one column at every node: {}:{}:COLUMN",
+                    query.statistic, d.node, d.dataset
+                )));
+            }
+            (false, _) => {
+                return Err(invalid(format!(
+                    "a count takes no column ({}:{})",
+                    d.node, d.dataset
+                )));
+            }
+        }
+        if d.node == *me {
+            own = d.clone();
+        }
+        contributors.push(PeerUse {
+            node: d.node,
+            dataset: d.dataset,
+            columns: d.columns,
+            grant: d.grant,
+        });
+    }
+    let n = contributors.len();
+    let threshold = match a.threshold {
+        0 => SecAggParams::majority(n),
+        t if (t as usize) > n / 2 && (t as usize) <= n => t as u16,
+        t => {
+            return Err(invalid(format!(
+                "--threshold {t} for {n} contributors: it must be a strict majority ({} to {n})",
+                n / 2 + 1
+            )));
+        }
+    };
+    let names: Vec<String> = contributors.iter().map(|c| c.node.clone()).collect();
+    secagg::identities(node, &names).map_err(|e| invalid(e.to_string()))?;
+    Ok(Requested {
+        aggregate: Some(AggregateParams {
+            query,
+            threshold,
+            contributors,
+        }),
+        ..Requested::new(JobKind::Aggregate, own)
+    })
 }
 
 pub(in crate::jobs) async fn run(
@@ -191,7 +284,7 @@ pub(in crate::jobs) async fn run(
     );
     let result = pb::JobResult {
         job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
+        kind: row.kind.to_pb().into(),
         parties: row.parties.clone(),
         recipient: row.recipient.clone(),
         mechanism: "discrete-laplace (distributed Pólya shares)".into(),

@@ -18,11 +18,34 @@ use crate::jobs::exchange::{Inbound, Outbound, SECAGG};
 use crate::jobs::failure::Failure;
 use crate::jobs::kinds::aggregate;
 use crate::jobs::kinds::aggregate::secagg::{self, Contribution, PartyLink};
+use crate::jobs::kinds::terms::Proposed;
 use crate::jobs::lifecycle::ended;
 use crate::jobs::lifecycle::{dataset, during_protocol, next_control, settle_release, step};
 use crate::jobs::live::Handle;
-use crate::jobs::table::{AggregateParams, JobRow, PeerUse, State};
+use crate::jobs::table::{AggregateParams, JobRow, PeerUse, Protocol, State};
 use crate::node::Node;
+
+/// An aggregate proposal's terms: its secure-aggregation session, checked by [`check`].
+pub(in crate::jobs) fn proposed(
+    node: &Node,
+    peer: &str,
+    p: &mut pb::JobProposal,
+) -> Result<Proposed, NodeError> {
+    if let Some(named) = Protocol::from_pb(p.protocol)? {
+        return Err(NodeError::Invalid(format!(
+            "PSI protocol {} for an aggregate: it has one protocol of its own",
+            named.as_str()
+        )));
+    }
+    let a = p
+        .aggregate
+        .take()
+        .ok_or_else(|| NodeError::Invalid("an aggregate proposal needs its session".into()))?;
+    Ok(Proposed {
+        aggregate: Some(check(node, peer, p, a)?),
+        ..Proposed::default()
+    })
+}
 
 /// Checks an aggregate proposal from `peer` and returns the session to keep with the job.
 pub(in crate::jobs) fn check(
@@ -66,7 +89,7 @@ pub(in crate::jobs) fn check(
         .filter(|&t| usize::from(t) > n / 2 && usize::from(t) <= n)
         .ok_or_else(|| invalid(format!("threshold {} for {n} contributors", a.threshold)))?;
     // Every contributor's identity key from this node's own configuration.
-    secagg::identities(node, &a.contributors).map_err(invalid)?;
+    secagg::identities(node, &a.contributors).map_err(|e| invalid(e.to_string()))?;
     Ok(AggregateParams {
         query,
         threshold,

@@ -39,9 +39,32 @@ pub(in crate::jobs) enum Up {
     Stop,
 }
 
+/// A contributor whose secure-aggregation identity key this node's configuration lacks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(in crate::jobs) enum MissingIdentity {
+    /// This node has no identity key of its own.
+    #[error(
+        "node {me} has no secure-aggregation identity key: add [secagg] identity_key to its \
+         configuration"
+    )]
+    Own { me: String },
+    /// A contributor that is not a configured peer.
+    #[error("{name} is not a peer of {me}")]
+    NotAPeer { me: String, name: String },
+    /// A peer without a (valid) `secagg_key`.
+    #[error(
+        "node {me} has no secure-aggregation key for peer {name}: add its public key as \
+         secagg_key to that [[peers]] entry"
+    )]
+    PeerKey { me: String, name: String },
+}
+
 /// The contributors' identity public keys, in party order, from this node's own configuration:
 /// its own key, and the `secagg_key` of each peer (never from another node).
-pub(in crate::jobs) fn identities(node: &Node, names: &[String]) -> Result<Vec<PublicKey>, String> {
+pub(in crate::jobs) fn identities(
+    node: &Node,
+    names: &[String],
+) -> Result<Vec<PublicKey>, MissingIdentity> {
     let me = &node.config.node.name;
     names
         .iter()
@@ -51,26 +74,22 @@ pub(in crate::jobs) fn identities(node: &Node, names: &[String]) -> Result<Vec<P
                     .secagg
                     .as_ref()
                     .map(IdentityKey::public)
-                    .ok_or_else(|| {
-                        format!(
-                            "node {me} has no secure-aggregation identity key: add \
-                         [secagg] identity_key to its configuration"
-                        )
-                    });
+                    .ok_or_else(|| MissingIdentity::Own { me: me.clone() });
             }
             let peer = node
                 .config
                 .peer(name)
-                .ok_or_else(|| format!("{name} is not a peer of {me}"))?;
+                .ok_or_else(|| MissingIdentity::NotAPeer {
+                    me: me.clone(),
+                    name: name.clone(),
+                })?;
             peer.secagg_key
                 .as_deref()
                 .and_then(crate::hex::decode_32)
                 .and_then(PublicKey::from_bytes)
-                .ok_or_else(|| {
-                    format!(
-                        "node {me} has no secure-aggregation key for peer {name}: add its \
-                         public key as secagg_key to that [[peers]] entry"
-                    )
+                .ok_or_else(|| MissingIdentity::PeerKey {
+                    me: me.clone(),
+                    name: name.clone(),
                 })
         })
         .collect()

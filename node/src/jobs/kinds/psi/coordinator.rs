@@ -16,7 +16,7 @@ use crate::jobs::failure::Failure;
 use crate::jobs::input;
 use crate::jobs::kinds::psi::{self};
 use crate::jobs::kinds::query;
-use crate::jobs::lifecycle::{PeerLink, commit_release, psi_error_is_peers, recheck, step};
+use crate::jobs::lifecycle::{PeerLink, commit_release, recheck, step};
 use crate::jobs::live::Handle;
 use crate::jobs::party_input::{describe, party_input};
 use crate::jobs::session::{RoleError, Terms, peer_use, propose, release_handshake, run_role};
@@ -63,7 +63,7 @@ pub(in crate::jobs) async fn run(
     let protocol = row.spec.psi_protocol();
     let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
         psi::receiver(protocol, params, keys, link).map_err(|e| RoleError {
-            at_peer: psi_error_is_peers(&e),
+            at_peer: super::error_is_peers(&e),
             peer_gone: e.peer_gone(),
             message: format!("PSI: {e}"),
         })
@@ -127,7 +127,7 @@ pub(in crate::jobs) async fn run(
     };
     let result = pb::JobResult {
         job_id: row.id.clone(),
-        kind: row.kind.as_str().into(),
+        kind: row.kind.to_pb().into(),
         parties: row.parties.clone(),
         recipient: row.recipient.clone(),
         mechanism: mechanism.into(),

@@ -6,6 +6,7 @@
 //! in-memory channel replaced by the job's envelopes. Group and AES work runs on rayon's pool.
 
 pub(in crate::jobs) mod coordinator;
+pub(in crate::jobs) mod participant;
 
 use std::sync::Arc;
 
@@ -16,11 +17,17 @@ use concord_mpc::psi::{
     KeySet, Message, OutputKind, PsiError, PsiParams, ReceiverBlinding, ReceiverOutput, Recipients,
     SenderAwaitQuery, SenderEncoding, SenderNext, SessionId,
 };
-use sha2::{Digest as _, Sha256};
 
+use concord_proto::v1 as pb;
+
+use crate::error::NodeError;
 use crate::jobs::error::JobError;
-use crate::jobs::exchange::{Outbound, PSI};
+use crate::jobs::exchange::Link;
+use crate::jobs::kinds::terms::{Asked, Proposed, Requested, key_columns_fit, own_use, to_peer};
+use crate::jobs::lifecycle::dataset;
 use crate::jobs::table::Protocol;
+use crate::node::Node;
+use crate::policy::JobKind;
 
 /// An automatic intersection uses OT extension from this many rows at the coordinator (below it,
 /// the ECDH mode's fewer bytes and round trips win).
@@ -67,6 +74,109 @@ impl From<OtPsiError> for ProtoError {
     }
 }
 
+/// A submitted PSI's terms: the left dataset at this node, the right one at a peer, as many key
+/// columns on each side, and its protocol (chosen by the left dataset's size when not asked).
+pub(in crate::jobs) async fn submitted(
+    node: &Arc<Node>,
+    p: pb::PsiJob,
+    asked: Asked,
+) -> Result<Requested, NodeError> {
+    let me = &node.config.node.name;
+    let invalid = |m: String| NodeError::Invalid(m);
+    let kind = match pb::PsiOutput::try_from(p.output) {
+        Ok(pb::PsiOutput::Cardinality) => JobKind::PsiCardinality,
+        Ok(pb::PsiOutput::Intersection) => JobKind::PsiIntersection,
+        _ => return Err(invalid("psi output: cardinality or intersection".into())),
+    };
+    let left = p.left.unwrap_or_default();
+    let right = p.right.unwrap_or_default();
+    own_use(me, &left, "the left dataset")?;
+    if node.config.peer(&right.node).is_none() {
+        return Err(invalid(format!(
+            "the right dataset's node {:?} is not a peer of {me}",
+            right.node
+        )));
+    }
+    if left.columns.is_empty() || left.columns.len() != right.columns.len() {
+        return Err(invalid(
+            "both sides need the same number (at least one) of key columns".into(),
+        ));
+    }
+    if kind == JobKind::PsiCardinality && !asked.positive {
+        return Err(invalid("a cardinality needs --epsilon > 0".into()));
+    }
+    let requested = Protocol::from_pb(p.protocol)?;
+    let protocol = match (requested, kind) {
+        (Some(Protocol::Ot), JobKind::PsiCardinality) => {
+            return Err(invalid(
+                "the OT protocol reveals which keys match, so it cannot give a cardinality \
+                 alone: use --protocol ecdh"
+                    .into(),
+            ));
+        }
+        (Some(chosen), _) => chosen,
+        (None, JobKind::PsiIntersection) => {
+            let rows = dataset(node, &left.dataset).await?.map_or(0, |d| d.rows);
+            if rows >= OT_FROM_ROWS {
+                Protocol::Ot
+            } else {
+                Protocol::Ecdh
+            }
+        }
+        (None, _) => Protocol::Ecdh,
+    };
+    Ok(Requested {
+        peer: Some(to_peer(right)),
+        protocol: Some(protocol),
+        noised: kind != JobKind::PsiIntersection,
+        ..Requested::new(kind, left)
+    })
+}
+
+/// A PSI proposal's terms: its key columns and a protocol that can give its output (ECDH, or
+/// OT for an intersection).
+pub(in crate::jobs) fn proposed(kind: JobKind, p: &pb::JobProposal) -> Result<Proposed, NodeError> {
+    key_columns_fit(p)?;
+    let protocol = Protocol::from_pb(p.protocol)?;
+    match (protocol, kind) {
+        (None | Some(Protocol::Ecdh), _) | (Some(Protocol::Ot), JobKind::PsiIntersection) => {
+            Ok(Proposed {
+                protocol,
+                ..Proposed::default()
+            })
+        }
+        (Some(Protocol::Ot), _) => Err(NodeError::Invalid(format!(
+            "protocol ot for a {}: use ecdh, or ot for an intersection",
+            kind.as_str()
+        ))),
+    }
+}
+
+/// True when a PSI error comes from the peer's frames (else this node failed).
+pub(in crate::jobs) fn error_is_peers(e: &ProtoError) -> bool {
+    let e = match e {
+        ProtoError::Psi(e) | ProtoError::Ot(OtPsiError::Psi(e)) => e,
+        // Decoding and parameter errors of the OT mode come from the peer's frames.
+        ProtoError::Ot(
+            OtPsiError::Decode(_)
+            | OtPsiError::BinsMismatch { .. }
+            | OtPsiError::OutputWidthMismatch { .. },
+        ) => return true,
+        ProtoError::Ot(_) => return false,
+    };
+    matches!(
+        e,
+        PsiError::Decode(_)
+            | PsiError::ParamsMismatch
+            | PsiError::Unexpected { .. }
+            | PsiError::TooManyItems { .. }
+            | PsiError::Incomplete { .. }
+            | PsiError::MatchOutOfRange { .. }
+            | PsiError::InconsistentOutcome { .. }
+            | PsiError::PeerGone
+    )
+}
+
 /// The session parameters both parties derive from the job and its agreed key spec, with this
 /// node's own limit on the peer's keys (`[limits] max_keys`).
 pub(in crate::jobs) fn params_of(
@@ -76,7 +186,7 @@ pub(in crate::jobs) fn params_of(
 ) -> Result<PsiParams, JobError> {
     let session = crate::hex::decode_16(&row.spec.session)
         .ok_or_else(|| JobError::terms("bad session id"))?;
-    let output = if row.kind == crate::policy::JobKind::PsiIntersection {
+    let output = if row.kind == JobKind::PsiIntersection {
         OutputKind::Intersection
     } else {
         OutputKind::Cardinality
@@ -87,34 +197,7 @@ pub(in crate::jobs) fn params_of(
     )
 }
 
-/// A fresh session id.
-pub(in crate::jobs) fn session() -> [u8; 16] {
-    crate::random::bytes()
-}
-
-/// A protocol thread's link: frames out, frames in, progress, and a digest of what it sent.
-pub(in crate::jobs) struct Link<'a> {
-    pub(in crate::jobs) out: &'a Outbound,
-    pub(in crate::jobs) recv: Box<dyn FnMut() -> Option<Vec<u8>> + Send + 'a>,
-    /// Items done out of a total (0 when the role cannot know it).
-    pub(in crate::jobs) progress: Box<dyn Fn(u64, u64) + Send + Sync + 'a>,
-    pub(in crate::jobs) sent: Sha256,
-    pub(in crate::jobs) frames: u64,
-}
-
 impl Link<'_> {
-    /// Sends one protocol frame; false if the exchange is gone.
-    pub(in crate::jobs) fn send_frame(&mut self, frame: concord_mpc::Frame) -> bool {
-        self.sent.update(frame.as_bytes());
-        self.frames += 1;
-        self.out.blocking_send(PSI, frame.0)
-    }
-
-    /// The next protocol frame; `None` once the peer's frames have ended.
-    pub(in crate::jobs) fn recv_frame(&mut self) -> Option<Vec<u8>> {
-        (self.recv)()
-    }
-
     fn send(&mut self, frame: concord_mpc::Frame) -> Result<(), PsiError> {
         if self.send_frame(frame) {
             Ok(())
