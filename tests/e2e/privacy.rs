@@ -1,9 +1,9 @@
 //! Privacy per person, through real nodes: the DP count and sum that `Jobs.Submit` releases, run
 //! many times on two neighbouring datasets that differ in one person with three rows, give an
 //! empirical ε lower bound (Clopper–Pearson on a threshold event) no larger than the ε claimed.
-//! The in-process audit (`node::jobs::query_audit`) runs 3,000 releases a side; this one runs
-//! fewer, over gRPC and mutual TLS to a real node, so its bound is looser but its path is the
-//! whole release path.
+//! The in-process audit (`node/src/jobs/kinds/query/tests/audit.rs`) runs 3,000 releases a side;
+//! this one runs fewer, over gRPC and mutual TLS to a real node, so its bound is looser but its
+//! path is the whole release path.
 
 use concord_node::client::NodeClient;
 use concord_node::config::Profile;

@@ -4,12 +4,53 @@ use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
+
+/// The `concord` binary of this checkout, brought up to date once per test run by cargo itself
+/// (so it is never stale), in the target directory and profile these tests were built in.
+///
+/// The end-to-end tests live in the root package, which has no binary of its own, so
+/// `CARGO_BIN_EXE_concord` is not set for them: the binary is found next to this test
+/// executable (`<target>/<profile>/deps/e2e-…` → `<target>/<profile>/concord`). It is built as
+/// `cargo test --workspace --no-run` builds it, with the same features, so that under
+/// `cargo test --workspace` (CI) it is already fresh and nothing is built twice.
+pub(crate) fn concord_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test executable sits in <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("a target directory");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["test", "--workspace", "--no-run", "--quiet", "--target-dir"]);
+        cargo.arg(target_dir);
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => {}
+            Some("release") => {
+                cargo.arg("--release");
+            }
+            Some(other) => {
+                cargo.args(["--profile", other]);
+            }
+            None => panic!("no profile directory above {}", exe.display()),
+        }
+        let status = cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo could not build the concord binary");
+        let bin = profile_dir.join(format!("concord{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no binary at {}", bin.display());
+        bin
+    })
+}
 
 /// Runs `concord` with `args`.
 pub(crate) fn concord(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_concord"))
+    Command::new(concord_bin())
         .args(args)
         .env_remove("CONCORD_PROFILE")
         .output()
@@ -24,7 +65,7 @@ pub(crate) struct Running {
 
 /// Starts `concord` with `args` without waiting for it.
 pub(crate) fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_concord"))
+    let mut child = Command::new(concord_bin())
         .args(args)
         .env_remove("CONCORD_PROFILE")
         .stdout(Stdio::null())
@@ -155,7 +196,7 @@ pub(crate) struct NodeProc {
 impl NodeProc {
     fn start(config: &Path) -> NodeProc {
         let log = config.with_file_name("node.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_concord"))
+        let mut child = Command::new(concord_bin())
             .args(["node", "start", "--config", config.to_str().unwrap()])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
