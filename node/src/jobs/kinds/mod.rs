@@ -11,8 +11,8 @@
 //! - `psi`: PSI cardinality and intersection, in the ECDH or the OT protocol; `psi::coordinator`
 //!   is the comparing side, `psi::participant` the sender, whose shell (read the keys, answer
 //!   the exchange, recheck, commit) the join's key holder shares.
-//! - `join`: the join-aggregate's value holder (the coordinator) and key holder (the
-//!   participant), and their noise.
+//! - `join`: the join-aggregate's value holder (`join::coordinator`) and key holder
+//!   (`join::participant`), and the noise plan both derive.
 //! - `query`: single-node DP statistics; the coordinator alone.
 //! - `aggregate`: the secure aggregate's vectors and noise shares; `aggregate::secagg` drives the
 //!   secure-aggregation roles, `aggregate::coordinator` and `aggregate::participant` its sides.
@@ -93,7 +93,7 @@ pub(in crate::jobs) async fn coordinate(
         JobKind::PsiCardinality | JobKind::PsiIntersection => {
             psi::coordinator::run(node, row, handle, own(found)?, peer).await
         }
-        JobKind::Join => join::run(node, row, handle, own(found)?, peer).await,
+        JobKind::Join => join::coordinator::run(node, row, handle, own(found)?, peer).await,
         JobKind::Query => query::coordinate(node, row, handle, own(found)?).await,
     }
 }
@@ -116,7 +116,16 @@ pub(in crate::jobs) async fn participate(
                 .await
         }
         JobKind::Join => {
-            psi::participant::answer(node, row, handle, out, frames, ctl, join::participate).await
+            psi::participant::answer(
+                node,
+                row,
+                handle,
+                out,
+                frames,
+                ctl,
+                join::participant::participate,
+            )
+            .await
         }
         JobKind::Query => Err(Failure::at(
             &node.config.node.name,
