@@ -67,6 +67,9 @@ impl Default for PeerLimit {
     }
 }
 
+/// Bytes of a padding key ([`KeySet::pad_to`]): a zero component count, then 16 random bytes.
+const DUMMY_KEY_LEN: usize = 20;
+
 /// Rows normalized in parallel per step when building a key set.
 const ROWS_PER_STEP: usize = 1 << 16;
 
@@ -194,10 +197,37 @@ struct Encoded {
 
 /// Why one row was not usable.
 enum RowFault {
+    /// An empty component: the row is excluded.
     Empty,
+    /// The row is refused.
+    Refused(Refusal),
+}
+
+/// Why a row is refused.
+enum Refusal {
     ColumnCount(usize),
     TooLong { column: usize, len: usize },
     BadKey { column: usize, fault: KeyFault },
+}
+
+impl Refusal {
+    /// The error that refuses row `row`.
+    fn error(self, spec: KeySpec, row: u64) -> PsiError {
+        match self {
+            Refusal::ColumnCount(found) => PsiError::ColumnCount {
+                row,
+                expected: spec.columns,
+                found,
+            },
+            Refusal::BadKey { column, fault } => PsiError::BadKey { row, column, fault },
+            Refusal::TooLong { column, len } => PsiError::ComponentTooLong {
+                row,
+                column,
+                len,
+                limit: MAX_COMPONENT_BYTES,
+            },
+        }
+    }
 }
 
 impl KeySet {
@@ -300,24 +330,7 @@ impl KeySet {
                             report.first_excluded_row.get_or_insert(row);
                             row_key.push(EXCLUDED);
                         }
-                        Err(RowFault::ColumnCount(found)) => {
-                            return Err(PsiError::ColumnCount {
-                                row,
-                                expected: spec.columns,
-                                found,
-                            });
-                        }
-                        Err(RowFault::BadKey { column, fault }) => {
-                            return Err(PsiError::BadKey { row, column, fault });
-                        }
-                        Err(RowFault::TooLong { column, len }) => {
-                            return Err(PsiError::ComponentTooLong {
-                                row,
-                                column,
-                                len,
-                                limit: MAX_COMPONENT_BYTES,
-                            });
-                        }
+                        Err(RowFault::Refused(r)) => return Err(r.error(spec, row)),
                     }
                 }
             }
@@ -332,6 +345,100 @@ impl KeySet {
             row_key,
             report,
         })
+    }
+
+    /// A set from keys already in canonical form, one per row ([`canonical_row_key`]): a
+    /// bucket's rows, read back from where they were spilled ([`super::bucket`]). Rows are
+    /// numbered from 0 in the order given; every row takes part (excluded rows never reach a
+    /// bucket). Deduplicated as [`KeySet::from_rows`] does.
+    pub fn from_canonical<'k>(
+        spec: KeySpec,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Self, PsiError> {
+        let keys = keys.into_iter();
+        let expected = keys.size_hint().0.min(MAX_PRESIZE_ROWS);
+        let hasher = RandomState::new();
+        let mut index: HashTable<(u64, u32)> = HashTable::with_capacity(expected);
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut bounds: Vec<usize> = Vec::with_capacity(expected + 1);
+        bounds.push(0);
+        let mut row_key = Vec::with_capacity(expected);
+        let mut report = InputReport::default();
+        for key in keys {
+            report.rows += 1;
+            let hash = hasher.hash_one(key);
+            let entry = index.entry(
+                hash,
+                |&(h, id)| {
+                    let id = id as usize;
+                    h == hash && bytes[bounds[id]..bounds[id + 1]] == *key
+                },
+                |&(h, _)| h,
+            );
+            let id = match entry {
+                Entry::Occupied(seen) => {
+                    report.duplicate_rows += 1;
+                    seen.get().1
+                }
+                Entry::Vacant(slot) => {
+                    let id = bounds.len() - 1;
+                    if id >= MAX_DISTINCT_KEYS {
+                        return Err(PsiError::TooManyKeys {
+                            limit: MAX_DISTINCT_KEYS as u64,
+                        });
+                    }
+                    slot.insert((hash, id as u32));
+                    bytes.extend_from_slice(key);
+                    bounds.push(bytes.len());
+                    id as u32
+                }
+            };
+            row_key.push(id);
+        }
+        bytes.shrink_to_fit();
+        bounds.shrink_to_fit();
+        report.distinct_keys = (bounds.len() - 1) as u64;
+        Ok(Self {
+            spec,
+            bytes,
+            bounds,
+            row_key,
+            report,
+        })
+    }
+
+    /// Adds dummy keys until the set holds `distinct` keys, so that the peer learns `distinct`
+    /// and not the set's own size. A dummy is `u32be(0) ‖ 16 random bytes`, which no canonical
+    /// key equals (a real one starts with its component count, at least 1), so it never matches
+    /// a real key, and two sides' dummies match with probability `2^-128` a pair. No row holds
+    /// a dummy; the set's [`InputReport`] counts its real keys only. Fails with
+    /// [`PsiError::BucketOverflow`] when the set already holds more than `distinct` keys.
+    pub fn pad_to<R: rand::CryptoRng + ?Sized>(
+        &mut self,
+        distinct: usize,
+        rng: &mut R,
+    ) -> Result<(), PsiError> {
+        let real = self.len();
+        if real > distinct {
+            return Err(PsiError::BucketOverflow {
+                keys: real as u64,
+                capacity: distinct as u64,
+            });
+        }
+        if distinct > MAX_DISTINCT_KEYS {
+            return Err(PsiError::TooManyKeys {
+                limit: MAX_DISTINCT_KEYS as u64,
+            });
+        }
+        self.bytes.reserve((distinct - real) * DUMMY_KEY_LEN);
+        self.bounds.reserve(distinct - real);
+        for _ in real..distinct {
+            let mut dummy = [0u8; DUMMY_KEY_LEN];
+            rng.fill_bytes(&mut dummy[4..]);
+            self.bytes.extend_from_slice(&dummy);
+            self.bounds.push(self.bytes.len());
+        }
+        Ok(())
     }
 
     /// A set of single-column keys.
@@ -444,7 +551,7 @@ fn canonical_row_into<S: AsRef<str>>(
     out: &mut Vec<u8>,
 ) -> Result<(), RowFault> {
     if row.len() != spec.columns() {
-        return Err(RowFault::ColumnCount(row.len()));
+        return Err(RowFault::Refused(Refusal::ColumnCount(row.len())));
     }
     out.extend_from_slice(&(row.len() as u32).to_be_bytes());
     for ((column, component), &ty) in row.iter().enumerate().zip(spec.types()) {
@@ -453,15 +560,36 @@ fn canonical_row_into<S: AsRef<str>>(
         match normalize::normalize_into(ty, component.as_ref(), out) {
             Ok(()) => {}
             Err(KeyFault::Empty) => return Err(RowFault::Empty),
-            Err(fault) => return Err(RowFault::BadKey { column, fault }),
+            Err(fault) => return Err(RowFault::Refused(Refusal::BadKey { column, fault })),
         }
         let len = out.len() - start - 4;
         if len > MAX_COMPONENT_BYTES {
-            return Err(RowFault::TooLong { column, len });
+            return Err(RowFault::Refused(Refusal::TooLong { column, len }));
         }
         out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
     }
     Ok(())
+}
+
+/// Writes the canonical bytes of row `row`'s key into `out`, for a party that routes its rows
+/// to buckets before building their key sets: `Ok(true)` when the row takes part, `Ok(false)`
+/// (and `out` empty) when it is excluded (an empty component), an error naming the row when it
+/// must be refused (as [`KeySet::from_rows`] refuses it).
+pub fn canonical_row_key<S: AsRef<str>>(
+    spec: KeySpec,
+    row: u64,
+    components: &[S],
+    out: &mut Vec<u8>,
+) -> Result<bool, PsiError> {
+    out.clear();
+    match canonical_row_into(spec, components, out) {
+        Ok(()) => Ok(true),
+        Err(RowFault::Empty) => {
+            out.clear();
+            Ok(false)
+        }
+        Err(RowFault::Refused(r)) => Err(r.error(spec, row)),
+    }
 }
 
 /// The canonical bytes of one key, as hashed to the group. Public so that other implementations

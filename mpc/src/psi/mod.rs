@@ -62,6 +62,7 @@
 //! limit the number and size of queries with grants.
 
 mod blinding;
+pub mod bucket;
 mod group;
 pub mod join;
 pub mod keys;
@@ -75,7 +76,7 @@ pub mod vectors;
 pub mod wire;
 
 pub use group::{BlindingKey, DIGEST_LEN, ItemDigest, POINT_LEN};
-pub use keys::{InputReport, KeySet, KeySpec, MAX_KEY_COLUMNS};
+pub use keys::{InputReport, KeySet, KeySpec, MAX_KEY_COLUMNS, canonical_row_key};
 pub use normalize::{KeyFault, KeyType};
 pub use ot::{OtPsiError, OtPsiParams};
 pub use params::{OutputKind, PsiParams, Recipients, SessionId};
@@ -138,6 +139,25 @@ pub enum PsiError {
     TooManyKeys {
         /// The limit.
         limit: u64,
+    },
+    /// A bucket holds more distinct keys than the padded size every bucket is given
+    /// ([`bucket`]); with keys hashed to buckets under the session this happens with
+    /// probability below `2^-40`, and the job fails rather than reveal a bucket's true size.
+    #[error(
+        "a bucket holds {keys} distinct keys, more than the {capacity} every bucket is padded to \
+         (probability below 2^-40 for this set size; run again under a new session)"
+    )]
+    BucketOverflow {
+        /// Distinct keys in the bucket.
+        keys: u64,
+        /// The padded size.
+        capacity: u64,
+    },
+    /// A bucket count outside `1..=bucket::MAX_BUCKETS`.
+    #[error("{buckets} buckets: use 1 to {} buckets", bucket::MAX_BUCKETS)]
+    BucketCount {
+        /// The count asked for.
+        buckets: u64,
     },
     /// The peer announced more keys than this party accepts (its `peer_limit`).
     #[error("the peer announced {announced} keys, more than the {limit} this party accepts")]
