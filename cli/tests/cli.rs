@@ -53,6 +53,47 @@ fn bench_psi_reports_a_correct_run() {
 }
 
 #[test]
+fn bench_psi_in_buckets_reports_a_correct_padded_run() {
+    for (protocol, output) in [
+        ("ecdh", "cardinality"),
+        ("ecdh", "intersection"),
+        ("ot", "intersection"),
+    ] {
+        let out = concord(&[
+            "bench",
+            "psi",
+            "--size",
+            "6000",
+            "--overlap",
+            "2500",
+            "--protocol",
+            protocol,
+            "--output",
+            output,
+            "--buckets",
+            "3",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["buckets"], 3, "{report}");
+        assert_eq!(report["intersection_size"], 2500, "{report}");
+        assert_eq!(report["correct"], true, "{report}");
+        // Every bucket is padded to the same size, above the mean of 2,000 keys.
+        let capacity = report["bucket_capacity"].as_u64().unwrap();
+        assert!((2001..=6000).contains(&capacity), "{report}");
+        assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+    }
+    let out = concord(&["bench", "psi", "--buckets", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use auto or a number of buckets"));
+}
+
+#[test]
 fn bench_psi_cardinality_table() {
     let out = concord(&["bench", "psi", "--size", "500", "--output", "cardinality"]);
     assert!(out.status.success());

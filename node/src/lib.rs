@@ -24,6 +24,7 @@
 //!   query jobs over `Federation.Exchange`.
 //! - [`store`]: the SQLite database and its migrations.
 //! - [`audit`]: the append-only, hash-chained audit log with an Ed25519-signed head.
+//! - [`spill`]: checksummed bucket files, a registry-scale job's keys on disk between passes.
 //! - [`csv_input`]: strict, streaming validation of a CSV dataset against its declared schema.
 //! - [`hex`]: hex encoding of keys and digests; [`name`]: what a node or dataset may be called.
 //! - [`clock`]: an injectable clock, so expiry and timestamps are testable; `random`: the
@@ -49,6 +50,7 @@ mod node;
 pub mod policy;
 mod random;
 pub mod service;
+pub mod spill;
 pub mod store;
 pub mod tls;
 

@@ -2,6 +2,7 @@
 //! on synthetic keys, timed against the multiplication floor measured in the same run; `secagg`
 //! lives in `bench_secagg`, `join` in `bench_join`. The report helpers here serve all three.
 
+mod bucketed;
 mod join;
 mod output;
 mod secagg;
@@ -15,13 +16,12 @@ use concord_mpc::psi::local::{self, Progress};
 use concord_mpc::psi::{
     KeySet, KeySpec, OtPsiParams, OutputKind, PsiParams, Recipients, SessionId, ot,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
 use rand::{RngExt as _, SeedableRng as _};
 use serde::Serialize;
 
-use output::{group, multiplication_backend, print_rows};
+use output::{group, multiplication_backend, peak_rss_bytes, print_rows, progress_bar};
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCommand {
@@ -80,6 +80,15 @@ pub(crate) struct PsiArgs {
     /// Seed for the synthetic keys and the session secrets (benchmarks only).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Split both sets into hash buckets, each run as its own padded protocol instance, so
+    /// that memory stays bounded at any --size: `auto` (buckets of about --keys-per-bucket
+    /// keys) or a number. Keys are then generated on the fly into spill files in the temporary
+    /// directory, never held whole, and the result is checked against how they were built.
+    #[arg(long, value_name = "auto|N")]
+    buckets: Option<bucketed::Buckets>,
+    /// Keys per bucket for --buckets auto (the padded size stays at or below it).
+    #[arg(long, default_value_t = 1 << 20, value_name = "KEYS")]
+    keys_per_bucket: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -129,6 +138,10 @@ struct Report {
     correct: bool,
     limit_seconds: f64,
     wall_over_limit: f64,
+    /// One: the whole sets in one protocol instance (see --buckets).
+    buckets: u32,
+    /// This process's peak resident memory: both roles at once.
+    peak_rss_bytes: Option<u64>,
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -166,6 +179,22 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
     pool.build_global()
         .context("could not start the worker threads")?;
     let threads = rayon::current_num_threads();
+    if let Some(buckets) = args.buckets {
+        return bucketed::run(bucketed::Asked {
+            size: args.size as u64,
+            overlap: overlap as u64,
+            output: match args.output {
+                Output::Cardinality => OutputKind::Cardinality,
+                Output::Intersection => OutputKind::Intersection,
+            },
+            ot: protocol == Protocol::Ot,
+            buckets,
+            keys_per_bucket: args.keys_per_bucket,
+            seed: args.seed,
+            threads,
+            json: args.json,
+        });
+    }
 
     let mut rng = StdRng::seed_from_u64(args.seed);
     let (receiver_keys, sender_keys) = synthetic_keys(args.size, overlap, &mut rng);
@@ -258,14 +287,16 @@ fn psi(args: PsiArgs) -> anyhow::Result<()> {
         correct,
         limit_seconds,
         wall_over_limit: wall_seconds / limit_seconds,
+        buckets: 1,
+        peak_rss_bytes: peak_rss_bytes(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
     }
-    if let Some(peak) = peak_memory() {
-        eprintln!("peak memory (VmHWM): {peak}");
+    if let Some(peak) = report.peak_rss_bytes {
+        eprintln!("peak memory (VmHWM): {} MiB", peak >> 20);
     }
     if !correct {
         bail!("the PSI result differs from the plaintext intersection");
@@ -299,23 +330,6 @@ fn expected_rows(receiver: &[String], sender: &[String]) -> Vec<u64> {
         .filter(|(_, k)| sender.contains(k.as_str()))
         .map(|(i, _)| i as u64)
         .collect()
-}
-
-fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
-    let bar = if total == 0 {
-        ProgressBar::new_spinner()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {percent}%")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(message);
-    if total == 0 {
-        bar.enable_steady_tick(Duration::from_millis(200));
-    }
-    bar
 }
 
 fn print_table(r: &Report) {
@@ -355,13 +369,4 @@ fn print_table(r: &Report) {
         ("wall / floor", format!("{:.2}", r.wall_over_limit)),
     ];
     print_rows(&rows);
-}
-
-/// This process's peak resident memory, as the kernel reports it (Linux only).
-fn peak_memory() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .map(|v| v.trim().to_owned())
 }
