@@ -261,6 +261,17 @@ pub struct LimitsSection {
     /// moment the peer announces its size otherwise.
     #[serde(default = "default_max_keys")]
     pub max_keys: u64,
+    /// The most distinct keys of a PSI this node holds in memory at once. A PSI whose larger
+    /// side declares more runs in that many hash buckets, its keys spilled to the data
+    /// directory and each bucket padded to one size (`concord_mpc::psi::bucket`); both parties
+    /// use the larger bucket count either needs.
+    #[serde(default = "default_keys_per_bucket")]
+    pub keys_per_bucket: u64,
+}
+
+/// About 2^20 keys a bucket: a few hundred MB a PSI party at most (see the README).
+fn default_keys_per_bucket() -> u64 {
+    1 << 20
 }
 
 /// 100 million keys a side: about 15 GB for one job at about 130 bytes a key pair (measured,
@@ -273,6 +284,7 @@ impl Default for LimitsSection {
     fn default() -> Self {
         Self {
             max_keys: default_max_keys(),
+            keys_per_bucket: default_keys_per_bucket(),
         }
     }
 }
@@ -441,6 +453,13 @@ impl NodeConfig {
             .tiers
             .check()
             .map_err(|gap| invalid(gap.to_string()))?;
+        if self.limits.keys_per_bucket < concord_mpc::psi::bucket::MIN_KEYS_PER_BUCKET {
+            return Err(invalid(format!(
+                "limits.keys_per_bucket = {}: a bucket must hold at least {} keys",
+                self.limits.keys_per_bucket,
+                concord_mpc::psi::bucket::MIN_KEYS_PER_BUCKET
+            )));
+        }
         if self.limits.max_keys == 0 {
             return Err(invalid(
                 "limits.max_keys = 0: a PSI or join needs at least one key a side".into(),
@@ -565,6 +584,7 @@ roles = ["data-manager", "auditor"]
         assert_eq!(rules.approvals.managers.len(), 2);
         assert_eq!(rules.matrix, TierMatrix::default());
         assert_eq!(config.limits.max_keys, 100_000_000);
+        assert_eq!(config.limits.keys_per_bucket, 1 << 20);
     }
 
     #[test]
@@ -573,6 +593,11 @@ roles = ["data-manager", "auditor"]
             |extra: &str| NodeConfig::parse(Path::new("node.toml"), &format!("{MINIMAL}{extra}"));
         assert_eq!(parse("").unwrap().rules().approvals.needed, 1);
         assert_eq!(parse("").unwrap().limits.max_keys, 100_000_000);
+        assert_eq!(parse("").unwrap().limits.keys_per_bucket, 1 << 20);
+        let err = parse("[limits]\nkeys_per_bucket = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 1024 keys"), "{err}");
         assert_eq!(
             parse("[limits]\nmax_keys = 5000\n")
                 .unwrap()

@@ -220,6 +220,16 @@ pub(crate) fn open(
             "marked jobs left running by the last run as failed"
         );
     }
+    // Nor do their spill files (a PSI in hash buckets keeps its keys there while it runs).
+    let spill = config.node.data_dir.join(crate::jobs::SPILL_DIR);
+    if spill.exists() {
+        match std::fs::remove_dir_all(&spill) {
+            Ok(()) => tracing::warn!(path = %spill.display(), "removed the last run's spill files"),
+            Err(e) => {
+                tracing::warn!(path = %spill.display(), error = %e, "could not remove the last run's spill files")
+            }
+        }
+    }
     Ok((
         Node {
             rules: config.rules(),

@@ -707,6 +707,82 @@ fn a_node_refuses_a_psi_over_its_key_limit_on_either_side() {
     );
 }
 
+/// Appends `[limits] keys_per_bucket = KEYS` to `node`'s configuration.
+fn keys_per_bucket(fed: &Fed, node: &str, keys: u32) {
+    let config = fed.root.join(format!("{node}/node.toml"));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[limits]\nkeys_per_bucket = {keys}\n"));
+    std::fs::write(&config, text).unwrap();
+}
+
+#[test]
+fn a_psi_larger_than_a_bucket_runs_in_padded_hash_buckets_with_the_same_result() {
+    let fed = Fed::init("health,civil");
+    // Health needs 2 buckets for its 3,000 keys, civil 5 for its 3,500: both run civil's.
+    keys_per_bucket(&fed, "health", 2048);
+    keys_per_bucket(&fed, "civil", 1024);
+    let health = fed.start("health");
+    let civil = fed.start("civil");
+    patients_and_insured(&fed, 0..3000, 1000..4500);
+    let operator = fed.path("health/operator.toml");
+    let expected: Vec<String> = (1000..3000).map(|i| format!("n{i:07}")).collect();
+    for protocol in ["ecdh", "ot"] {
+        let out = ok(&run_psi(
+            &operator,
+            "intersection",
+            "health:patients:nin",
+            "civil:insured:nin",
+            &["--csv", "--protocol", protocol],
+        ));
+        let mut keys: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with('n') && *l != "nin")
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, expected, "{protocol}");
+    }
+    // A cardinality in buckets too; each party's input is stated unpadded.
+    let out = ok(&run_psi(
+        &operator,
+        "cardinality",
+        "health:patients:nin",
+        "civil:insured:nin",
+        &["--epsilon", "1", "--json"],
+    ));
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let inputs = result["inputs"].as_array().unwrap();
+    let distinct: Vec<u64> = inputs
+        .iter()
+        .map(|i| i["distinct_keys"].as_u64().unwrap())
+        .collect();
+    assert_eq!(distinct, [3000, 3500], "{result}");
+    // Nothing is left in either node's spill directory.
+    for node in ["health", "civil"] {
+        let spill = fed.root.join(format!("{node}/data/spill"));
+        let left = std::fs::read_dir(&spill).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "{}", spill.display());
+    }
+    health.stop();
+    civil.stop();
+    // The coordinator's audit says how many buckets, and that the peer's count is padded.
+    let entries = audit_entries(&fed, "health");
+    let released = find(
+        &entries,
+        "job.release",
+        "accepted",
+        &[("detail", "in 5 hash buckets")],
+    );
+    let detail = released["detail"].as_str().unwrap();
+    let padded: u64 = detail
+        .split("; ")
+        .last()
+        .and_then(|d| d.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{detail}"));
+    assert!(padded > 3500 && padded < 5000, "{detail}");
+}
+
 #[test]
 fn both_protocols_give_the_same_intersection_and_ot_refuses_a_cardinality() {
     let fed = Fed::init("health,civil");

@@ -50,6 +50,10 @@ pub const OVERFLOW_BITS: u32 = 40;
 /// Most buckets in one job.
 pub const MAX_BUCKETS: u32 = 1 << 20;
 
+/// The smallest bucket [`bucket_count`] plans for: below it the padding bound (at least about
+/// 20 keys over the mean) would outgrow the bucket itself.
+pub const MIN_KEYS_PER_BUCKET: u64 = 1024;
+
 /// How a job's keys are split: the number of buckets and the session that keys the hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BucketPlan {
@@ -68,27 +72,13 @@ impl BucketPlan {
         Ok(Self { session, buckets })
     }
 
-    /// As many buckets as keep every padded bucket at about `keys_per_bucket` keys, for the
-    /// larger of the two parties' declared sizes (both parties must compute the same plan).
+    /// [`bucket_count`] buckets for the larger of the two parties' declared sizes.
     pub fn auto(
         session: SessionId,
         larger_declared: u64,
         keys_per_bucket: u64,
     ) -> Result<Self, PsiError> {
-        let per = keys_per_bucket.max(1);
-        let mut buckets = larger_declared.div_ceil(per).max(1);
-        // The padding makes a bucket larger than the mean: add buckets until it fits.
-        while buckets < u64::from(MAX_BUCKETS)
-            && capacity(larger_declared, buckets as u32) > per
-            && buckets > 1
-        {
-            buckets += buckets.div_ceil(64);
-        }
-        let buckets = u32::try_from(buckets)
-            .ok()
-            .filter(|&b| b <= MAX_BUCKETS)
-            .ok_or(PsiError::BucketCount { buckets })?;
-        Self::new(session, buckets)
+        Self::new(session, bucket_count(larger_declared, keys_per_bucket)?)
     }
 
     /// The number of buckets.
@@ -127,6 +117,25 @@ impl BucketPlan {
         id.copy_from_slice(&digest[..16]);
         SessionId(id)
     }
+}
+
+/// As many buckets as keep every padded bucket at or below `keys_per_bucket` keys (at least
+/// [`MIN_KEYS_PER_BUCKET`]), for the
+/// larger of the two parties' declared sizes (both parties must compute the same count).
+pub fn bucket_count(larger_declared: u64, keys_per_bucket: u64) -> Result<u32, PsiError> {
+    let per = keys_per_bucket.max(MIN_KEYS_PER_BUCKET);
+    let mut buckets = larger_declared.div_ceil(per).max(1);
+    // The padding makes a bucket larger than the mean: add buckets until it fits.
+    while buckets > 1
+        && buckets < u64::from(MAX_BUCKETS)
+        && capacity(larger_declared, buckets as u32) > per
+    {
+        buckets += buckets.div_ceil(64);
+    }
+    u32::try_from(buckets)
+        .ok()
+        .filter(|&b| b <= MAX_BUCKETS)
+        .ok_or(PsiError::BucketCount { buckets })
 }
 
 /// The distinct keys every bucket of a party is padded to: the bound of the module docs for a

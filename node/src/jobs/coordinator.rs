@@ -83,6 +83,7 @@ pub(crate) async fn submit(
             join,
             aggregate,
             key_types: Vec::new(),
+            buckets: 0,
         },
         state: State::Submitted,
         phase: "submitted".into(),

@@ -76,6 +76,7 @@ impl Failure {
             code,
             reason,
             input: None,
+            buckets: 0,
         }
     }
 }

@@ -7,12 +7,15 @@
 //! out, and counted again ([`Read`]).
 
 use std::cell::RefCell;
+use std::path::Path;
 
-use concord_mpc::psi::{KeySet, KeySpec, KeyType, normalize};
+use concord_mpc::psi::bucket::BucketPlan;
+use concord_mpc::psi::{InputReport, KeySet, KeySpec, KeyType, canonical_row_key, normalize};
 
 use crate::catalog::Dataset;
 use crate::csv_input::{CsvError, Reader, RejectCounts};
 use crate::jobs::error::JobError;
+use crate::spill::{BucketWriter, SpillError};
 
 /// What one read of a dataset used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +95,43 @@ pub(super) fn key_set(
     let keys = with_rows(&mut reader, &at, |rows| KeySet::from_rows(spec, rows))?
         .map_err(|e| JobError::input(&d.spec.path, e.to_string()))?;
     Ok((keys, Read::of(&reader)))
+}
+
+/// Streams the keys of `columns` into one spill file per bucket of `plan` in `dir`, in one pass:
+/// each good row's canonical key goes to its bucket with its row number (0-based among the good
+/// rows, as for [`key_set`]). Returns the rows read and those excluded (an empty key
+/// component); distinct keys and duplicates are counted when each bucket is read back.
+pub(super) fn spill_keys(
+    d: &Dataset,
+    columns: &[String],
+    spec: KeySpec,
+    plan: &BucketPlan,
+    dir: &Path,
+) -> Result<(InputReport, Read), JobError> {
+    let mut reader = open(d)?;
+    let at = positions(&reader, columns)?;
+    let spill_error = |e: SpillError| JobError::input(&d.spec.path, e.to_string());
+    let mut writer =
+        BucketWriter::create(dir, plan.buckets(), plan.session()).map_err(spill_error)?;
+    let mut report = InputReport::default();
+    let mut key = Vec::new();
+    while reader.next_row()? {
+        let row = report.rows;
+        report.rows += 1;
+        let fields: Vec<&str> = at.iter().map(|&i| reader.field(i)).collect();
+        let takes_part = canonical_row_key(spec, row, &fields, &mut key)
+            .map_err(|e| JobError::input(&d.spec.path, e.to_string()))?;
+        if !takes_part {
+            report.excluded_rows += 1;
+            report.first_excluded_row.get_or_insert(row);
+            continue;
+        }
+        writer
+            .push(plan.bucket_of(&key), row, &key)
+            .map_err(spill_error)?;
+    }
+    writer.finish().map_err(spill_error)?;
+    Ok((report, Read::of(&reader)))
 }
 
 /// Hands `each` the normalized key values, then the key values as written in the file, of the

@@ -70,4 +70,7 @@ mod session;
 pub(crate) mod table;
 
 pub(crate) use live::Live;
+
+/// The directory under a node's data directory where running jobs keep their spill files.
+pub(crate) const SPILL_DIR: &str = "spill";
 pub use table::fail_interrupted;

@@ -37,7 +37,8 @@ pub(crate) async fn propose(
         protocol,
         join,
         aggregate,
-    } = kinds::proposed(node, peer, kind, &mut p)?;
+        buckets,
+    } = kinds::proposed(node, peer, kind, &mut p).await?;
     let (epsilon, exact) =
         crate::jobs::table::exact_epsilon(&p.epsilon).map_err(NodeError::from)?;
     let epsilon_text = exact.to_string();
@@ -81,6 +82,7 @@ pub(crate) async fn propose(
             join,
             aggregate,
             key_types: p.key_types,
+            buckets,
         },
         state: State::Submitted,
         phase: "proposed".into(),
@@ -143,6 +145,7 @@ pub(crate) async fn propose(
     Ok((
         pb::ProposalDecision {
             accepted: true,
+            buckets,
             ..pb::ProposalDecision::default()
         },
         detail,
@@ -156,6 +159,7 @@ fn withdrawn(reason: String) -> pb::ProposalDecision {
         code: "withdrawn".into(),
         reason,
         input: None,
+        buckets: 0,
     }
 }
 

@@ -45,17 +45,19 @@ pub(super) struct Terms {
     pub(super) aggregate: Option<pb::AggregateProposal>,
     /// The key type of each key column (two-party matching jobs).
     pub(super) key_types: Vec<String>,
+    /// A PSI: the hash buckets the coordinator's own dataset needs.
+    pub(super) buckets: u32,
 }
 
-/// Proposes the job to the peer; returns the client once the peer accepted it (and reserved its
-/// budget), or the peer's refusal with its code.
+/// Proposes the job to the peer; returns the client and the peer's acceptance once it accepted
+/// (and reserved its budget), or the peer's refusal with its code.
 pub(super) async fn propose(
     node: &Arc<Node>,
     row: &JobRow,
     peer: &PeerUse,
     terms: Terms,
     proposed: &mut bool,
-) -> Result<FederationClient<Channel>, Failure> {
+) -> Result<(FederationClient<Channel>, pb::ProposalDecision), Failure> {
     let me = node.config.node.name.clone();
     let at_peer = |reason: String| Failure::at(&peer.node, reason);
     let channel = node
@@ -80,6 +82,7 @@ pub(super) async fn propose(
         join: terms.join,
         aggregate: terms.aggregate,
         key_types: terms.key_types,
+        buckets: terms.buckets,
     };
     *proposed = true;
     let decision = client
@@ -93,7 +96,7 @@ pub(super) async fn propose(
             decision.code, decision.reason
         )));
     }
-    Ok(client)
+    Ok((client, decision))
 }
 
 /// A two-party exchange after its protocol: the writer and the peer's control messages.

@@ -135,6 +135,10 @@ pub(crate) struct Spec {
     /// the proposal; a coordinator reads its own from its catalog).
     #[serde(default)]
     pub(crate) key_types: Vec<String>,
+    /// A PSI's hash buckets, as agreed with the peer (0 or 1: none; `concord_mpc::psi::bucket`).
+    /// A participant stores it when it accepts; a coordinator learns it from that answer.
+    #[serde(default)]
+    pub(crate) buckets: u32,
 }
 
 /// One row of the job table.
@@ -540,6 +544,7 @@ mod tests {
                 join: None,
                 aggregate: None,
                 key_types: Vec::new(),
+                buckets: 0,
             },
             state,
             phase: "submitted".into(),

@@ -59,14 +59,14 @@ pub(in crate::jobs) async fn submitted(
 
 /// Checks the kind-specific terms of a proposal from `peer` (its protocol, its key columns, a
 /// join's bounds, an aggregate's session). A kind that takes no participant is refused.
-pub(in crate::jobs) fn proposed(
-    node: &Node,
+pub(in crate::jobs) async fn proposed(
+    node: &Arc<Node>,
     peer: &str,
     kind: JobKind,
     p: &mut pb::JobProposal,
 ) -> Result<Proposed, NodeError> {
     match kind {
-        JobKind::PsiCardinality | JobKind::PsiIntersection => psi::proposed(kind, p),
+        JobKind::PsiCardinality | JobKind::PsiIntersection => psi::proposed(node, kind, p).await,
         JobKind::Join => join::proposed(p),
         JobKind::Aggregate => aggregate::participant::proposed(node, peer, p),
         JobKind::Query => Err(NodeError::Invalid(

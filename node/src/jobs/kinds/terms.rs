@@ -67,6 +67,8 @@ pub(in crate::jobs) struct Proposed {
     pub(in crate::jobs) protocol: Option<Protocol>,
     pub(in crate::jobs) join: Option<JoinSpec>,
     pub(in crate::jobs) aggregate: Option<AggregateParams>,
+    /// A PSI's hash buckets, the larger of the coordinator's and this node's need.
+    pub(in crate::jobs) buckets: u32,
 }
 
 /// Checks that a dataset named in a request is at this node (`me`), which computes and holds

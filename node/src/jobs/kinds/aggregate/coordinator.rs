@@ -350,6 +350,7 @@ async fn open(
     let terms = Terms {
         join: None,
         key_types: Vec::new(),
+        buckets: 0,
         aggregate: Some(pb::AggregateProposal {
             statistic: q.statistic.clone(),
             lo: q.lo,
@@ -360,7 +361,7 @@ async fn open(
             contributors: agg.contributors.iter().map(|c| c.node.clone()).collect(),
         }),
     };
-    let mut client = propose(node, row, c, terms, &mut false).await?;
+    let (mut client, _) = propose(node, row, c, terms, &mut false).await?;
     let (out, outbound) = Outbound::new(&row.id);
     let out = Arc::new(out);
     // The participant answers the exchange once it has read a first envelope.

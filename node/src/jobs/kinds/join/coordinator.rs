@@ -90,8 +90,9 @@ pub(in crate::jobs) async fn run(
         join: Some(self::terms(&terms)),
         aggregate: None,
         key_types: types.iter().map(|t| t.name().to_owned()).collect(),
+        buckets: 0,
     };
-    let mut client = propose(node, row, &peer, proposal, &mut link.proposed).await?;
+    let (mut client, _) = propose(node, row, &peer, proposal, &mut link.proposed).await?;
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {

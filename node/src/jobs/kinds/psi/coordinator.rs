@@ -14,7 +14,8 @@ use crate::catalog::Dataset;
 use crate::jobs::error::JobError;
 use crate::jobs::failure::Failure;
 use crate::jobs::input;
-use crate::jobs::kinds::psi::{self};
+use crate::jobs::kinds::psi::bucketed::{self, Stop};
+use crate::jobs::kinds::psi::{self, ProtoError};
 use crate::jobs::kinds::query;
 use crate::jobs::lifecycle::{PeerLink, commit_release, recheck, step};
 use crate::jobs::live::Handle;
@@ -36,39 +37,80 @@ pub(in crate::jobs) async fn run(
     let types = input::key_types(&d, &row.spec.columns);
     let spec = input::key_spec(&types).map_err(|e| Failure::at(&me, e))?;
 
-    // Own keys first: a broken file fails here, before the peer is asked for anything.
-    handle.report(State::Submitted, "reading", 0, 0, "");
-    let columns = row.spec.columns.clone();
+    // Own keys first when they fit one bucket: a broken file fails here, before the peer is
+    // asked for anything. Keys that need buckets are spilled once the exchange is open.
+    let need = psi::own_buckets(node, d.rows).map_err(|e| Failure::at(&me, e.to_string()))?;
     let dataset = Arc::new(d);
-    let read = Arc::clone(&dataset);
-    let (keys, own_read) =
-        tokio::task::spawn_blocking(move || input::key_set(&read, &columns, spec))
-            .await
-            .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?
-            .map_err(|e| Failure::at(&me, e))?;
-    let own_input = party_input(&me, &row.spec.dataset, &own_read, Some(&keys.report()));
+    let mut whole = None;
+    if need <= 1 {
+        handle.report(State::Submitted, "reading", 0, 0, "");
+        let columns = row.spec.columns.clone();
+        let read = Arc::clone(&dataset);
+        whole = Some(
+            tokio::task::spawn_blocking(move || input::key_set(&read, &columns, spec))
+                .await
+                .map_err(|e| Failure::at(&me, format!("reading task failed: {e}")))?
+                .map_err(|e| Failure::at(&me, e))?,
+        );
+    }
 
-    // Propose: the participant checks the key types, runs its own gate and reserves its budget.
+    // Propose: the participant checks the key types, runs its own gate and reserves its budget,
+    // and answers with the hash buckets both run in.
     handle.report(State::Submitted, "proposing", 0, 0, "");
     let terms = Terms {
         key_types: types.iter().map(|t| t.name().to_owned()).collect(),
+        buckets: need,
         ..Terms::default()
     };
-    let mut client = propose(node, row, &peer, terms, &mut link.proposed).await?;
+    let (mut client, decision) = propose(node, row, &peer, terms, &mut link.proposed).await?;
+    let buckets = decision.buckets.max(1);
+    if buckets < need || buckets > crate::spill::MAX_OPEN_BUCKETS {
+        return Err(Failure::at(
+            &peer.node,
+            format!("answered {buckets} hash buckets, where {need} were proposed"),
+        ));
+    }
     step(node, row, Some(handle), State::Authorized, "authorized").await;
 
     // Exchange: the receiver runs on a blocking thread; the reader feeds it.
     let params =
         psi::params_of(row, spec, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
     let protocol = row.spec.psi_protocol();
-    let (output, mut ex) = run_role(node, row, handle, &mut client, link, move |link| {
-        psi::receiver(protocol, params, keys, link).map_err(|e| RoleError {
-            at_peer: super::error_is_peers(&e),
-            peer_gone: e.peer_gone(),
-            message: format!("PSI: {e}"),
+    let whole = whole.filter(|_| buckets == 1);
+    let (read, role_row) = (Arc::clone(&dataset), row.clone());
+    let root = bucketed::spill_root(node);
+    let ((output, own_read), mut ex) =
+        run_role(node, row, handle, &mut client, link, move |link| {
+            let proto = |e: ProtoError| RoleError {
+                at_peer: super::error_is_peers(&e),
+                peer_gone: e.peer_gone(),
+                message: format!("PSI: {e}"),
+            };
+            let own = |e: JobError| RoleError {
+                at_peer: false,
+                peer_gone: false,
+                message: e.to_string(),
+            };
+            match whole {
+                Some((keys, own_read)) => Ok((
+                    psi::receiver(protocol, params, keys, link).map_err(proto)?,
+                    own_read,
+                )),
+                None => {
+                    let (mut spilled, own_read) =
+                        bucketed::spill(&root, &role_row, &read, spec, buckets).map_err(own)?;
+                    let output = bucketed::receiver(protocol, params, &mut spilled, link).map_err(
+                        |stop| match stop {
+                            Stop::Own(e) => own(e),
+                            Stop::Protocol(e) => proto(e),
+                        },
+                    )?;
+                    Ok((output, own_read))
+                }
+            }
         })
-    })
-    .await?;
+        .await?;
+    let own_input = party_input(&me, &row.spec.dataset, &own_read, Some(&output.input));
 
     // Recheck: own gate first, then the participant's (which commits its budget if it agrees).
     step(node, row, Some(handle), State::Running, "rechecking").await;
@@ -150,8 +192,13 @@ pub(in crate::jobs) async fn run(
     };
     digest.update(result.encode_to_vec());
     let digest: [u8; 32] = digest.finalize().into();
+    let in_buckets = if buckets > 1 {
+        format!(" (padded), in {buckets} hash buckets")
+    } else {
+        String::new()
+    };
     let detail = format!(
-        "released {} ({}) of {} with {} to {}: {}; {} peer keys",
+        "released {} ({}) of {} with {} to {}: {}; {} peer keys{in_buckets}",
         row.kind.as_str(),
         row.spec.psi_protocol().as_str(),
         row.spec.dataset,

@@ -5,6 +5,7 @@
 //! sender. The typed rounds are those of `concord_mpc::psi::local` and `psi::ot::local`, with the
 //! in-memory channel replaced by the job's envelopes. Group and AES work runs on rayon's pool.
 
+pub(in crate::jobs) mod bucketed;
 pub(in crate::jobs) mod coordinator;
 pub(in crate::jobs) mod participant;
 
@@ -135,21 +136,41 @@ pub(in crate::jobs) async fn submitted(
 
 /// A PSI proposal's terms: its key columns and a protocol that can give its output (ECDH, or
 /// OT for an intersection).
-pub(in crate::jobs) fn proposed(kind: JobKind, p: &pb::JobProposal) -> Result<Proposed, NodeError> {
+pub(in crate::jobs) async fn proposed(
+    node: &Arc<Node>,
+    kind: JobKind,
+    p: &pb::JobProposal,
+) -> Result<Proposed, NodeError> {
     key_columns_fit(p)?;
     let protocol = Protocol::from_pb(p.protocol)?;
-    match (protocol, kind) {
-        (None | Some(Protocol::Ecdh), _) | (Some(Protocol::Ot), JobKind::PsiIntersection) => {
-            Ok(Proposed {
-                protocol,
-                ..Proposed::default()
-            })
-        }
-        (Some(Protocol::Ot), _) => Err(NodeError::Invalid(format!(
+    if protocol == Some(Protocol::Ot) && kind != JobKind::PsiIntersection {
+        return Err(NodeError::Invalid(format!(
             "protocol ot for a {}: use ecdh, or ot for an intersection",
             kind.as_str()
-        ))),
+        )));
     }
+    // Both run in the larger of the bucket counts either side's dataset needs.
+    let asked = p.buckets.max(1);
+    let rows = dataset(node, &p.dataset).await?.map_or(0, |d| d.rows);
+    let buckets = asked.max(own_buckets(node, rows)?);
+    if buckets > crate::spill::MAX_OPEN_BUCKETS {
+        return Err(NodeError::Invalid(format!(
+            "{buckets} hash buckets: this node spills at most {}",
+            crate::spill::MAX_OPEN_BUCKETS
+        )));
+    }
+    Ok(Proposed {
+        protocol,
+        buckets,
+        ..Proposed::default()
+    })
+}
+
+/// The hash buckets a PSI over `rows` of this node's keys needs under its
+/// `[limits] keys_per_bucket` (1: none).
+pub(in crate::jobs) fn own_buckets(node: &Node, rows: u64) -> Result<u32, NodeError> {
+    concord_mpc::psi::bucket::bucket_count(rows, node.config.limits.keys_per_bucket)
+        .map_err(|e| NodeError::Invalid(e.to_string()))
 }
 
 /// True when a PSI error comes from the peer's frames (else this node failed).

@@ -66,6 +66,7 @@ pub(in crate::jobs) async fn answer(
     let spec = input::key_spec(&input::key_types(&d, &row.spec.columns))
         .map_err(|e| Failure::at(&me, e))?;
     let role_row = row.clone();
+    let root = psi::bucketed::spill_root(node);
     let role_out = Arc::clone(out);
     let role_handle = Arc::clone(handle);
     let mut role = tokio::task::spawn_blocking(move || {
@@ -78,9 +79,29 @@ pub(in crate::jobs) async fn answer(
             sent: Sha256::new(),
             frames: 0,
         };
-        let (keys, read) = input::key_set(&d, &role_row.spec.columns, spec)?;
-        let own = party_input(&role_row.spec.dataset, &read, &keys.report());
-        let peer_items = role(&role_row, spec, keys, peer_limit, &mut link)?;
+        let (peer_items, own) = if role_row.spec.buckets > 1 {
+            // A PSI in hash buckets (only a PSI is ever agreed in buckets).
+            let (mut spilled, read) =
+                psi::bucketed::spill(&root, &role_row, &d, spec, role_row.spec.buckets)?;
+            let params = psi::params_of(&role_row, spec, peer_limit)?;
+            let protocol = role_row.spec.psi_protocol();
+            let peer_items = psi::bucketed::sender(protocol, params, &mut spilled, &mut link)
+                .map_err(|stop| match stop {
+                    psi::bucketed::Stop::Own(e) => e,
+                    psi::bucketed::Stop::Protocol(e) if e.peer_gone() => {
+                        JobError::PeerGone(e.to_string())
+                    }
+                    psi::bucketed::Stop::Protocol(e) => JobError::Protocol(e.to_string()),
+                })?;
+            (
+                peer_items,
+                party_input(&role_row.spec.dataset, &read, &spilled.report()),
+            )
+        } else {
+            let (keys, read) = input::key_set(&d, &role_row.spec.columns, spec)?;
+            let own = party_input(&role_row.spec.dataset, &read, &keys.report());
+            (role(&role_row, spec, keys, peer_limit, &mut link)?, own)
+        };
         let digest: [u8; 32] = link.sent.finalize().into();
         Ok::<_, JobError>((peer_items, digest, link.frames, own))
     });
@@ -124,6 +145,7 @@ pub(in crate::jobs) async fn answer(
         code: String::new(),
         reason: String::new(),
         input: Some(own),
+        buckets: 0,
     };
     let _ = out.control(pb::job_control::Kind::Verdict(verdict)).await;
     Ok(())
