@@ -77,8 +77,23 @@ pub(in crate::jobs) async fn run(
         psi::params_of(row, spec, node.config.limits.max_keys).map_err(|e| Failure::at(&me, e))?;
     let protocol = row.spec.psi_protocol();
     let whole = whole.filter(|_| buckets == 1);
-    let (read, role_row) = (Arc::clone(&dataset), row.clone());
-    let root = bucketed::spill_root(node);
+    // Keys in buckets are spilled before the exchange opens: the participant answers the
+    // exchange only once its first frame arrives, which a long spill would hold back.
+    let keys = match whole {
+        Some((keys, read)) => Keys::Whole(keys, read),
+        None => {
+            handle.report(State::Authorized, "spilling keys to buckets", 0, 0, "");
+            let (read, role_row) = (Arc::clone(&dataset), row.clone());
+            let root = bucketed::spill_root(node);
+            let (spilled, read) = tokio::task::spawn_blocking(move || {
+                bucketed::spill(&root, &role_row, &read, spec, buckets)
+            })
+            .await
+            .map_err(|e| Failure::at(&me, format!("spilling task failed: {e}")))?
+            .map_err(|e| Failure::at(&me, e))?;
+            Keys::Spilled(spilled, read)
+        }
+    };
     let ((output, own_read), mut ex) =
         run_role(node, row, handle, &mut client, link, move |link| {
             let proto = |e: ProtoError| RoleError {
@@ -91,14 +106,12 @@ pub(in crate::jobs) async fn run(
                 peer_gone: false,
                 message: e.to_string(),
             };
-            match whole {
-                Some((keys, own_read)) => Ok((
+            match keys {
+                Keys::Whole(keys, own_read) => Ok((
                     psi::receiver(protocol, params, keys, link).map_err(proto)?,
                     own_read,
                 )),
-                None => {
-                    let (mut spilled, own_read) =
-                        bucketed::spill(&root, &role_row, &read, spec, buckets).map_err(own)?;
+                Keys::Spilled(mut spilled, own_read) => {
                     let output = bucketed::receiver(protocol, params, &mut spilled, link).map_err(
                         |stop| match stop {
                             Stop::Own(e) => own(e),
@@ -208,6 +221,12 @@ pub(in crate::jobs) async fn run(
         output.peer_items
     );
     commit_release(node, row, Some(result), digest, detail).await
+}
+
+/// The coordinator's keys: read whole (one bucket), or spilled to their buckets.
+enum Keys {
+    Whole(concord_mpc::psi::KeySet, input::Read),
+    Spilled(bucketed::Spilled, input::Read),
 }
 
 /// The names of an intersection's key values: the normalized columns (what matched), then the
