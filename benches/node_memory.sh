@@ -2,6 +2,7 @@
 # Peak resident memory of two real node processes running one PSI job between them.
 #
 #   bash benches/node_memory.sh KEYS [ecdh|ot]      (default: 1048576 keys, ot)
+#   DETACH=1 bash benches/node_memory.sh 100000000 ot   (submit and poll; for large results)
 #
 # Builds the release binary, writes a trial federation of two nodes (health, civil) on
 # loopback in a temporary directory, gives each a dataset of KEYS people (half of them shared),
@@ -40,8 +41,21 @@ done
 hwm() { awk '/VmHWM/ { print $2 }' "/proc/$(cat "$dir/$1.pid")/status"; }
 before_h=$(hwm health) before_c=$(hwm civil)
 start=$(date +%s.%N)
-"$bin" run psi --profile "$dir/fed/health/operator.toml" --kind "$kind" --protocol "$protocol" \
-  --left health:people:nin --right civil:people:nin --epsilon 1 --json >/dev/null
+if [ "${DETACH:-0}" = 1 ]; then
+  # Submit, then poll the job's state every 5 s (printing each node's VmHWM in kB and the
+  # coordinator's data directory), instead of printing a large intersection.
+  id=$("$bin" run psi --detach --profile "$dir/fed/health/operator.toml" --kind "$kind" \
+    --protocol "$protocol" --left health:people:nin --right civil:people:nin --epsilon 1)
+  while ! "$bin" job show --profile "$dir/fed/health/operator.toml" "$id" --json |
+    grep -q '"state": "\(released\|failed\|cancelled\)"'; do
+    sleep 5
+    echo "$(date +%T) health $(hwm health) kB, civil $(hwm civil) kB, $(du -sm "$dir/fed/health/data" | cut -f1) MB on disk"
+  done
+  "$bin" job show --profile "$dir/fed/health/operator.toml" "$id"
+else
+  "$bin" run psi --profile "$dir/fed/health/operator.toml" --kind "$kind" --protocol "$protocol" \
+    --left health:people:nin --right civil:people:nin --epsilon 1 --json >/dev/null
+fi
 end=$(date +%s.%N)
 after_h=$(hwm health) after_c=$(hwm civil)
 awk -v k="$keys" -v p="$protocol" -v t0="$start" -v t1="$end" \

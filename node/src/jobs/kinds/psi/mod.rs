@@ -134,8 +134,8 @@ pub(in crate::jobs) async fn submitted(
     })
 }
 
-/// A PSI proposal's terms: its key columns and a protocol that can give its output (ECDH, or
-/// OT for an intersection).
+/// A PSI proposal's terms: its key columns, a protocol that can give its output (ECDH, or OT
+/// for an intersection), and the hash buckets both parties run in.
 pub(in crate::jobs) async fn proposed(
     node: &Arc<Node>,
     kind: JobKind,
