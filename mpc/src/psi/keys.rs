@@ -230,6 +230,88 @@ impl Refusal {
     }
 }
 
+/// A key set being built: distinct keys in order of first appearance, each row's key, and the
+/// report. Shared by [`KeySet::from_rows`] and [`KeySet::from_canonical`].
+struct Builder {
+    /// Each distinct key's hash (the caller's, keyed per set) and index.
+    index: HashTable<(u64, u32)>,
+    bytes: Vec<u8>,
+    bounds: Vec<usize>,
+    row_key: Vec<u32>,
+    report: InputReport,
+}
+
+impl Builder {
+    fn with_capacity(rows: usize) -> Self {
+        let mut bounds = Vec::with_capacity(rows + 1);
+        bounds.push(0);
+        Self {
+            index: HashTable::with_capacity(rows),
+            bytes: Vec::new(),
+            bounds,
+            row_key: Vec::with_capacity(rows),
+            report: InputReport::default(),
+        }
+    }
+
+    /// The next row, whose canonical key `key` hashes to `hash`: a duplicate of a key seen
+    /// before, or a new distinct key.
+    fn key(&mut self, hash: u64, key: &[u8]) -> Result<(), PsiError> {
+        self.report.rows += 1;
+        let (bytes, bounds) = (&self.bytes, &self.bounds);
+        let entry = self.index.entry(
+            hash,
+            |&(h, id)| {
+                let id = id as usize;
+                h == hash && bytes[bounds[id]..bounds[id + 1]] == *key
+            },
+            |&(h, _)| h,
+        );
+        let id = match entry {
+            Entry::Occupied(seen) => {
+                self.report.duplicate_rows += 1;
+                seen.get().1
+            }
+            Entry::Vacant(slot) => {
+                let id = self.bounds.len() - 1;
+                if id >= MAX_DISTINCT_KEYS {
+                    return Err(PsiError::TooManyKeys {
+                        limit: MAX_DISTINCT_KEYS as u64,
+                    });
+                }
+                // Below u32::MAX by the check above.
+                slot.insert((hash, id as u32));
+                self.bytes.extend_from_slice(key);
+                self.bounds.push(self.bytes.len());
+                id as u32
+            }
+        };
+        self.row_key.push(id);
+        Ok(())
+    }
+
+    /// The next row, excluded (an empty key component).
+    fn excluded(&mut self, row: u64) {
+        self.report.rows += 1;
+        self.report.excluded_rows += 1;
+        self.report.first_excluded_row.get_or_insert(row);
+        self.row_key.push(EXCLUDED);
+    }
+
+    fn finish(mut self, spec: KeySpec) -> KeySet {
+        self.bytes.shrink_to_fit();
+        self.bounds.shrink_to_fit();
+        self.report.distinct_keys = (self.bounds.len() - 1) as u64;
+        KeySet {
+            spec,
+            bytes: self.bytes,
+            bounds: self.bounds,
+            row_key: self.row_key,
+            report: self.report,
+        }
+    }
+}
+
 impl KeySet {
     /// Normalizes, encodes and deduplicates rows of key components (each row holds
     /// `spec.columns` strings). Rows are numbered from 0 in the order given.
@@ -247,12 +329,7 @@ impl KeySet {
         // that distinct keys keep the order of their first row. The hash is keyed per set
         // (SipHash-1-3 under a random key), so crafted keys cannot make the table degrade.
         let hasher = RandomState::new();
-        let mut index: HashTable<(u64, u32)> = HashTable::with_capacity(expected);
-        let mut bytes: Vec<u8> = Vec::new();
-        let mut bounds: Vec<usize> = Vec::with_capacity(expected + 1);
-        bounds.push(0);
-        let mut row_key = Vec::with_capacity(expected);
-        let mut report = InputReport::default();
+        let mut set = Builder::with_capacity(expected);
         loop {
             let step: Vec<R> = rows.by_ref().take(ROWS_PER_STEP).collect();
             if step.is_empty() {
@@ -278,73 +355,31 @@ impl KeySet {
                 })
                 .collect();
             drop(step);
-            if bytes.capacity() == 0 {
+            if set.bytes.capacity() == 0 {
                 // Sized from the first step's keys, so that the buffer is rarely moved; at
                 // most MAX_PRESIZE_BYTES, as most rows may turn out to be duplicates.
                 let (sum, rows) = encoded
                     .iter()
                     .fold((0, 0), |(b, r), c| (b + c.bytes.len(), r + c.rows.len()));
                 let guess = expected.max(rows) * sum.div_ceil(rows.max(1));
-                bytes.reserve(guess.min(MAX_PRESIZE_BYTES));
+                set.bytes.reserve(guess.min(MAX_PRESIZE_BYTES));
             }
             for chunk in encoded {
                 let mut start = 0;
                 for result in chunk.rows {
-                    let row = report.rows;
-                    report.rows += 1;
+                    let row = set.report.rows;
                     match result {
                         Ok((end, hash)) => {
-                            let key = &chunk.bytes[start..end];
+                            set.key(hash, &chunk.bytes[start..end])?;
                             start = end;
-                            let entry = index.entry(
-                                hash,
-                                |&(h, id)| {
-                                    let id = id as usize;
-                                    h == hash && bytes[bounds[id]..bounds[id + 1]] == *key
-                                },
-                                |&(h, _)| h,
-                            );
-                            let id = match entry {
-                                Entry::Occupied(seen) => {
-                                    report.duplicate_rows += 1;
-                                    seen.get().1
-                                }
-                                Entry::Vacant(slot) => {
-                                    let id = bounds.len() - 1;
-                                    if id >= MAX_DISTINCT_KEYS {
-                                        return Err(PsiError::TooManyKeys {
-                                            limit: MAX_DISTINCT_KEYS as u64,
-                                        });
-                                    }
-                                    // Below u32::MAX by the check above.
-                                    slot.insert((hash, id as u32));
-                                    bytes.extend_from_slice(key);
-                                    bounds.push(bytes.len());
-                                    id as u32
-                                }
-                            };
-                            row_key.push(id);
                         }
-                        Err(RowFault::Empty) => {
-                            report.excluded_rows += 1;
-                            report.first_excluded_row.get_or_insert(row);
-                            row_key.push(EXCLUDED);
-                        }
+                        Err(RowFault::Empty) => set.excluded(row),
                         Err(RowFault::Refused(r)) => return Err(r.error(spec, row)),
                     }
                 }
             }
         }
-        bytes.shrink_to_fit();
-        bounds.shrink_to_fit();
-        report.distinct_keys = (bounds.len() - 1) as u64;
-        Ok(Self {
-            spec,
-            bytes,
-            bounds,
-            row_key,
-            report,
-        })
+        Ok(set.finish(spec))
     }
 
     /// A set from keys already in canonical form, one per row ([`canonical_row_key`]): a
@@ -356,55 +391,12 @@ impl KeySet {
         keys: impl IntoIterator<Item = &'k [u8]>,
     ) -> Result<Self, PsiError> {
         let keys = keys.into_iter();
-        let expected = keys.size_hint().0.min(MAX_PRESIZE_ROWS);
         let hasher = RandomState::new();
-        let mut index: HashTable<(u64, u32)> = HashTable::with_capacity(expected);
-        let mut bytes: Vec<u8> = Vec::new();
-        let mut bounds: Vec<usize> = Vec::with_capacity(expected + 1);
-        bounds.push(0);
-        let mut row_key = Vec::with_capacity(expected);
-        let mut report = InputReport::default();
+        let mut set = Builder::with_capacity(keys.size_hint().0.min(MAX_PRESIZE_ROWS));
         for key in keys {
-            report.rows += 1;
-            let hash = hasher.hash_one(key);
-            let entry = index.entry(
-                hash,
-                |&(h, id)| {
-                    let id = id as usize;
-                    h == hash && bytes[bounds[id]..bounds[id + 1]] == *key
-                },
-                |&(h, _)| h,
-            );
-            let id = match entry {
-                Entry::Occupied(seen) => {
-                    report.duplicate_rows += 1;
-                    seen.get().1
-                }
-                Entry::Vacant(slot) => {
-                    let id = bounds.len() - 1;
-                    if id >= MAX_DISTINCT_KEYS {
-                        return Err(PsiError::TooManyKeys {
-                            limit: MAX_DISTINCT_KEYS as u64,
-                        });
-                    }
-                    slot.insert((hash, id as u32));
-                    bytes.extend_from_slice(key);
-                    bounds.push(bytes.len());
-                    id as u32
-                }
-            };
-            row_key.push(id);
+            set.key(hasher.hash_one(key), key)?;
         }
-        bytes.shrink_to_fit();
-        bounds.shrink_to_fit();
-        report.distinct_keys = (bounds.len() - 1) as u64;
-        Ok(Self {
-            spec,
-            bytes,
-            bounds,
-            row_key,
-            report,
-        })
+        Ok(set.finish(spec))
     }
 
     /// Adds dummy keys until the set holds `distinct` keys, so that the peer learns `distinct`
