@@ -257,12 +257,22 @@ impl BucketWriter {
 }
 
 /// One bucket read back: its rows' numbers and canonical keys, in the order written.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct BucketRows {
     /// The party's row number of each record.
     pub rows: Vec<u64>,
     bytes: Vec<u8>,
     bounds: Vec<usize>,
+}
+
+impl std::fmt::Debug for BucketRows {
+    // Keys are personal data: print the shape only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketRows")
+            .field("rows", &self.rows.len())
+            .field("key_bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BucketRows {
