@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use concord_mpc::psi::SessionId;
+use concord_mpc::psi::{KeySet, KeySpec, PsiError, SessionId};
 use sha2::{Digest as _, Sha256};
 
 /// Write buffer per bucket file.
@@ -63,6 +63,16 @@ pub enum SpillError {
     TooManyBuckets {
         /// The count asked for.
         buckets: u32,
+    },
+    /// The keys read back do not make a bucket's key set (more distinct keys than its padded
+    /// size, for one).
+    #[error("{}: {source}", path.display())]
+    Keys {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: PsiError,
     },
     /// A key longer than any canonical key.
     #[error("a key of {len} bytes is longer than any canonical key")]
@@ -348,6 +358,27 @@ pub fn read_bucket(path: &Path, expect: BucketId) -> Result<BucketRows, SpillErr
         ));
     }
     Ok(out)
+}
+
+/// Bucket `id` of the spill directory `dir` as a key set padded to `capacity` distinct keys
+/// (`KeySet::pad_to`), with the party's row number of each of its rows.
+pub fn read_padded(
+    dir: &Path,
+    id: BucketId,
+    spec: KeySpec,
+    capacity: u64,
+) -> Result<(KeySet, Vec<u64>), SpillError> {
+    let path = bucket_path(dir, id.bucket);
+    let rows = read_bucket(&path, id)?;
+    let keys = |source| SpillError::Keys {
+        path: path.clone(),
+        source,
+    };
+    let mut set = KeySet::from_canonical(spec, rows.keys()).map_err(keys)?;
+    let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+    set.pad_to(capacity, &mut crate::random::rng())
+        .map_err(keys)?;
+    Ok((set, rows.rows))
 }
 
 #[cfg(test)]

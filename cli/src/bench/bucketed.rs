@@ -13,8 +13,7 @@ use anyhow::{Context as _, bail};
 use concord_mpc::psi::bucket::{self, BucketPlan};
 use concord_mpc::psi::local::{self, LocalRun, Progress};
 use concord_mpc::psi::{
-    KeySet, KeySpec, OtPsiParams, OutputKind, PsiParams, Recipients, SessionId, canonical_row_key,
-    ot,
+    KeySpec, OtPsiParams, OutputKind, PsiParams, Recipients, SessionId, canonical_row_key, ot,
 };
 use concord_node::spill::{self, BucketId, BucketWriter, SpillDir};
 use rand::SeedableRng as _;
@@ -139,19 +138,6 @@ fn spill_party(
     Ok(())
 }
 
-/// Reads one party's bucket `b` and pads it.
-fn bucket_set(
-    dir: &SpillDir,
-    id: BucketId,
-    capacity: u64,
-    rng: &mut StdRng,
-) -> anyhow::Result<(KeySet, Vec<u64>)> {
-    let rows = spill::read_bucket(&spill::bucket_path(dir.path(), id.bucket), id)?;
-    let mut set = KeySet::from_canonical(KeySpec::SINGLE, rows.keys())?;
-    set.pad_to(usize::try_from(capacity)?, rng)?;
-    Ok((set, rows.rows))
-}
-
 pub(crate) fn run(asked: Asked) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(asked.seed);
     let session = SessionId::random(&mut rng);
@@ -184,8 +170,9 @@ pub(crate) fn run(asked: Asked) -> anyhow::Result<()> {
             buckets: plan.buckets(),
             session,
         };
-        let (receiver, receiver_rows) = bucket_set(&receiver_dir, id, capacity, &mut rng)?;
-        let (sender, _) = bucket_set(&sender_dir, id, capacity, &mut rng)?;
+        let (receiver, receiver_rows) =
+            spill::read_padded(receiver_dir.path(), id, KeySpec::SINGLE, capacity)?;
+        let (sender, _) = spill::read_padded(sender_dir.path(), id, KeySpec::SINGLE, capacity)?;
         let run: LocalRun = if asked.ot {
             ot::local::run(
                 OtPsiParams::new(

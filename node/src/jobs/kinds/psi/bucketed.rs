@@ -14,7 +14,9 @@
 //! progress is shown per bucket, and a job that loses a node starts over.
 
 use concord_mpc::psi::bucket::{self, BucketPlan};
-use concord_mpc::psi::{InputReport, KeySet, KeySpec, PsiParams, ReceiverOutput, SessionId};
+use concord_mpc::psi::{
+    InputReport, KeySet, KeySpec, PsiError, PsiParams, ReceiverOutput, SessionId,
+};
 
 use crate::catalog::Dataset;
 use crate::jobs::error::JobError;
@@ -23,7 +25,7 @@ use crate::jobs::input::{self, Read};
 use crate::jobs::kinds::psi::{self, ProtoError};
 use crate::jobs::table::{JobRow, Protocol};
 use crate::node::Node;
-use crate::spill::{self, BucketId, SpillDir};
+use crate::spill::{self, BucketId, SpillDir, SpillError};
 
 /// Why a bucketed role stopped: at this node (its input or its spill files), or in a bucket's
 /// protocol.
@@ -85,18 +87,26 @@ impl Spilled {
             buckets: self.plan.buckets(),
             session: self.plan.session(),
         };
-        let own = |e: String| JobError::input(&self.path, e);
-        let rows = spill::read_bucket(&spill::bucket_path(self.dir.path(), b), id)
-            .map_err(|e| own(e.to_string()))?;
-        let mut set =
-            KeySet::from_canonical(self.spec, rows.keys()).map_err(|e| own(e.to_string()))?;
+        let (set, rows) = spill::read_padded(self.dir.path(), id, self.spec, self.capacity)
+            .map_err(|e| {
+                let grew = matches!(
+                    e,
+                    SpillError::Keys {
+                        source: PsiError::BucketOverflow { .. },
+                        ..
+                    }
+                );
+                let hint = if grew {
+                    " (did the file grow since it was registered?)"
+                } else {
+                    ""
+                };
+                JobError::input(&self.path, format!("{e}{hint}"))
+            })?;
         let r = set.report();
         self.report.distinct_keys += r.distinct_keys;
         self.report.duplicate_rows += r.duplicate_rows;
-        let capacity = usize::try_from(self.capacity).unwrap_or(usize::MAX);
-        set.pad_to(capacity, &mut crate::random::rng())
-            .map_err(|e| own(format!("{e} (did the file grow since it was registered?)")))?;
-        Ok((set, rows.rows))
+        Ok((set, rows))
     }
 
     /// This party's whole input, once every bucket was read.
